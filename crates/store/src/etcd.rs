@@ -1,0 +1,317 @@
+//! The etcd v3 backend, for several servers sharing one etcd cluster.
+//!
+//! Keys are stored exactly as given (the API server lays them out as kube-apiserver does,
+//! `/registry/<resource>/<namespace>/<name>`), and each operation is the etcd transaction
+//! kube-apiserver's storage layer uses: create = "create_revision is 0, then put"; update and
+//! delete = "mod_revision is the expected one, then put/delete, else read the current value".
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use etcd_client::{
+    Client, Compare, CompareOp, CompactionOptions, ConnectOptions, DeleteOptions, EventType,
+    GetOptions, KvClient, Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
+};
+use std::time::Duration;
+
+use crate::{
+    prefix_end, Deleted, Event, EventKind, KeyValue, ListOptions, ListResult, Result, Storage,
+    StoreError, WatchStream,
+};
+
+/// Kubernetes objects reach 1.5 MiB and a list page holds many: the default 4 MiB message
+/// limit of gRPC is far too small.
+const MAX_MESSAGE: usize = 2 * 1024 * 1024 * 1024 - 1;
+
+#[derive(Clone, Debug)]
+pub struct EtcdConfig {
+    /// `host:port` of each member.
+    pub endpoints: Vec<String>,
+    pub connect_timeout: Duration,
+}
+
+impl EtcdConfig {
+    pub fn new(endpoints: Vec<String>) -> EtcdConfig {
+        EtcdConfig { endpoints, connect_timeout: Duration::from_secs(5) }
+    }
+}
+
+#[derive(Clone)]
+pub struct EtcdStorage {
+    kv: KvClient,
+    watch: WatchClient,
+}
+
+fn backend(e: etcd_client::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+const COMPACTED: &str = "required revision has been compacted";
+const FUTURE: &str = "required revision is a future revision";
+
+fn to_kv(kv: &etcd_client::KeyValue) -> KeyValue {
+    KeyValue {
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        value: Bytes::copy_from_slice(kv.value()),
+        create_revision: kv.create_revision(),
+        mod_revision: kv.mod_revision(),
+    }
+}
+
+fn header_revision(h: Option<&etcd_client::ResponseHeader>) -> Result<i64> {
+    h.map(|h| h.revision()).ok_or_else(|| StoreError::Backend("etcd response without a header".into()))
+}
+
+/// The first key of the `Get` in a failed transaction's else branch, if any.
+fn else_kv(responses: Vec<TxnOpResponse>) -> Option<KeyValue> {
+    responses.into_iter().find_map(|r| match r {
+        TxnOpResponse::Get(g) => g.kvs().first().map(to_kv),
+        _ => None,
+    })
+}
+
+impl EtcdStorage {
+    /// Maps the errors etcd gives for reads at a revision.
+    async fn read_error(&self, e: etcd_client::Error, requested: i64) -> StoreError {
+        let msg = e.to_string();
+        if msg.contains(COMPACTED) {
+            StoreError::Compacted { requested, compacted: self.compacted_revision().await }
+        } else if msg.contains(FUTURE) {
+            let current = self.current_revision().await.unwrap_or(0);
+            StoreError::FutureRevision { requested, current }
+        } else {
+            StoreError::Backend(msg)
+        }
+    }
+
+    /// The compacted revision, which etcd reports only by cancelling a watch that starts
+    /// before it; 0 if that does not happen within a second.
+    pub async fn compacted_revision(&self) -> i64 {
+        let probe = async {
+            let opts = WatchOptions::new().with_start_revision(1);
+            let mut stream = self.watch.clone().watch("\0", Some(opts)).await.ok()?;
+            loop {
+                let r = stream.message().await.ok()??;
+                if r.canceled() {
+                    return Some(r.compact_revision());
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(1), probe).await.ok().flatten().unwrap_or(0)
+    }
+
+    /// Connects to the cluster and checks that it answers.
+    pub async fn connect(config: EtcdConfig) -> Result<EtcdStorage> {
+        let opts = ConnectOptions::new()
+            .with_connect_timeout(config.connect_timeout)
+            .with_keep_alive(Duration::from_secs(30), Duration::from_secs(10))
+            .with_keep_alive_while_idle(true);
+        let where_ = config.endpoints.join(",");
+        let client = Client::connect(&config.endpoints, Some(opts))
+            .await
+            .map_err(|e| StoreError::Open(format!("cannot connect to etcd at {where_}: {e}")))?;
+        let store = EtcdStorage {
+            kv: client.kv_client().max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE),
+            watch: client.watch_client().max_decoding_message_size(MAX_MESSAGE),
+        };
+        tokio::time::timeout(config.connect_timeout, store.current_revision())
+            .await
+            .map_err(|_| StoreError::Open(format!("etcd at {where_} did not answer")))?
+            .map_err(|e| StoreError::Open(format!("etcd at {where_} does not work: {e}")))?;
+        Ok(store)
+    }
+
+    /// A guarded put or delete: `op` if the key's mod revision is `expected`, else read it.
+    async fn guarded(&self, key: &str, expected: i64, op: TxnOp) -> Result<std::result::Result<etcd_client::TxnResponse, Option<KeyValue>>> {
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
+            .and_then([op])
+            .or_else([TxnOp::get(key, None)]);
+        let resp = self.kv.clone().txn(txn).await.map_err(backend)?;
+        if resp.succeeded() {
+            Ok(Ok(resp))
+        } else {
+            Ok(Err(else_kv(resp.op_responses())))
+        }
+    }
+}
+
+#[async_trait]
+impl Storage for EtcdStorage {
+    async fn create(&self, key: &str, value: Bytes) -> Result<i64> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value.to_vec(), None)]);
+        let resp = self.kv.clone().txn(txn).await.map_err(backend)?;
+        if !resp.succeeded() {
+            return Err(StoreError::AlreadyExists { key: key.to_string() });
+        }
+        header_revision(resp.header())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        let resp = self.kv.clone().get(key, None).await.map_err(backend)?;
+        Ok(resp.kvs().first().map(to_kv))
+    }
+
+    async fn update(&self, key: &str, value: Bytes, expected: i64) -> Result<i64> {
+        match self.guarded(key, expected, TxnOp::put(key, value.to_vec(), None)).await? {
+            Ok(resp) => header_revision(resp.header()),
+            Err(None) => Err(StoreError::NotFound { key: key.to_string() }),
+            Err(Some(cur)) => Err(StoreError::Conflict { key: key.to_string(), expected, actual: cur.mod_revision }),
+        }
+    }
+
+    async fn delete(&self, key: &str, expected: Option<i64>) -> Result<Deleted> {
+        let del = TxnOp::delete(key, Some(DeleteOptions::new().with_prev_key()));
+        let resp = match expected {
+            Some(expected) => match self.guarded(key, expected, del).await? {
+                Ok(resp) => resp,
+                Err(None) => return Err(StoreError::NotFound { key: key.to_string() }),
+                Err(Some(cur)) => {
+                    return Err(StoreError::Conflict { key: key.to_string(), expected, actual: cur.mod_revision })
+                }
+            },
+            None => self.kv.clone().txn(Txn::new().and_then([del])).await.map_err(backend)?,
+        };
+        let revision = header_revision(resp.header())?;
+        let prev = resp.op_responses().into_iter().find_map(|r| match r {
+            TxnOpResponse::Delete(d) => d.prev_kvs().first().map(to_kv),
+            _ => None,
+        });
+        match prev {
+            Some(prev) => Ok(Deleted { revision, prev }),
+            None => Err(StoreError::NotFound { key: key.to_string() }),
+        }
+    }
+
+    async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResult> {
+        let end = prefix_end(prefix.as_bytes()).unwrap_or_else(|| vec![0]);
+        let start: Vec<u8> = match &opts.start_after {
+            Some(k) if k.as_str() >= prefix => [k.as_bytes(), &[0]].concat(),
+            _ => prefix.as_bytes().to_vec(),
+        };
+        let mut get = GetOptions::new().with_range(end);
+        let requested = opts.revision.unwrap_or(0);
+        if requested > 0 {
+            get = get.with_revision(requested);
+        }
+        if opts.limit > 0 {
+            get = get.with_limit(opts.limit as i64);
+        }
+        let resp = match self.kv.clone().get(start, Some(get)).await {
+            Ok(resp) => resp,
+            Err(e) => return Err(self.read_error(e, requested).await),
+        };
+        let revision = if requested > 0 { requested } else { header_revision(resp.header())? };
+        Ok(ListResult { items: resp.kvs().iter().map(to_kv).collect(), revision, more: resp.more() })
+    }
+
+    async fn count(&self, prefix: &str) -> Result<i64> {
+        let end = prefix_end(prefix.as_bytes()).unwrap_or_else(|| vec![0]);
+        let resp = self
+            .kv
+            .clone()
+            .get(prefix, Some(GetOptions::new().with_range(end).with_count_only()))
+            .await
+            .map_err(backend)?;
+        Ok(resp.count())
+    }
+
+    async fn watch(&self, prefix: &str, after: i64) -> Result<WatchStream> {
+        // etcd would accept a watch from `after + 1` even when `after` itself is compacted;
+        // a read at `after` refuses it, which gives both backends the same rule.
+        if after > 0 {
+            let probe = GetOptions::new().with_revision(after).with_count_only();
+            if let Err(e) = self.kv.clone().get("\0", Some(probe)).await {
+                return Err(self.read_error(e, after).await);
+            }
+        }
+        let opts = WatchOptions::new().with_prefix().with_prev_key().with_start_revision(after + 1);
+        let mut stream = self.watch.clone().watch(prefix, Some(opts)).await.map_err(backend)?;
+        // The first response confirms the watch exists; events come after it.
+        match stream.message().await.map_err(backend)? {
+            Some(r) if r.canceled() => {
+                return Err(StoreError::Backend(format!("etcd refused the watch: {}", r.cancel_reason())))
+            }
+            Some(_) => {}
+            None => return Err(StoreError::Backend("etcd closed the watch".into())),
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            loop {
+                let msg = tokio::select! {
+                    _ = tx.closed() => return,
+                    m = stream.message() => m,
+                };
+                let resp = match msg {
+                    Ok(Some(r)) => r,
+                    Ok(None) => {
+                        let _ = tx.send(Err(StoreError::Backend("etcd closed the watch".into()))).await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(backend(e))).await;
+                        return;
+                    }
+                };
+                if resp.canceled() {
+                    let err = if resp.compact_revision() > 0 {
+                        StoreError::Compacted { requested: after, compacted: resp.compact_revision() }
+                    } else {
+                        StoreError::Backend(format!("etcd cancelled the watch: {}", resp.cancel_reason()))
+                    };
+                    let _ = tx.send(Err(err)).await;
+                    return;
+                }
+                for ev in resp.events() {
+                    let Some(kv) = ev.kv() else { continue };
+                    let kv = to_kv(kv);
+                    let prev = ev.prev_kv().map(to_kv);
+                    let kind = match ev.event_type() {
+                        EventType::Delete => EventKind::Delete,
+                        EventType::Put if kv.create_revision == kv.mod_revision => EventKind::Create,
+                        EventType::Put => EventKind::Update,
+                    };
+                    let kv = if kind == EventKind::Delete {
+                        KeyValue { create_revision: prev.as_ref().map_or(0, |p| p.create_revision), ..kv }
+                    } else {
+                        kv
+                    };
+                    if tx.send(Ok(Event { kind, kv, prev })).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+
+    async fn compact(&self, revision: i64) -> Result<()> {
+        let current = self.current_revision().await?;
+        if revision > current {
+            return Err(StoreError::FutureRevision { requested: revision, current });
+        }
+        let result = self
+            .kv
+            .clone()
+            .compact(revision, Some(CompactionOptions::new().with_physical()))
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.to_string().contains(COMPACTED) => {
+                Err(StoreError::Compacted { requested: revision, compacted: self.compacted_revision().await })
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn current_revision(&self) -> Result<i64> {
+        let resp = self
+            .kv
+            .clone()
+            .get("\0", Some(GetOptions::new().with_count_only()))
+            .await
+            .map_err(backend)?;
+        header_revision(resp.header())
+    }
+}
