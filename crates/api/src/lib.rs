@@ -7,4 +7,6 @@
 
 pub mod patch;
 pub mod printers;
+pub mod protobuf;
+pub mod resources;
 pub mod selector;

@@ -111,9 +111,223 @@ pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
     tempfile::Builder::new().prefix(prefix).tempdir().expect("cannot create a temp dir")
 }
 
-/// The path of a file inside the workspace's target directory, for build products of tests.
-pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+
+/// A `timonier server` started on a free loopback port with its own data directory, stopped
+/// (by PID) when dropped.
+pub struct Server {
+    pub kubeconfig: PathBuf,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<ChildGuard>,
+    bin: PathBuf,
+    extra: Vec<String>,
+}
+
+impl Server {
+    /// Starts the server binary `bin` (tests pass `env!("CARGO_BIN_EXE_timonier")`).
+    pub fn start(bin: &Path, extra: &[&str]) -> Server {
+        let dir = temp_dir("timonier-e2e-");
+        let mut s = Server {
+            kubeconfig: dir.path().join("kubeconfig"),
+            port: 0,
+            dir,
+            child: None,
+            bin: bin.to_path_buf(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.restart();
+        s
+    }
+
+    /// (Re)starts the server process with the same data directory (and port, unless it was
+    /// taken meanwhile: the kubeconfig is rewritten at every start).
+    pub fn restart(&mut self) {
+        self.stop();
+        for attempt in 0..5 {
+            if self.port == 0 || attempt > 0 {
+                self.port = free_port();
+            }
+            match self.spawn() {
+                Ok(()) => return,
+                Err(log) if log.contains("cannot listen") && attempt < 4 => continue,
+                Err(log) => panic!("timonier server did not start:\n{log}"),
+            }
+        }
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let log_path = self.dir.path().join("server.log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| e.to_string())?;
+        let before = std::fs::read_to_string(&log_path).unwrap_or_default().len();
+        let child = Command::new(&self.bin)
+            .arg("server")
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .arg("--secure-port")
+            .arg(self.port.to_string())
+            .arg("--write-kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(&self.extra)
+            .env("TIMONIER_LOG", std::env::var("TIMONIER_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start timonier server: {e}"))?;
+        self.child = Some(ChildGuard(child));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let all = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let log = all.get(before..).unwrap_or("").to_string();
+            if log.contains("API server ready") {
+                return Ok(());
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.0.try_wait() {
+                    self.child = None;
+                    return Err(format!("exited with {status}:\n{log}"));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not ready after 30 s:\n{log}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.pid())
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after 10 s).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe { libc::kill(c.0.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Kills the server with SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.0.kill();
+            let _ = c.0.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// A kubectl of the given minor version (`"1.27"` … `"1.33"`) bound to this server.
+    pub fn kubectl(&self, version: &str) -> Kubectl {
+        Kubectl {
+            bin: kubectl_bin(version),
+            kubeconfig: self.kubeconfig.clone(),
+            cache: self.dir.path().join(format!("kube-cache-{version}")),
+            home: self.dir.path().to_path_buf(),
+        }
+    }
+}
+
+/// The stock kubectl binary of a minor version.
+pub fn kubectl_bin(version: &str) -> PathBuf {
+    let p = PathBuf::from(format!("/usr/lib/google-cloud-sdk/bin/kubectl.{version}"));
+    if p.exists() {
+        p
+    } else {
+        PathBuf::from("kubectl")
+    }
+}
+
+/// Runs kubectl the way a user does, with its own discovery cache.
+#[derive(Clone)]
+pub struct Kubectl {
+    pub bin: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub cache: PathBuf,
+    pub home: PathBuf,
+}
+
+/// What a kubectl run printed.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Asserts success and returns stdout.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code, 0, "kubectl failed: {}{}", self.stdout, self.stderr);
+        &self.stdout
+    }
+
+    /// Asserts failure and returns stderr.
+    #[track_caller]
+    pub fn err(&self) -> &str {
+        assert_ne!(self.code, 0, "kubectl unexpectedly succeeded: {}", self.stdout);
+        &self.stderr
+    }
+}
+
+impl Kubectl {
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args)
+            .env("HOME", &self.home)
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_input(args, None)
+    }
+
+    /// Runs kubectl with `input` on stdin (for `-f -`).
+    pub fn run_with_input(&self, args: &[&str], input: Option<&str>) -> Output {
+        use std::io::Write;
+        let mut c = self.command(args);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        if input.is_some() {
+            c.stdin(Stdio::piped());
+        }
+        let mut child = c.spawn().expect("cannot run kubectl");
+        if let Some(i) = input {
+            if let Some(mut stdin) = child.stdin.take() {
+                let _ = stdin.write_all(i.as_bytes());
+            }
+        }
+        // Bounded: no kubectl call in a test may hang the suite.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let out = child.wait_with_output().expect("kubectl output");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
 }

@@ -1,1 +1,102 @@
-fn main() {}
+//! `timonier`: a Kubernetes-compatible cluster in one binary.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use timonier_store::Datastore;
+
+mod cluster;
+
+#[derive(Parser)]
+#[command(name = "timonier", version, about = "A Kubernetes-compatible cluster in one binary")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane in the foreground (API server, datastore, controllers).
+    Server(ServerArgs),
+    /// Start a local cluster in the background and point kubectl at it.
+    Start(cluster::StartArgs),
+    /// Stop the local cluster (its state is kept).
+    Stop(cluster::ClusterArgs),
+    /// Stop the local cluster and delete its state.
+    Delete(cluster::ClusterArgs),
+    /// Say whether the local cluster runs.
+    Status(cluster::ClusterArgs),
+}
+
+#[derive(clap::Args, Clone)]
+pub struct ServerArgs {
+    /// Where the cluster's state, certificates and logs live.
+    #[arg(long, default_value = "/var/lib/timonier/server")]
+    data_dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_address: IpAddr,
+    #[arg(long, default_value_t = 6443)]
+    secure_port: u16,
+    /// `sqlite` (embedded) or `etcd://HOST:PORT[,HOST:PORT...]`.
+    #[arg(long, default_value = "sqlite")]
+    datastore: Datastore,
+    /// Write an admin kubeconfig here.
+    #[arg(long)]
+    write_kubeconfig: Option<PathBuf>,
+    /// Run without the node agent (the agent is not built yet; this is accepted for scripts).
+    #[arg(long)]
+    disable_agent: bool,
+    /// Static bearer tokens: CSV lines `token,user,uid,"group1,group2"`.
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// Extra names or addresses for the serving certificate.
+    #[arg(long)]
+    tls_san: Vec<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TIMONIER_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Server(args) => runtime()?.block_on(server(args)),
+        Command::Start(args) => cluster::start(args),
+        Command::Stop(args) => cluster::stop(args),
+        Command::Delete(args) => cluster::delete(args),
+        Command::Status(args) => cluster::status(args),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    let config = timonier_apiserver::Config {
+        data_dir: args.data_dir,
+        bind_address: args.bind_address,
+        secure_port: args.secure_port,
+        datastore: args.datastore,
+        write_kubeconfig: args.write_kubeconfig,
+        token_auth_file: args.token_auth_file,
+        tls_san: args.tls_san,
+    };
+    let _ = args.disable_agent;
+    let started = std::time::Instant::now();
+    let server = timonier_apiserver::Server::start(config).await?;
+    tracing::info!(address = %server.addr, elapsed_ms = started.elapsed().as_millis() as u64, "API server ready");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("shutting down");
+    };
+    server.run(shutdown).await;
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! What exists from the first start: the four system namespaces and the `kubernetes`
+//! Service; and the namespace lifecycle, which empties a deleted namespace and then removes it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::error::ApiResult;
+use crate::rest::{meta_str, DeleteOptions, Mode, WriteOptions};
+use crate::state::ApiState;
+
+pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Creates what must exist; idempotent, so every start runs it.
+pub async fn ensure(state: &Arc<ApiState>, secure_port: u16, advertise: &str) -> ApiResult<()> {
+    let ns_def = state.def("", "v1", "namespaces")?;
+    for ns in SYSTEM_NAMESPACES {
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        match state.create(&ns_def, "", obj, &WriteOptions::default()).await {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let svc_def = state.def("", "v1", "services")?;
+    let ip = state.services.kubernetes_ip().to_string();
+    let svc = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"clusterIP": ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": secure_port}], "sessionAffinity": "None", "type": "ClusterIP"},
+    });
+    match state.create(&svc_def, "default", svc, &WriteOptions::default()).await {
+        Ok(_) => {}
+        Err(e) if e.code == 409 || e.code == 422 => {}
+        Err(e) => return Err(e),
+    }
+    // The endpoints of the kubernetes Service: this server.
+    let ep_def = state.def("", "v1", "endpoints")?;
+    let ep = json!({
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": advertise}], "ports": [{"name": "https", "port": secure_port, "protocol": "TCP"}]}],
+    });
+    match state.create(&ep_def, "default", ep.clone(), &WriteOptions::default()).await {
+        Ok(_) => {}
+        Err(e) if e.code == 409 => {
+            let want = ep["subsets"].clone();
+            state
+                .guaranteed_update(&ep_def, "default", "kubernetes", None, &WriteOptions::default(), |old| {
+                    let mut new = old.clone();
+                    new["subsets"] = want.clone();
+                    Ok(new)
+                }, Mode::Main)
+                .await?;
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+/// The namespace lifecycle controller: level-triggered over the cache, it deletes everything
+/// in each terminating namespace, then clears the namespace's `kubernetes` finalizer.
+pub async fn namespace_controller(state: Arc<ApiState>) {
+    loop {
+        if let Err(e) = reconcile_namespaces(&state).await {
+            tracing::warn!(error = %e, "namespace controller");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn reconcile_namespaces(state: &Arc<ApiState>) -> ApiResult<()> {
+    let ns_def = state.def("", "v1", "namespaces")?;
+    let cache = state.cache_of(&ns_def)?;
+    let terminating: Vec<Arc<Value>> = cache
+        .list(&ns_def.key_prefix())
+        .into_iter()
+        .map(|(_, v)| v)
+        .filter(|n| !meta_str(n, "deletionTimestamp").is_empty())
+        .collect();
+    for ns in terminating {
+        let name = meta_str(&ns, "name").to_string();
+        let mut remaining = 0;
+        let registry = state.registry();
+        let mut seen_storage = std::collections::HashSet::new();
+        for def in registry.all.iter().filter(|d| d.namespaced) {
+            // Kinds served in two groups share storage: empty it once.
+            if !seen_storage.insert(def.storage_resource.clone()) {
+                continue;
+            }
+            let Ok(rc) = state.cache_of(def) else { continue };
+            for (_, obj) in rc.list(&def.namespace_prefix(&name)) {
+                remaining += 1;
+                if !meta_str(&obj, "deletionTimestamp").is_empty() {
+                    continue;
+                }
+                let opts = DeleteOptions { propagation: Some("Background".into()), ..Default::default() };
+                match state.delete(def, &name, meta_str(&obj, "name"), &opts).await {
+                    Ok(_) => {}
+                    Err(e) if e.code == 404 || e.code == 409 => {}
+                    Err(e) => tracing::warn!(namespace = %name, error = %e, "cannot delete namespace content"),
+                }
+            }
+        }
+        if remaining == 0 {
+            let finalizing = ns.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+            if finalizing {
+                let r = state
+                    .guaranteed_update(&ns_def, "", &name, None, &WriteOptions::default(), |old| {
+                        let mut new = old.clone();
+                        new["spec"]["finalizers"] = json!([]);
+                        Ok(new)
+                    }, Mode::Main)
+                    .await;
+                if let Err(e) = r {
+                    if e.code != 404 {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

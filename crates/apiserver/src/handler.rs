@@ -1,0 +1,475 @@
+//! Routing: from an HTTP request to discovery, health, or the REST store, and back to a
+//! response in the shape the client negotiated.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use timonier_api::patch::{self, PatchError};
+use timonier_api::resources::ResourceDef;
+
+use crate::auth::UserInfo;
+use crate::error::{ApiError, ApiResult};
+use crate::negotiate::{self, Format, Shape, MAX_BODY};
+use crate::request::{parse_path, verb, Endpoint, Query, ResourcePath};
+use crate::rest::{meta_str, DeleteOptions, Mode, WriteOptions};
+use crate::server::{full, streaming, Body};
+use crate::state::ApiState;
+use crate::table::{self, Include};
+use crate::{discovery, watch};
+
+/// The version this server reports: kubectl's dispatcher picks the matching client by it.
+pub const KUBE_VERSION: &str = "v1.33.5";
+
+pub fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
+    respond(code, "application/json", serde_json::to_vec(v).unwrap_or_default())
+}
+
+fn respond(code: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(full(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(full(Bytes::new())))
+}
+
+pub fn error_response(e: &ApiError) -> Response<Body> {
+    json_response(StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.status())
+}
+
+fn render(code: StatusCode, v: &Value, format: Format, content_type: &str) -> Response<Body> {
+    match format {
+        Format::Json => respond(code, content_type, serde_json::to_vec(v).unwrap_or_default()),
+        Format::Yaml => respond(code, "application/yaml", serde_yaml::to_string(v).unwrap_or_default().into_bytes()),
+    }
+}
+
+/// Reads the request body, refusing more than `MAX_BODY` bytes.
+async fn read_body(body: hyper::body::Incoming) -> ApiResult<Bytes> {
+    let limited = http_body_util::Limited::new(body, MAX_BODY);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large(MAX_BODY)),
+        Err(e) => Err(ApiError::bad_request(format!("cannot read the request body: {e}"))),
+    }
+}
+
+pub fn version_info() -> Value {
+    json!({
+        "major": "1",
+        "minor": "33",
+        "gitVersion": KUBE_VERSION,
+        "gitCommit": env!("CARGO_PKG_VERSION"),
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "timonier",
+        "compiler": "rustc",
+        "platform": format!("linux/{}", if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),
+    })
+}
+
+/// Handles one request from an authenticated (or anonymous) client.
+pub async fn handle(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, user: Option<UserInfo>, server_address: String) -> Response<Body> {
+    match route(state, req, user, server_address).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn route(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, user: Option<UserInfo>, server_address: String) -> ApiResult<Response<Body>> {
+    let endpoint = parse_path(req.uri().path());
+    // Health and version are public, as upstream's system:public-info-viewer allows.
+    match &endpoint {
+        Ok(Endpoint::Version) => return Ok(json_response(StatusCode::OK, &version_info())),
+        Ok(Endpoint::Health(check)) => {
+            let ready = req.uri().path().starts_with("/readyz");
+            if ready && !state.is_ready() {
+                return Ok(respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", b"[-]informer-sync failed: not ready\nreadyz check failed\n".to_vec()));
+            }
+            let _ = check;
+            return Ok(respond(StatusCode::OK, "text/plain; charset=utf-8", b"ok".to_vec()));
+        }
+        _ => {}
+    }
+    let Some(user) = user else { return Err(ApiError::unauthorized()) };
+    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let registry = state.registry();
+    match endpoint? {
+        Endpoint::CoreGroup => Ok(match discovery::aggregated_version(accept.as_deref()) {
+            Some(v) => respond(StatusCode::OK, &discovery::aggregated_content_type(v), serde_json::to_vec(&discovery::aggregated(&registry, true, v)).unwrap_or_default()),
+            None => json_response(StatusCode::OK, &discovery::api_versions(&server_address)),
+        }),
+        Endpoint::Groups => Ok(match discovery::aggregated_version(accept.as_deref()) {
+            Some(v) => respond(StatusCode::OK, &discovery::aggregated_content_type(v), serde_json::to_vec(&discovery::aggregated(&registry, false, v)).unwrap_or_default()),
+            None => json_response(StatusCode::OK, &discovery::api_group_list(&registry)),
+        }),
+        Endpoint::CoreVersion(v) => discovery::api_resource_list(&registry, "", &v).map(|l| json_response(StatusCode::OK, &l)).ok_or_else(ApiError::path_not_found),
+        Endpoint::Group(g) => discovery::api_group(&registry, &g).map(|l| json_response(StatusCode::OK, &l)).ok_or_else(ApiError::path_not_found),
+        Endpoint::GroupVersion(g, v) => discovery::api_resource_list(&registry, &g, &v).map(|l| json_response(StatusCode::OK, &l)).ok_or_else(ApiError::path_not_found),
+        Endpoint::OpenApiV2 | Endpoint::OpenApiV3 | Endpoint::OpenApiV3Doc(_) => Err(ApiError::path_not_found()),
+        Endpoint::Resource(path) => {
+            let _ = user;
+            resource(state, req, path, accept.as_deref()).await
+        }
+        Endpoint::Version | Endpoint::Health(_) => Err(ApiError::path_not_found()),
+    }
+}
+
+async fn resource(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, path: ResourcePath, accept: Option<&str>) -> ApiResult<Response<Body>> {
+    let def = state.def(&path.group, &path.version, &path.resource)?;
+    let q = Query::parse(req.uri().query());
+    let verb = verb(req.method(), &path, &q);
+    let method = req.method().clone();
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    // Cluster-scoped resources have no namespace (the namespaces resource names itself).
+    let ns = if def.namespaced { path.namespace.clone() } else { String::new() };
+    if !def.namespaced && !path.namespace.is_empty() && def.plural != "namespaces" {
+        return Err(ApiError::path_not_found());
+    }
+    if let Some(sub) = &path.subresource {
+        let name = path.name.clone().unwrap_or_default();
+        return subresource(state, req, &def, &ns, &name, sub, &q, accept).await;
+    }
+    if def.namespaced && ns.is_empty() && matches!(verb, "create" | "get" | "update" | "patch" | "delete" | "deletecollection") {
+        return Err(ApiError::path_not_found());
+    }
+    if !def.has_verb(verb) {
+        return Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource")));
+    }
+    let (shape, format) = negotiate::negotiate(accept)?;
+    let name = path.name.clone().unwrap_or_default();
+    match verb {
+        "get" => {
+            let obj = state.get(&def, &ns, &name).await?;
+            Ok(render_object(&def, &obj, shape, format, &q)?)
+        }
+        "list" => {
+            let page = state.list(&def, &ns, &q).await?;
+            list_response(&def, page, shape, format, &q)
+        }
+        "watch" => {
+            let rx = watch::start(&state, def.clone(), &ns, &q, shape).await?;
+            let ct = match shape {
+                Shape::Table(v) => table::content_type(v),
+                _ => "application/json".into(),
+            };
+            Ok(streaming(StatusCode::OK, &ct, rx))
+        }
+        "create" => {
+            let body = read_body(req.into_body()).await?;
+            let obj = decode(content_type.as_deref(), &body)?;
+            let opts = WriteOptions::from_query(&q)?;
+            let created = state.create(&def, &ns, obj, &opts).await?;
+            render_object(&def, &created, shape, format, &q).map(|mut r| {
+                *r.status_mut() = StatusCode::CREATED;
+                r
+            })
+        }
+        "update" => {
+            let body = read_body(req.into_body()).await?;
+            let obj = decode(content_type.as_deref(), &body)?;
+            let opts = WriteOptions::from_query(&q)?;
+            let updated = state.update(&def, &ns, &name, obj, &opts).await?;
+            render_object(&def, &updated, shape, format, &q)
+        }
+        "patch" => {
+            let body = read_body(req.into_body()).await?;
+            let opts = WriteOptions::from_query(&q)?;
+            let (obj, created) = patch_object(&state, &def, &ns, &name, content_type.as_deref(), &body, &opts, Mode::Main, &q).await?;
+            render_object(&def, &obj, shape, format, &q).map(|mut r| {
+                if created {
+                    *r.status_mut() = StatusCode::CREATED;
+                }
+                r
+            })
+        }
+        "delete" => {
+            let body = read_body(req.into_body()).await?;
+            let opts_body = if body.is_empty() { None } else { Some(negotiate::decode_body(content_type.as_deref(), &body)?) };
+            let opts = DeleteOptions::parse(opts_body.as_ref(), &q)?;
+            let (obj, gone) = state.delete(&def, &ns, &name, &opts).await?;
+            if gone {
+                Ok(json_response(StatusCode::OK, &success(&def, &obj)))
+            } else {
+                render_object(&def, &obj, Shape::Object, format, &q)
+            }
+        }
+        "deletecollection" => {
+            let body = read_body(req.into_body()).await?;
+            let opts_body = if body.is_empty() { None } else { Some(negotiate::decode_body(content_type.as_deref(), &body)?) };
+            let opts = DeleteOptions::parse(opts_body.as_ref(), &q)?;
+            let mut lq = q.clone();
+            lq.insert("limit", "0");
+            let page = state.list(&def, &ns, &lq).await?;
+            let mut deleted = Vec::new();
+            for obj in page.items {
+                let n = meta_str(&obj, "name").to_string();
+                let ons = meta_str(&obj, "namespace").to_string();
+                match state.delete(&def, &ons, &n, &opts).await {
+                    Ok((o, _)) => deleted.push(std::sync::Arc::new(o)),
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let page = crate::rest::ListPage { items: deleted, revision: state.cache.revision(), continue_token: None };
+            list_response(&def, page, Shape::Object, format, &q)
+        }
+        _ => {
+            let _ = method;
+            Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"))
+        }
+    }
+}
+
+/// Decodes a create/update body (protobuf bodies are refused until supported).
+fn decode(content_type: Option<&str>, body: &Bytes) -> ApiResult<Value> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    let v = negotiate::decode_body(content_type, body)?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    }
+    Ok(v)
+}
+
+/// The Status of a completed deletion.
+fn success(def: &ResourceDef, obj: &Value) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {"name": meta_str(obj, "name"), "group": def.group, "kind": def.plural, "uid": meta_str(obj, "uid")},
+    })
+}
+
+fn render_object(def: &ResourceDef, obj: &Value, shape: Shape, format: Format, q: &Query) -> ApiResult<Response<Body>> {
+    Ok(match shape {
+        Shape::Object => render(StatusCode::OK, obj, format, "application/json"),
+        Shape::Table(v) => {
+            let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
+            let t = table::table(def, &[Arc::new(obj.clone())], Include::from_query(q)?, v, json!({"resourceVersion": rv}));
+            render(StatusCode::OK, &t, format, &table::content_type(v))
+        }
+        Shape::Metadata(v) => render(StatusCode::OK, &table::partial(obj, v), format, "application/json"),
+    })
+}
+
+fn list_response(def: &ResourceDef, page: crate::rest::ListPage, shape: Shape, format: Format, q: &Query) -> ApiResult<Response<Body>> {
+    let mut meta = json!({"resourceVersion": page.revision.to_string()});
+    if let Some(c) = &page.continue_token {
+        meta["continue"] = json!(c);
+    }
+    match shape {
+        Shape::Table(v) => {
+            let t = table::table(def, &page.items, Include::from_query(q)?, v, meta);
+            Ok(render(StatusCode::OK, &t, format, &table::content_type(v)))
+        }
+        Shape::Metadata(v) => {
+            let items: Vec<Value> = page.items.iter().map(|o| table::partial(o, v)).collect();
+            let l = json!({"kind": "PartialObjectMetadataList", "apiVersion": format!("meta.k8s.io/{v}"), "metadata": meta, "items": items});
+            Ok(render(StatusCode::OK, &l, format, "application/json"))
+        }
+        Shape::Object if format == Format::Json => {
+            // Written item by item: a list of 10,000 objects is never copied as one Value.
+            let mut out = Vec::with_capacity(page.items.len() * 1024 + 128);
+            out.extend_from_slice(format!("{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":", def.list_kind(), def.api_version()).as_bytes());
+            serde_json::to_writer(&mut out, &meta).map_err(|e| ApiError::internal(e.to_string()))?;
+            out.extend_from_slice(b",\"items\":[");
+            for (i, item) in page.items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut out, &**item).map_err(|e| ApiError::internal(e.to_string()))?;
+            }
+            out.extend_from_slice(b"]}");
+            Ok(respond(StatusCode::OK, "application/json", out))
+        }
+        Shape::Object => {
+            let items: Vec<Value> = page.items.iter().map(|o| (**o).clone()).collect();
+            let l = json!({"kind": def.list_kind(), "apiVersion": def.api_version(), "metadata": meta, "items": items});
+            Ok(render(StatusCode::OK, &l, format, "application/yaml"))
+        }
+    }
+}
+
+/// Applies a PATCH of any of the four types to the current object and writes the result.
+/// Returns the object and whether it was created (server-side apply of an absent object).
+#[allow(clippy::too_many_arguments)]
+async fn patch_object(
+    state: &Arc<ApiState>,
+    def: &Arc<ResourceDef>,
+    ns: &str,
+    name: &str,
+    content_type: Option<&str>,
+    body: &Bytes,
+    opts: &WriteOptions,
+    mode: Mode,
+    q: &Query,
+) -> ApiResult<(Value, bool)> {
+    let ct = content_type.unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let patch_doc = match ct.as_str() {
+        "application/json-patch+json" | "application/merge-patch+json" | "application/strategic-merge-patch+json" => negotiate::parse_json(body)?,
+        "application/apply-patch+yaml" | "application/apply-patch+cbor" => negotiate::parse_yaml(body)?,
+        other => {
+            return Err(ApiError::unsupported_media_type(
+                other,
+                "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json",
+            ))
+        }
+    };
+    if ct == "application/apply-patch+yaml" {
+        if q.get("fieldManager").is_none_or(str::is_empty) {
+            return Err(ApiError::bad_request("PATCH, application/apply-patch+yaml requires fieldManager to be set"));
+        }
+        if mode == Mode::Main {
+            match state.get(def, ns, name).await {
+                Err(e) if e.code == 404 => {
+                    let created = state.create(def, ns, patch_doc, opts).await?;
+                    return Ok((created, true));
+                }
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+        }
+    }
+    let (group, version, kind) = (def.group.clone(), def.version.clone(), def.kind.clone());
+    let mutate = |old: &Value| -> ApiResult<Value> {
+        let mut base = old.clone();
+        if let Some(m) = base.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        let out = match ct.as_str() {
+            "application/json-patch+json" => patch::json_patch(old, &patch_doc),
+            "application/merge-patch+json" => Ok(patch::merge_patch(old, &patch_doc)),
+            // Server-side apply without field ownership yet: the applied configuration is
+            // merged in as a strategic merge patch.
+            _ => patch::strategic::apply(old, &patch_doc, &group, &version, &kind),
+        };
+        let mut out = out.map_err(|e| match e {
+            PatchError::BadPatch(m) => ApiError::bad_request(m),
+            PatchError::CannotApply(m) => ApiError::invalid(def, name, vec![crate::error::FieldError { reason: "FieldValueInvalid", field: String::new(), message: m }]),
+        })?;
+        // A resourceVersion in the patch is a precondition; otherwise the read one applies.
+        let wanted = out.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
+        let have = old.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
+        if let Some(w) = wanted.filter(|w| !w.is_empty()) {
+            if w != have {
+                return Err(ApiError::modified(def, name));
+            }
+        }
+        if let Some(m) = out.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        Ok(out)
+    };
+    let obj = state.guaranteed_update(def, ns, name, None, opts, mutate, mode).await?;
+    Ok((obj, false))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn subresource(
+    state: Arc<ApiState>,
+    req: Request<hyper::body::Incoming>,
+    def: &Arc<ResourceDef>,
+    ns: &str,
+    name: &str,
+    sub: &str,
+    q: &Query,
+    accept: Option<&str>,
+) -> ApiResult<Response<Body>> {
+    if def.subresource(sub).is_none() || name.is_empty() {
+        return Err(ApiError::path_not_found());
+    }
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let method = req.method().clone();
+    let (shape, format) = negotiate::negotiate(accept)?;
+    let opts = WriteOptions::from_query(q)?;
+    match (sub, &method) {
+        ("status", &Method::GET) => {
+            let obj = state.get(def, ns, name).await?;
+            render_object(def, &obj, shape, format, q)
+        }
+        ("status", &Method::PUT) => {
+            let body = read_body(req.into_body()).await?;
+            let obj = decode(content_type.as_deref(), &body)?;
+            let rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|s| s.parse().ok());
+            let updated = state.guaranteed_update(def, ns, name, rv, &opts, |_| Ok(obj.clone()), Mode::Status).await?;
+            render_object(def, &updated, shape, format, q)
+        }
+        ("status", &Method::PATCH) => {
+            let body = read_body(req.into_body()).await?;
+            let (obj, _) = patch_object(&state, def, ns, name, content_type.as_deref(), &body, &opts, Mode::Status, q).await?;
+            render_object(def, &obj, shape, format, q)
+        }
+        ("scale", &Method::GET) => {
+            let obj = state.get(def, ns, name).await?;
+            Ok(json_response(StatusCode::OK, &scale_of(&obj)?))
+        }
+        ("scale", &Method::PUT) | ("scale", &Method::PATCH) => {
+            let body = read_body(req.into_body()).await?;
+            let is_put = method == Method::PUT;
+            let scale_patch = if is_put { decode(content_type.as_deref(), &body)? } else { Value::Null };
+            let ct = content_type.clone();
+            let mutate = |old: &Value| -> ApiResult<Value> {
+                let scale = scale_of(old)?;
+                let new_scale = if is_put {
+                    scale_patch.clone()
+                } else {
+                    let p = negotiate::parse_json(&body)?;
+                    match ct.as_deref().unwrap_or("").split(';').next().unwrap_or("") {
+                        "application/json-patch+json" => patch::json_patch(&scale, &p).map_err(|e| ApiError::bad_request(e.to_string()))?,
+                        _ => patch::merge_patch(&scale, &p),
+                    }
+                };
+                let replicas = new_scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+                if replicas < 0 {
+                    return Err(ApiError::invalid(
+                        &ResourceDef { kind: "Scale".into(), group: "autoscaling".into(), ..(**def).clone() },
+                        name,
+                        vec![crate::error::FieldError::invalid("spec.replicas", &json!(replicas), "must be greater than or equal to 0")],
+                    ));
+                }
+                let mut new = old.clone();
+                new["spec"]["replicas"] = json!(replicas);
+                Ok(new)
+            };
+            let updated = state.guaranteed_update(def, ns, name, None, &opts, mutate, Mode::Main).await?;
+            Ok(json_response(StatusCode::OK, &scale_of(&updated)?))
+        }
+        _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+    }
+}
+
+/// The `autoscaling/v1 Scale` view of a scalable object.
+fn scale_of(obj: &Value) -> ApiResult<Value> {
+    let selector = match obj.pointer("/spec/selector") {
+        Some(sel) if sel.get("matchLabels").is_some() || sel.get("matchExpressions").is_some() => {
+            timonier_api::selector::LabelSelector::from_json(sel).map(|s| s.to_string()).unwrap_or_default()
+        }
+        // ReplicationControllers have a plain map selector.
+        Some(Value::Object(m)) => {
+            let mut parts: Vec<String> = m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+            parts.sort();
+            parts.join(",")
+        }
+        _ => String::new(),
+    };
+    let meta = obj.get("metadata").cloned().unwrap_or(json!({}));
+    Ok(json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+            "creationTimestamp": meta.get("creationTimestamp"),
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector},
+    }))
+}

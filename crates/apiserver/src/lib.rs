@@ -1,0 +1,146 @@
+//! The Kubernetes API server: the front door every client — kubectl, the controllers, the
+//! node agents — goes through, and the only component that touches the store.
+//!
+//! Requests are routed (`handler`) to discovery, or to one generic REST store (`rest`) that
+//! serves every resource of the registry with a per-kind strategy (`strategy`). Writes go to
+//! the store; reads and watches are served from the watch cache (`cache`).
+
+mod alloc;
+pub mod auth;
+pub mod bootstrap;
+mod cache;
+mod discovery;
+pub mod error;
+mod handler;
+mod negotiate;
+pub mod pki;
+mod request;
+mod rest;
+mod server;
+mod state;
+mod strategy;
+mod table;
+mod validation;
+mod watch;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use timonier_store::{Datastore, DynStorage, EtcdConfig, EtcdStorage, SqliteConfig, SqliteStorage};
+
+pub use handler::KUBE_VERSION;
+pub use state::ApiState;
+
+/// How to run the API server (the flags of `timonier server`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub bind_address: IpAddr,
+    pub secure_port: u16,
+    pub datastore: Datastore,
+    /// Where to write the admin kubeconfig, if anywhere.
+    pub write_kubeconfig: Option<PathBuf>,
+    /// A static token file (`token,user,uid,"groups"`), as `--token-auth-file`.
+    pub token_auth_file: Option<PathBuf>,
+    /// Extra names and addresses for the serving certificate.
+    pub tls_san: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] timonier_store::StoreError),
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error("cannot listen on {addr}: {source} (is another API server running? choose another --secure-port)")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot create the system objects: {0}")]
+    Bootstrap(error::ApiError),
+}
+
+/// Opens the datastore the configuration names.
+pub async fn open_store(config: &Config) -> Result<DynStorage, ServerError> {
+    Ok(match &config.datastore {
+        Datastore::Sqlite => Arc::new(SqliteStorage::open(SqliteConfig::new(config.data_dir.join("db").join("state.db")))?),
+        Datastore::Etcd { endpoints } => Arc::new(EtcdStorage::connect(EtcdConfig::new(endpoints.clone())).await?),
+    })
+}
+
+/// The host's own addresses, for the serving certificate.
+fn host_addresses() -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(text) = std::fs::read_to_string("/proc/net/fib_trie") {
+        // Local addresses are listed as "/32 host LOCAL" after their address line.
+        let lines: Vec<&str> = text.lines().collect();
+        for w in lines.windows(2) {
+            if w[1].contains("/32 host LOCAL") {
+                if let Some(ip) = w[0].split_whitespace().last() {
+                    if ip.parse::<IpAddr>().is_ok() && !out.contains(&ip.to_string()) {
+                        out.push(ip.to_string());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A running API server.
+pub struct Server {
+    pub state: Arc<ApiState>,
+    pub addr: SocketAddr,
+    pub pki: pki::Pki,
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    tokens: Arc<auth::TokenFile>,
+}
+
+impl Server {
+    /// Prepares everything (PKI, store, cache, system objects, listener) without serving yet.
+    pub async fn start(config: Config) -> Result<Server, ServerError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| ServerError::Config(format!("cannot create the data directory {}: {e}", config.data_dir.display())))?;
+        let mut sans: Vec<String> = ["127.0.0.1", "localhost", "10.96.0.1", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for a in host_addresses().into_iter().chain(config.tls_san.iter().cloned()) {
+            if !sans.contains(&a) {
+                sans.push(a);
+            }
+        }
+        if !config.bind_address.is_unspecified() && !sans.contains(&config.bind_address.to_string()) {
+            sans.push(config.bind_address.to_string());
+        }
+        let pki = pki::Pki::load_or_create(&config.data_dir.join("pki"), &sans)?;
+        let tls = server::tls_config(&pki).map_err(ServerError::Config)?;
+        let tokens = match &config.token_auth_file {
+            Some(p) => auth::TokenFile::load(p).map_err(ServerError::Config)?,
+            None => auth::TokenFile::default(),
+        };
+        let addr = SocketAddr::new(config.bind_address, config.secure_port);
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| ServerError::Listen { addr, source: e })?;
+        let addr = listener.local_addr().map_err(|e| ServerError::Listen { addr, source: e })?;
+        let store = open_store(&config).await?;
+        let state = ApiState::new(store).await?;
+        let advertise = if config.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { config.bind_address.to_string() };
+        bootstrap::ensure(&state, addr.port(), &advertise).await.map_err(ServerError::Bootstrap)?;
+        let host = if config.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { config.bind_address.to_string() };
+        let url_host = if host.contains(':') { format!("[{host}]") } else { host };
+        if let Some(path) = &config.write_kubeconfig {
+            pki.write_kubeconfig(path, &format!("https://{url_host}:{}", addr.port()))?;
+        }
+        Ok(Server { state, addr, pki, listener, tls, tokens: Arc::new(tokens) })
+    }
+
+    /// Serves until `shutdown` resolves.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::spawn(bootstrap::namespace_controller(self.state.clone()));
+        self.state.ready.store(true, Ordering::Release);
+        server::serve(self.state, self.listener, self.tls, self.tokens, shutdown).await;
+    }
+}

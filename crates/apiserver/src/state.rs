@@ -1,0 +1,91 @@
+//! The API server's shared state: the store, the watch cache and the resource registry.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use timonier_api::resources::{self, ResourceDef};
+use timonier_store::DynStorage;
+
+use crate::cache::{ResourceCache, WatchCache};
+use crate::error::{ApiError, ApiResult};
+
+/// The resources served, by group/version/plural, in discovery order.
+#[derive(Default)]
+pub struct Registry {
+    pub all: Vec<Arc<ResourceDef>>,
+    by_path: HashMap<(String, String, String), Arc<ResourceDef>>,
+}
+
+impl Registry {
+    pub fn new(all: Vec<Arc<ResourceDef>>) -> Registry {
+        let by_path = all.iter().map(|d| ((d.group.clone(), d.version.clone(), d.plural.clone()), d.clone())).collect();
+        Registry { all, by_path }
+    }
+
+    pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceDef>> {
+        self.by_path.get(&(group.to_string(), version.to_string(), plural.to_string())).cloned()
+    }
+
+    /// Groups in discovery order, each with its versions.
+    pub fn groups(&self) -> Vec<(String, Vec<String>)> {
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for d in &self.all {
+            match out.iter_mut().find(|(g, _)| *g == d.group) {
+                Some((_, vs)) if !vs.contains(&d.version) => vs.push(d.version.clone()),
+                Some(_) => {}
+                None => out.push((d.group.clone(), vec![d.version.clone()])),
+            }
+        }
+        out
+    }
+
+    pub fn in_group_version(&self, group: &str, version: &str) -> Vec<Arc<ResourceDef>> {
+        self.all.iter().filter(|d| d.group == group && d.version == version).cloned().collect()
+    }
+}
+
+pub struct ApiState {
+    pub store: DynStorage,
+    pub cache: Arc<WatchCache>,
+    pub registry: RwLock<Arc<Registry>>,
+    pub ready: AtomicBool,
+    /// The service CIDR's allocator and the node-port range.
+    pub services: crate::alloc::ServiceRanges,
+}
+
+impl ApiState {
+    pub async fn new(store: DynStorage) -> Result<Arc<ApiState>, timonier_store::StoreError> {
+        let registry = Registry::new(resources::builtin());
+        let mut prefixes: Vec<String> = registry.all.iter().map(|d| d.key_prefix()).collect();
+        prefixes.sort();
+        prefixes.dedup();
+        let cache = WatchCache::start(store.clone(), &prefixes).await?;
+        Ok(Arc::new(ApiState {
+            store,
+            cache,
+            registry: RwLock::new(Arc::new(registry)),
+            ready: AtomicBool::new(false),
+            services: crate::alloc::ServiceRanges::default(),
+        }))
+    }
+
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The resource at `group/version/plural`, or the 404 upstream gives for unknown paths.
+    pub fn def(&self, group: &str, version: &str, plural: &str) -> ApiResult<Arc<ResourceDef>> {
+        self.registry().get(group, version, plural).ok_or_else(ApiError::path_not_found)
+    }
+
+    pub fn cache_of(&self, def: &ResourceDef) -> ApiResult<Arc<ResourceCache>> {
+        self.cache
+            .resource(&def.key_prefix())
+            .ok_or_else(|| ApiError::unavailable(format!("the cache of {} is not ready", def.qualified_plural())))
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}

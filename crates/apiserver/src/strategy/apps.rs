@@ -1,0 +1,184 @@
+//! Workload defaults and validation: deployments, replica sets, stateful sets, daemon sets,
+//! jobs and cron jobs — each carrying a pod template.
+
+use serde_json::{json, Map, Value};
+use timonier_api::selector::LabelSelector;
+
+use super::core::{default_pod_spec, validate_pod_spec};
+use super::{obj_at, set_default};
+use crate::error::FieldError;
+
+fn default_template(spec: &mut Map<String, Value>) {
+    if let Some(t) = spec.get_mut("template").and_then(Value::as_object_mut) {
+        let ps = t.entry("spec").or_insert_with(|| json!({}));
+        if let Some(ps) = ps.as_object_mut() {
+            default_pod_spec(ps);
+        }
+    }
+}
+
+pub fn default_deployment(obj: &mut Value) {
+    let Some(spec) = obj_at(obj, &["spec"]) else { return };
+    set_default(spec, "replicas", json!(1));
+    set_default(spec, "revisionHistoryLimit", json!(10));
+    set_default(spec, "progressDeadlineSeconds", json!(600));
+    let strategy = spec.entry("strategy").or_insert_with(|| json!({}));
+    if let Some(st) = strategy.as_object_mut() {
+        set_default(st, "type", json!("RollingUpdate"));
+        if st.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+            let ru = st.entry("rollingUpdate").or_insert_with(|| json!({}));
+            if let Some(ru) = ru.as_object_mut() {
+                set_default(ru, "maxUnavailable", json!("25%"));
+                set_default(ru, "maxSurge", json!("25%"));
+            }
+        }
+    }
+    default_template(spec);
+}
+
+/// ReplicaSets and ReplicationControllers.
+pub fn default_replicated(obj: &mut Value, _apps: bool) {
+    let Some(spec) = obj_at(obj, &["spec"]) else { return };
+    set_default(spec, "replicas", json!(1));
+    default_template(spec);
+}
+
+pub fn default_statefulset(obj: &mut Value) {
+    let Some(spec) = obj_at(obj, &["spec"]) else { return };
+    set_default(spec, "replicas", json!(1));
+    set_default(spec, "podManagementPolicy", json!("OrderedReady"));
+    set_default(spec, "revisionHistoryLimit", json!(10));
+    set_default(spec, "persistentVolumeClaimRetentionPolicy", json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
+    let strategy = spec.entry("updateStrategy").or_insert_with(|| json!({}));
+    if let Some(st) = strategy.as_object_mut() {
+        set_default(st, "type", json!("RollingUpdate"));
+        if st.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+            let ru = st.entry("rollingUpdate").or_insert_with(|| json!({}));
+            if let Some(ru) = ru.as_object_mut() {
+                set_default(ru, "partition", json!(0));
+            }
+        }
+    }
+    default_template(spec);
+}
+
+pub fn default_daemonset(obj: &mut Value) {
+    let Some(spec) = obj_at(obj, &["spec"]) else { return };
+    set_default(spec, "revisionHistoryLimit", json!(10));
+    let strategy = spec.entry("updateStrategy").or_insert_with(|| json!({}));
+    if let Some(st) = strategy.as_object_mut() {
+        set_default(st, "type", json!("RollingUpdate"));
+        if st.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+            let ru = st.entry("rollingUpdate").or_insert_with(|| json!({}));
+            if let Some(ru) = ru.as_object_mut() {
+                set_default(ru, "maxUnavailable", json!(1));
+                set_default(ru, "maxSurge", json!(0));
+            }
+        }
+    }
+    default_template(spec);
+}
+
+pub fn default_job(obj: &mut Value) {
+    let Some(spec) = obj_at(obj, &["spec"]) else { return };
+    set_default(spec, "parallelism", json!(1));
+    set_default(spec, "completions", json!(1));
+    set_default(spec, "backoffLimit", json!(6));
+    set_default(spec, "completionMode", json!("NonIndexed"));
+    set_default(spec, "suspend", json!(false));
+    set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+    if let Some(t) = spec.get_mut("template").and_then(Value::as_object_mut) {
+        let ps = t.entry("spec").or_insert_with(|| json!({}));
+        if let Some(ps) = ps.as_object_mut() {
+            // Jobs have no default restart policy: validation demands OnFailure or Never.
+            let had = ps.contains_key("restartPolicy");
+            default_pod_spec(ps);
+            if !had {
+                ps.remove("restartPolicy");
+            }
+        }
+    }
+    // The job controller's selector and labels (manualSelector unset).
+    let uid_less = spec.get("selector").is_none();
+    if uid_less {
+        // The selector uses the job's uid, set once the uid exists (see `prepare_job`).
+    }
+}
+
+pub fn default_cronjob(obj: &mut Value) {
+    let Some(spec) = obj_at(obj, &["spec"]) else { return };
+    set_default(spec, "concurrencyPolicy", json!("Allow"));
+    set_default(spec, "suspend", json!(false));
+    set_default(spec, "successfulJobsHistoryLimit", json!(3));
+    set_default(spec, "failedJobsHistoryLimit", json!(1));
+    if let Some(js) = spec.get_mut("jobTemplate").and_then(|t| t.get_mut("spec")).and_then(Value::as_object_mut) {
+        set_default(js, "backoffLimit", json!(6));
+        set_default(js, "completionMode", json!("NonIndexed"));
+        set_default(js, "suspend", json!(false));
+        set_default(js, "podReplacementPolicy", json!("TerminatingOrFailed"));
+        if let Some(ps) = js.get_mut("template").and_then(|t| t.get_mut("spec")).and_then(Value::as_object_mut) {
+            let had = ps.contains_key("restartPolicy");
+            default_pod_spec(ps);
+            if !had {
+                ps.remove("restartPolicy");
+            }
+        }
+    }
+}
+
+/// Selector required, non-empty and matching the template's labels; replicas ≥ 0; a valid
+/// pod template.
+pub fn validate_workload(obj: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    if let Some(r) = spec.get("replicas") {
+        if !r.is_null() && r.as_i64().is_none_or(|r| r < 0) {
+            errs.push(FieldError::invalid("spec.replicas", r, "must be greater than or equal to 0"));
+        }
+    }
+    match spec.get("selector") {
+        None | Some(Value::Null) => errs.push(FieldError::required("spec.selector", "")),
+        Some(sel) => match LabelSelector::from_json(sel) {
+            Err(e) => errs.push(FieldError::invalid("spec.selector", sel, &e.to_string())),
+            Ok(s) if s.is_empty() => errs.push(FieldError::invalid("spec.selector", sel, "empty selector is invalid for deployment")),
+            Ok(s) => {
+                let labels = spec.pointer("/template/metadata/labels").and_then(Value::as_object);
+                if !s.matches(labels) {
+                    errs.push(FieldError::invalid(
+                        "spec.template.metadata.labels",
+                        &Value::Object(labels.cloned().unwrap_or_default()),
+                        "`selector` does not match template `labels`",
+                    ));
+                }
+            }
+        },
+    }
+    match spec.get("template") {
+        Some(t) if !t.is_null() => errs.extend(validate_pod_spec(t.get("spec").unwrap_or(&Value::Null), "spec.template.spec")),
+        _ => errs.push(FieldError::required("spec.template", "")),
+    }
+    errs
+}
+
+pub fn validate_job(obj: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    let ps = spec.pointer("/template/spec").unwrap_or(&Value::Null);
+    errs.extend(validate_pod_spec(ps, "spec.template.spec"));
+    match ps.get("restartPolicy").and_then(Value::as_str) {
+        Some("OnFailure") | Some("Never") => {}
+        other => errs.push(FieldError::not_supported(
+            "spec.template.spec.restartPolicy",
+            &other.map(|s| Value::String(s.into())).unwrap_or(Value::String(String::new())),
+            &["OnFailure", "Never"],
+        )),
+    }
+    for f in ["parallelism", "completions", "backoffLimit"] {
+        if let Some(v) = spec.get(f).filter(|v| !v.is_null()) {
+            if v.as_i64().is_none_or(|n| n < 0) {
+                errs.push(FieldError::invalid(format!("spec.{f}"), v, "must be greater than or equal to 0"));
+            }
+        }
+    }
+    errs
+}

@@ -1,0 +1,251 @@
+//! Per-kind behaviour of the generic REST store, as upstream's strategies: defaulting, what a
+//! create or update may change, generation, and validation. A kind without special rules gets
+//! the generic behaviour (metadata validation only).
+
+mod apps;
+mod core;
+
+use serde_json::{Map, Value};
+use timonier_api::resources::ResourceDef;
+
+use crate::error::FieldError;
+use crate::validation::{validate_metadata, NameRule};
+
+pub use self::core::pod_qos_class;
+
+/// Mutable access to `obj[path...]` as an object, creating empty objects on the way.
+pub(crate) fn obj_at<'a>(obj: &'a mut Value, path: &[&str]) -> Option<&'a mut Map<String, Value>> {
+    let mut cur = obj;
+    for p in path {
+        let m = cur.as_object_mut()?;
+        let next = m.entry(p.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        if next.is_null() {
+            *next = Value::Object(Map::new());
+        }
+        cur = next;
+    }
+    cur.as_object_mut()
+}
+
+/// Sets `m[key]` to `v` if it is missing or null (or an empty string).
+pub(crate) fn set_default(m: &mut Map<String, Value>, key: &str, v: Value) {
+    match m.get(key) {
+        None | Some(Value::Null) => {
+            m.insert(key.into(), v);
+        }
+        Some(Value::String(s)) if s.is_empty() => {
+            m.insert(key.into(), v);
+        }
+        _ => {}
+    }
+}
+
+fn is(def: &ResourceDef, group: &str, kind: &str) -> bool {
+    def.group == group && def.kind == kind
+}
+
+/// How names of this kind are validated.
+pub fn name_rule(def: &ResourceDef) -> NameRule {
+    match (def.group.as_str(), def.kind.as_str()) {
+        ("", "Namespace") => NameRule::Label,
+        ("", "Service") => NameRule::Dns1035,
+        ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
+        _ => NameRule::Subdomain,
+    }
+}
+
+/// Whether the kind tracks `metadata.generation` (bumped on spec changes).
+pub fn has_generation(def: &ResourceDef) -> bool {
+    matches!(
+        (def.group.as_str(), def.kind.as_str()),
+        ("apps", _)
+            | ("batch", _)
+            | ("", "ReplicationController")
+            | ("policy", "PodDisruptionBudget")
+            | ("autoscaling", _)
+            | ("networking.k8s.io", "Ingress" | "NetworkPolicy")
+            | ("apiextensions.k8s.io", _)
+    )
+}
+
+/// Fills in the defaults upstream's defaulting functions set. Runs on every create and
+/// update, so stored objects always carry them.
+pub fn default(def: &ResourceDef, obj: &mut Value) {
+    match (def.group.as_str(), def.kind.as_str()) {
+        ("", "Pod") => {
+            if let Some(spec) = obj_at(obj, &["spec"]) {
+                core::default_pod_spec(spec);
+                core::admit_pod_spec(spec);
+            }
+        }
+        ("", "PodTemplate") => {
+            if let Some(spec) = obj_at(obj, &["template", "spec"]) {
+                core::default_pod_spec(spec);
+            }
+        }
+        ("", "Service") => core::default_service(obj),
+        ("", "Namespace") => core::default_namespace(obj),
+        ("", "Secret") => {
+            if let Some(m) = obj.as_object_mut() {
+                set_default(m, "type", Value::String("Opaque".into()));
+            }
+        }
+        ("", "ReplicationController") => apps::default_replicated(obj, false),
+        ("apps", "Deployment") => apps::default_deployment(obj),
+        ("apps", "ReplicaSet") => apps::default_replicated(obj, true),
+        ("apps", "StatefulSet") => apps::default_statefulset(obj),
+        ("apps", "DaemonSet") => apps::default_daemonset(obj),
+        ("batch", "Job") => apps::default_job(obj),
+        ("batch", "CronJob") => apps::default_cronjob(obj),
+        _ => {}
+    }
+}
+
+/// What a create may not set: the status of kinds whose status is written by controllers.
+pub fn prepare_for_create(def: &ResourceDef, obj: &mut Value) {
+    let Some(m) = obj.as_object_mut() else { return };
+    if has_generation(def) {
+        if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("generation".into(), Value::from(1));
+        }
+    }
+    match (def.group.as_str(), def.kind.as_str()) {
+        ("", "Pod") => {
+            let qos = pod_qos_class(m.get("spec").unwrap_or(&Value::Null));
+            m.insert("status".into(), serde_json::json!({"phase": "Pending", "qosClass": qos}));
+        }
+        ("", "Namespace") => {
+            m.insert("status".into(), serde_json::json!({"phase": "Active"}));
+        }
+        ("", "Service") => {
+            m.insert("status".into(), serde_json::json!({"loadBalancer": {}}));
+        }
+        _ if def.subresource("status").is_some() => {
+            m.insert("status".into(), Value::Object(Map::new()));
+        }
+        _ => {}
+    }
+}
+
+/// What a main-resource update may not change: the status (when it has its own
+/// subresource) and the metadata the server owns; and the generation bump on spec changes.
+pub fn prepare_for_update(def: &ResourceDef, new: &mut Value, old: &Value) {
+    let Some(m) = new.as_object_mut() else { return };
+    if def.subresource("status").is_some() {
+        match old.get("status") {
+            Some(s) => m.insert("status".into(), s.clone()),
+            None => m.remove("status"),
+        };
+    }
+    let spec_changed = spec_of(m) != spec_of(old.as_object().unwrap_or(&Map::new()));
+    if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
+        let old_gen = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+        if has_generation(def) {
+            let gen = if spec_changed { old_gen + 1 } else { old_gen };
+            meta.insert("generation".into(), Value::from(gen.max(1)));
+        } else if old_gen > 0 {
+            meta.insert("generation".into(), Value::from(old_gen));
+        }
+    }
+}
+
+/// Everything but metadata and status: what "a spec change" means across kinds (ConfigMaps
+/// have `data`, RBAC objects `rules`, …).
+fn spec_of(m: &Map<String, Value>) -> Map<String, Value> {
+    m.iter().filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind")).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// Validates an object about to be created.
+pub fn validate(def: &ResourceDef, obj: &Value) -> Vec<FieldError> {
+    let meta = obj.get("metadata").unwrap_or(&Value::Null);
+    let mut errs = validate_metadata(meta, name_rule(def), def.namespaced);
+    match (def.group.as_str(), def.kind.as_str()) {
+        ("", "Pod") => errs.extend(core::validate_pod_spec(obj.get("spec").unwrap_or(&Value::Null), "spec")),
+        ("", "Service") => errs.extend(core::validate_service(obj)),
+        ("", "ConfigMap") | ("", "Secret") => errs.extend(core::validate_data_keys(obj)),
+        ("apps", "Deployment") | ("apps", "ReplicaSet") | ("apps", "StatefulSet") | ("apps", "DaemonSet") => {
+            errs.extend(apps::validate_workload(obj))
+        }
+        ("batch", "Job") => errs.extend(apps::validate_job(obj)),
+        _ => {}
+    }
+    errs
+}
+
+/// Validates an update: everything `validate` checks, plus immutable fields.
+pub fn validate_update(def: &ResourceDef, new: &Value, old: &Value) -> Vec<FieldError> {
+    let mut errs = validate(def, new);
+    if is(def, "apps", "Deployment") || is(def, "apps", "ReplicaSet") || is(def, "apps", "StatefulSet") || is(def, "apps", "DaemonSet") {
+        if new.pointer("/spec/selector") != old.pointer("/spec/selector") {
+            errs.push(FieldError::invalid(
+                "spec.selector",
+                new.pointer("/spec/selector").unwrap_or(&Value::Null),
+                "field is immutable",
+            ));
+        }
+    }
+    if is(def, "batch", "Job") && new.pointer("/spec/template") != old.pointer("/spec/template") {
+        errs.push(FieldError::invalid("spec.template", new.pointer("/spec/template").unwrap_or(&Value::Null), "field is immutable"));
+    }
+    if is(def, "", "Service") {
+        errs.extend(core::validate_service_update(new, old));
+    }
+    errs
+}
+
+/// Field selectors a kind supports beyond metadata.name and metadata.namespace.
+pub fn selectable_fields(def: &ResourceDef) -> &'static [&'static str] {
+    match (def.group.as_str(), def.kind.as_str()) {
+        ("", "Pod") => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.podIPs",
+            "status.nominatedNodeName",
+        ],
+        ("", "Event") | ("events.k8s.io", "Event") => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        ("", "Secret") => &["type"],
+        ("", "Node") => &["spec.unschedulable"],
+        ("", "Namespace") => &["status.phase"],
+        ("", "ReplicationController") | ("apps", "ReplicaSet") => &["status.replicas"],
+        ("batch", "Job") => &["status.successful"],
+        ("", "Service") => &["spec.clusterIP", "spec.type"],
+        ("certificates.k8s.io", _) => &["spec.signerName"],
+        _ => &[],
+    }
+}
+
+/// The value of a selectable field, as a string (upstream's field sets).
+pub fn field_value(obj: &Value, field: &str) -> Option<String> {
+    let path = match field {
+        "source" => "/source/component".to_string(),
+        "status.podIPs" => "/status/podIPs/0/ip".to_string(),
+        f => format!("/{}", f.replace('.', "/")),
+    };
+    match obj.pointer(&path)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+    .or_else(|| match field {
+        "spec.hostNetwork" | "spec.unschedulable" => Some("false".into()),
+        _ => None,
+    })
+}

@@ -1,0 +1,264 @@
+//! End to end: the stock kubectl (1.27 and 1.33, the oldest and newest supported) against a
+//! real `timonier server`, asserting on what the user sees.
+
+use std::time::{Duration, Instant};
+
+use timonier_testkit::{Kubectl, Server};
+
+const VERSIONS: &[&str] = &["1.27", "1.33"];
+
+fn server() -> Server {
+    Server::start(std::path::Path::new(env!("CARGO_BIN_EXE_timonier")), &[])
+}
+
+/// Runs `f` for each supported kubectl version against one fresh server each.
+fn each_version(f: impl Fn(&Server, &Kubectl, &str)) {
+    for v in VERSIONS {
+        let s = server();
+        let k = s.kubectl(v);
+        f(&s, &k, v);
+    }
+}
+
+/// Removes terminal colour codes (cluster-info colours its output).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn lines(s: &str) -> Vec<Vec<String>> {
+    s.lines().map(|l| l.split_whitespace().map(str::to_string).collect()).collect()
+}
+
+#[test]
+fn version_discovery_and_cluster_info() {
+    each_version(|s, k, _| {
+        let out = k.run(&["version"]);
+        let server_line = out.ok().lines().find(|l| l.starts_with("Server Version:")).unwrap_or("").to_string();
+        assert!(server_line.contains("v1.33."), "{}", out.stdout);
+        let res = k.run(&["api-resources"]);
+        let rows = lines(res.ok());
+        assert!(rows.iter().any(|r| r[0] == "deployments" && r[1] == "deploy" && r[2] == "apps/v1" && r[3] == "true" && r[4] == "Deployment"), "{}", res.stdout);
+        assert!(rows.iter().any(|r| r[0] == "namespaces" && r[1] == "ns" && r[2] == "v1" && r[3] == "false"));
+        let versions = k.run(&["api-versions"]);
+        for gv in ["apps/v1", "batch/v1", "v1", "rbac.authorization.k8s.io/v1", "networking.k8s.io/v1"] {
+            assert!(versions.ok().lines().any(|l| l == gv), "{gv} missing from {}", versions.stdout);
+        }
+        let info = k.run(&["cluster-info"]);
+        assert!(strip_ansi(info.ok()).contains(&format!("Kubernetes control plane is running at https://127.0.0.1:{}", s.port)), "{}", info.stdout);
+    });
+}
+
+#[test]
+fn system_namespaces_and_the_kubernetes_service() {
+    each_version(|_, k, _| {
+        let out = k.run(&["get", "namespaces"]);
+        let rows = lines(out.ok());
+        assert_eq!(rows[0], ["NAME", "STATUS", "AGE"]);
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            assert!(rows.iter().any(|r| r[0] == ns && r[1] == "Active"), "{ns} missing: {}", out.stdout);
+        }
+        let svc = k.run(&["get", "svc", "kubernetes", "-o", "wide"]);
+        let rows = lines(svc.ok());
+        assert_eq!(rows[0], ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE", "SELECTOR"]);
+        assert_eq!(&rows[1][..5], ["kubernetes", "ClusterIP", "10.96.0.1", "<none>", "443/TCP"]);
+    });
+}
+
+#[test]
+fn deployment_lifecycle_with_the_seed_commands() {
+    // kubectl 1.33 sends `create deployment` as protobuf; 1.31 speaks JSON.
+    for v in ["1.27", "1.31"] {
+        let s = server();
+        let k = s.kubectl(v);
+        k.run(&["create", "deployment", "kubernetes-bootcamp", "--image=gcr.io/google-samples/kubernetes-bootcamp:v1"]).ok();
+        let out = k.run(&["get", "deployments.apps"]);
+        let rows = lines(out.ok());
+        assert_eq!(rows[0], ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
+        assert_eq!(&rows[1][..4], ["kubernetes-bootcamp", "0/1", "0", "0"]);
+        let wide = lines(k.run(&["get", "deploy", "-o", "wide"]).ok().to_string().as_str());
+        assert_eq!(wide[0], ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"]);
+        assert_eq!(&wide[1][5..], ["kubernetes-bootcamp", "gcr.io/google-samples/kubernetes-bootcamp:v1", "app=kubernetes-bootcamp"]);
+
+        // Defaults a user sees in -o yaml, as upstream fills them.
+        let yaml = k.run(&["get", "deploy", "kubernetes-bootcamp", "-o", "yaml"]);
+        for line in ["progressDeadlineSeconds: 600", "revisionHistoryLimit: 10", "maxSurge: 25%", "maxUnavailable: 25%", "type: RollingUpdate", "imagePullPolicy: IfNotPresent", "terminationMessagePath: /dev/termination-log", "dnsPolicy: ClusterFirst", "restartPolicy: Always", "generation: 1"] {
+            assert!(yaml.ok().contains(line), "{line} missing:\n{}", yaml.stdout);
+        }
+
+        k.run(&["scale", "deployments/kubernetes-bootcamp", "--replicas=4"]).ok();
+        let jp = k.run(&["get", "deploy", "kubernetes-bootcamp", "-o", "jsonpath={.spec.replicas} {.metadata.generation}"]);
+        assert_eq!(jp.ok(), "4 2");
+        k.run(&["set", "image", "deployments/kubernetes-bootcamp", "kubernetes-bootcamp=jocatalin/kubernetes-bootcamp:v2"]).ok();
+        let jp = k.run(&["get", "deploy", "kubernetes-bootcamp", "-o", "jsonpath={.spec.template.spec.containers[0].image} {.metadata.generation}"]);
+        assert_eq!(jp.ok(), "jocatalin/kubernetes-bootcamp:v2 3");
+
+        k.run(&["label", "deployment", "kubernetes-bootcamp", "env=test"]).ok();
+        k.run(&["annotate", "deployment", "kubernetes-bootcamp", "note=hello"]).ok();
+        let labels = k.run(&["get", "deploy", "--show-labels"]);
+        assert!(labels.ok().contains("app=kubernetes-bootcamp,env=test"), "{}", labels.stdout);
+        assert!(k.run(&["get", "deploy", "-l", "env=test", "-o", "name"]).ok().contains("deployment.apps/kubernetes-bootcamp"));
+        assert!(k.run(&["get", "deploy", "-l", "env notin (test)", "-o", "name"]).ok().trim().is_empty());
+        let by_name = k.run(&["get", "deploy", "--field-selector", "metadata.name=kubernetes-bootcamp", "-o", "name"]);
+        assert_eq!(by_name.ok().trim(), "deployment.apps/kubernetes-bootcamp");
+        let tmpl = k.run(&["get", "deploy", "-o", "go-template", "--template", "{{range .items}}{{.metadata.name}}{{\"\\n\"}}{{end}}"]);
+        assert_eq!(tmpl.ok(), "kubernetes-bootcamp\n");
+        let cc = k.run(&["get", "deploy", "-o", "custom-columns=NAME:.metadata.name,REPLICAS:.spec.replicas"]);
+        assert_eq!(lines(cc.ok())[1], ["kubernetes-bootcamp", "4"]);
+
+        k.run(&["delete", "deployment", "kubernetes-bootcamp"]).ok();
+        let gone = k.run(&["get", "deploy", "kubernetes-bootcamp"]);
+        assert!(gone.err().contains("Error from server (NotFound): deployments.apps \"kubernetes-bootcamp\" not found"), "{}", gone.stderr);
+    }
+}
+
+#[test]
+fn errors_read_like_upstream() {
+    each_version(|_, k, v| {
+        let missing = k.run(&["get", "configmap", "nope"]);
+        assert!(missing.err().contains("Error from server (NotFound): configmaps \"nope\" not found"), "{}", missing.stderr);
+        let bad = k.run(&["get", "pods", "-l", "a b"]);
+        assert!(bad.err().contains("unable to parse requirement"), "{}", bad.stderr);
+        let field = k.run(&["get", "pods", "--field-selector", "spec.nope=x"]);
+        assert!(field.err().contains("field label not supported: spec.nope"), "{}", field.stderr);
+        let manifest = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: bad\nspec:\n  replicas: -1\n  selector:\n    matchLabels: {app: bad}\n  template:\n    metadata:\n      labels: {app: bad}\n    spec:\n      containers: [{name: c, image: busybox}]\n";
+        let invalid = k.run_with_input(&["create", "-f", "-", "--validate=false"], Some(manifest));
+        assert!(
+            invalid.err().contains("The Deployment \"bad\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0"),
+            "kubectl {v}: {}",
+            invalid.stderr
+        );
+        let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dup\ndata:\n  a: b\n";
+        k.run_with_input(&["create", "-f", "-", "--validate=false"], Some(cm)).ok();
+        let again = k.run_with_input(&["create", "-f", "-", "--validate=false"], Some(cm));
+        assert!(again.err().contains("configmaps \"dup\" already exists"), "{}", again.stderr);
+        let stale = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dup\n  resourceVersion: \"1\"\ndata:\n  a: c\n";
+        let conflict = k.run_with_input(&["replace", "-f", "-", "--validate=false"], Some(stale));
+        assert!(conflict.err().contains("Operation cannot be fulfilled on configmaps \"dup\": the object has been modified"), "{}", conflict.stderr);
+        let no_ns = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: missing\n";
+        let nsless = k.run_with_input(&["create", "-f", "-", "--validate=false"], Some(no_ns));
+        assert!(nsless.err().contains("namespaces \"missing\" not found"), "{}", nsless.stderr);
+    });
+}
+
+#[test]
+fn anonymous_requests_are_refused() {
+    let s = server();
+    let bin = timonier_testkit::kubectl_bin("1.33");
+    let url = format!("https://127.0.0.1:{}", s.port);
+    let out = std::process::Command::new(&bin)
+        .args(["--server", &url, "--insecure-skip-tls-verify", "--token", "not-a-token", "--cache-dir"])
+        .arg(s.dir.path().join("anon-cache"))
+        .args(["get", "namespaces"])
+        .env("KUBECONFIG", "/dev/null")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("You must be logged in to the server"), "{err}");
+    // Without any credentials (kubectl would prompt for a password, so use curl), the
+    // version and health endpoints answer and everything else is 401.
+    let curl = |path: &str| {
+        let out = std::process::Command::new("curl").args(["-sk", &format!("{url}{path}")]).output().expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(curl("/version").contains("\"gitVersion\":\"v1.33."));
+    assert_eq!(curl("/healthz"), "ok");
+    assert_eq!(curl("/readyz"), "ok");
+    assert!(curl("/api/v1/namespaces").contains("\"code\":401"));
+}
+
+#[test]
+fn pagination_and_all_namespaces() {
+    each_version(|_, k, _| {
+        let mut manifest = String::new();
+        for i in 0..23 {
+            manifest.push_str(&format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i:02}\n  namespace: kube-public\ndata:\n  i: \"{i}\"\n"));
+        }
+        k.run_with_input(&["create", "-f", "-", "--validate=false"], Some(&manifest)).ok();
+        let paged = k.run(&["get", "configmaps", "-n", "kube-public", "--chunk-size=4", "-o", "name"]);
+        let names: Vec<&str> = paged.ok().lines().collect();
+        assert_eq!(names.len(), 23, "{}", paged.stdout);
+        assert_eq!(names[0], "configmap/cm-00");
+        assert_eq!(names[22], "configmap/cm-22");
+        let table = k.run(&["get", "cm", "-A", "--chunk-size=5"]);
+        let rows = lines(table.ok());
+        assert_eq!(rows[0], ["NAMESPACE", "NAME", "DATA", "AGE"]);
+        assert_eq!(rows.iter().filter(|r| r[0] == "kube-public" && r[1].starts_with("cm-")).count(), 23);
+        let sorted = k.run(&["get", "cm", "-n", "kube-public", "--sort-by=.metadata.name", "-o", "name"]);
+        assert_eq!(sorted.ok().lines().count(), 23);
+    });
+}
+
+#[test]
+fn get_watch_sees_changes() {
+    each_version(|_, k, _| {
+        let mut watch = k.command(&["get", "configmaps", "-w", "--output-watch-events"]);
+        watch.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+        let mut child = timonier_testkit::ChildGuard(watch.spawn().unwrap());
+        let stdout = child.0.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut seen = Vec::new();
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let done = line.contains("DELETED");
+                seen.push(line);
+                if done {
+                    break;
+                }
+            }
+            seen
+        });
+        std::thread::sleep(Duration::from_millis(800));
+        let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: watched\ndata:\n  a: b\n";
+        k.run_with_input(&["create", "-f", "-", "--validate=false"], Some(cm)).ok();
+        k.run(&["label", "configmap", "watched", "x=y"]).ok();
+        k.run(&["delete", "configmap", "watched"]).ok();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !reader.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(child);
+        let seen = reader.join().unwrap();
+        let kinds: Vec<&str> = seen.iter().filter(|l| l.contains("watched")).filter_map(|l| l.split_whitespace().next()).collect();
+        assert_eq!(kinds, ["ADDED", "MODIFIED", "DELETED"], "{seen:?}");
+    });
+}
+
+#[test]
+fn deleting_a_namespace_empties_it() {
+    each_version(|_, k, _| {
+        let manifest = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: doomed\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: inside\n  namespace: doomed\n";
+        k.run_with_input(&["create", "-f", "-", "--validate=false"], Some(manifest)).ok();
+        k.run(&["delete", "namespace", "doomed", "--timeout=30s"]).ok();
+        let ns = k.run(&["get", "namespace", "doomed"]);
+        assert!(ns.err().contains("namespaces \"doomed\" not found"), "{}", ns.stderr);
+        let cm = k.run(&["get", "configmap", "inside", "-n", "doomed"]);
+        assert!(cm.err().contains("not found"));
+    });
+}
+
+#[test]
+fn state_survives_a_restart_and_a_sigkill() {
+    let mut s = server();
+    let k = s.kubectl("1.33");
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: durable\ndata:\n  a: b\n";
+    k.run_with_input(&["create", "-f", "-", "--validate=false"], Some(cm)).ok();
+    s.restart();
+    assert_eq!(k.run(&["get", "cm", "durable", "-o", "jsonpath={.data.a}"]).ok(), "b");
+    k.run(&["label", "cm", "durable", "after=restart"]).ok();
+    s.kill();
+    s.restart();
+    assert_eq!(k.run(&["get", "cm", "durable", "-o", "jsonpath={.metadata.labels.after}"]).ok(), "restart");
+}
