@@ -223,7 +223,7 @@ async fn resource(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, pat
     }
 }
 
-/// Decodes a create/update body (protobuf bodies are refused until supported).
+/// Decodes a create/update body: JSON, YAML or Kubernetes protobuf (kubectl ≥ 1.32).
 fn decode(content_type: Option<&str>, body: &Bytes) -> ApiResult<Value> {
     if body.is_empty() {
         return Err(ApiError::bad_request("the request body is empty"));

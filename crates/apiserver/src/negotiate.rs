@@ -99,6 +99,7 @@ pub fn decode_body(content_type: Option<&str>, body: &Bytes) -> ApiResult<Value>
             parse_json(body)
         }
         "application/yaml" | "application/apply-patch+yaml" | "text/yaml" | "application/x-yaml" => parse_yaml(body),
+        "application/vnd.kubernetes.protobuf" => timonier_api::protobuf::decode(body).map_err(|e| ApiError::bad_request(format!("the request body is not a valid Kubernetes protobuf object: {e}"))),
         other => Err(ApiError::unsupported_media_type(other, ACCEPTED_BODIES)),
     }
 }
