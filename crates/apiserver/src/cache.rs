@@ -116,7 +116,7 @@ impl ResourceCache {
         self.len() == 0
     }
 
-    fn apply(&self, ev: CacheEvent) {
+    fn apply(&self, ev: CacheEvent) -> Arc<CacheEvent> {
         let ev = Arc::new(ev);
         let mut st = self.write();
         match ev.kind {
@@ -135,7 +135,8 @@ impl ResourceCache {
         }
         // Sent under the lock, so that a watcher that subscribes under the lock sees each
         // event exactly once: in the history it copies or on the channel.
-        let _ = self.events.send(ev);
+        let _ = self.events.send(ev.clone());
+        ev
     }
 
     /// Starts a watch of the keys under `prefix`. Returns the initial events and a receiver
@@ -211,13 +212,17 @@ pub struct WatchCache {
     store: DynStorage,
     caches: RwLock<HashMap<String, Arc<ResourceCache>>>,
     revision: watch::Sender<i64>,
+    /// Every resource's events, for in-process controllers that follow all kinds (the
+    /// garbage collector).
+    all: broadcast::Sender<Arc<CacheEvent>>,
 }
 
 impl WatchCache {
     /// Loads every object under `/registry/` and starts following the store.
     pub async fn start(store: DynStorage, prefixes: &[String]) -> Result<Arc<WatchCache>, StoreError> {
         let (revision, _) = watch::channel(0);
-        let wc = Arc::new(WatchCache { store, caches: RwLock::new(HashMap::new()), revision });
+        let (all, _) = broadcast::channel(4096);
+        let wc = Arc::new(WatchCache { store, caches: RwLock::new(HashMap::new()), revision, all });
         let rev = wc.load(prefixes).await?;
         let me = wc.clone();
         tokio::spawn(async move { me.follow(rev).await });
@@ -305,11 +310,19 @@ impl WatchCache {
                 EventKind::Update => (EventType::Modified, decode(&ev.kv.value, revision)),
             };
             match object {
-                Some(object) => cache.apply(CacheEvent { kind, revision, key: ev.kv.key, object: Arc::new(object), prev }),
+                Some(object) => {
+                    let ev = cache.apply(CacheEvent { kind, revision, key: ev.kv.key, object: Arc::new(object), prev });
+                    let _ = self.all.send(ev);
+                }
                 None => tracing::warn!(key = %ev.kv.key, "skipping an undecodable stored object"),
             }
         }
         self.revision.send_replace(revision);
+    }
+
+    /// Events of every resource, in revision order.
+    pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<CacheEvent>> {
+        self.all.subscribe()
     }
 
     /// The cache of the resource stored under `prefix` (`/registry/pods/`).

@@ -11,6 +11,7 @@ pub mod bootstrap;
 mod cache;
 mod discovery;
 pub mod error;
+mod gc;
 mod handler;
 mod negotiate;
 pub mod pki;
@@ -140,6 +141,7 @@ impl Server {
     /// Serves until `shutdown` resolves.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::spawn(bootstrap::namespace_controller(self.state.clone()));
+        tokio::spawn(gc::run(self.state.clone()));
         self.state.ready.store(true, Ordering::Release);
         server::serve(self.state, self.listener, self.tls, self.tokens, shutdown).await;
     }

@@ -305,3 +305,34 @@ fn create_generators() {
         assert!(k.run(&["get", "rolebinding", "robot-reads", "-n", "gen", "-o", "yaml"]).ok().contains("name: robot"));
     });
 }
+
+#[test]
+fn cascading_deletion_background_foreground_orphan() {
+    each_version(|_, k, _| {
+        for (policy, owner) in [("background", "o-bg"), ("foreground", "o-fg"), ("orphan", "o-or")] {
+            let owner_cm = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {owner}\n");
+            k.run_with_input(&["create", "-f", "-", "--validate=false"], Some(&owner_cm)).ok();
+            let uid = k.run(&["get", "cm", owner, "-o", "jsonpath={.metadata.uid}"]).ok().to_string();
+            let dep = format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {owner}-dep\n  ownerReferences:\n  - apiVersion: v1\n    kind: ConfigMap\n    name: {owner}\n    uid: {uid}\n    blockOwnerDeletion: true\n"
+            );
+            k.run_with_input(&["create", "-f", "-", "--validate=false"], Some(&dep)).ok();
+            k.run(&["delete", "cm", owner, &format!("--cascade={policy}"), "--timeout=30s"]).ok();
+            let dep_name = format!("{owner}-dep");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let got = k.run(&["get", "cm", &dep_name, "-o", "jsonpath={.metadata.ownerReferences}"]);
+                let settled = match policy {
+                    "orphan" => got.code == 0 && got.stdout.trim().is_empty(),
+                    _ => got.code != 0 && got.stderr.contains("not found"),
+                };
+                if settled {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{policy}: dependent not collected: {}{}", got.stdout, got.stderr);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            assert!(k.run(&["get", "cm", owner]).err().contains("not found"));
+        }
+    });
+}
