@@ -153,7 +153,9 @@ impl Sys {
         match self {
             Sys::Store(s) => Ok(s.list(prefix, ListOptions::default()).await?.items.len()),
             Sys::Raw { kv, .. } => {
-                let resp = kv.get(prefix, Some(GetOptions::new().with_prefix())).await?;
+                let resp = kv
+                    .get(prefix, Some(GetOptions::new().with_prefix()))
+                    .await?;
                 Ok(resp.kvs().len())
             }
         }
@@ -163,8 +165,13 @@ impl Sys {
         match self {
             Sys::Store(s) => Ok(s.current_revision().await?),
             Sys::Raw { kv, .. } => {
-                let resp = kv.get("\0", Some(GetOptions::new().with_count_only())).await?;
-                Ok(resp.header().map(|h| h.revision()).ok_or_else(|| anyhow!("no header"))?)
+                let resp = kv
+                    .get("\0", Some(GetOptions::new().with_count_only()))
+                    .await?;
+                Ok(resp
+                    .header()
+                    .map(|h| h.revision())
+                    .ok_or_else(|| anyhow!("no header"))?)
             }
         }
     }
@@ -191,7 +198,14 @@ struct Run {
 }
 
 /// `n` acknowledged creates from `writers` concurrent tasks sharing the system.
-async fn creates(sys: &Sys, ns: &str, n: u64, writers: usize, value_size: usize, deadline: Instant) -> Result<Run> {
+async fn creates(
+    sys: &Sys,
+    ns: &str,
+    n: u64,
+    writers: usize,
+    value_size: usize,
+    deadline: Instant,
+) -> Result<Run> {
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = JoinSet::new();
@@ -207,7 +221,8 @@ async fn creates(sys: &Sys, ns: &str, n: u64, writers: usize, value_size: usize,
                 if Instant::now() > deadline {
                     bail!("timed out after {done} creates in this writer");
                 }
-                sys.create(key(&ns, i), make_value(0, &ns, i, value_size)).await?;
+                sys.create(key(&ns, i), make_value(0, &ns, i, value_size))
+                    .await?;
                 done += 1;
             }
         });
@@ -216,7 +231,10 @@ async fn creates(sys: &Sys, ns: &str, n: u64, writers: usize, value_size: usize,
     while let Some(r) = tasks.join_next().await {
         done += r.context("writer task failed")??;
     }
-    Ok(Run { done, elapsed: start.elapsed() })
+    Ok(Run {
+        done,
+        elapsed: start.elapsed(),
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -244,7 +262,8 @@ struct WatcherOut {
 fn record(v: &[u8], epoch: Instant, now: Instant, out: &mut WatcherOut) {
     if let Some(ts) = parse_ts(v) {
         let now_ns = now.duration_since(epoch).as_nanos() as u64;
-        out.latencies_us.push((now_ns.saturating_sub(ts) / 1000).min(u64::from(u32::MAX)) as u32);
+        out.latencies_us
+            .push((now_ns.saturating_sub(ts) / 1000).min(u64::from(u32::MAX)) as u32);
     }
 }
 
@@ -259,7 +278,10 @@ async fn watcher(
     deadline: Instant,
     ready: tokio::sync::mpsc::Sender<()>,
 ) -> Result<WatcherOut> {
-    let mut out = WatcherOut { latencies_us: Vec::with_capacity(events as usize), last: None };
+    let mut out = WatcherOut {
+        latencies_us: Vec::with_capacity(events as usize),
+        last: None,
+    };
     let sleep = tokio::time::sleep_until(deadline.into());
     tokio::pin!(sleep);
     match sys {
@@ -284,7 +306,10 @@ async fn watcher(
             }
         }
         Sys::Raw { mut watch, .. } => {
-            let opts = WatchOptions::new().with_prefix().with_prev_key().with_start_revision(rev + 1);
+            let opts = WatchOptions::new()
+                .with_prefix()
+                .with_prev_key()
+                .with_start_revision(rev + 1);
             let mut stream = watch.watch(prefix.as_str(), Some(opts)).await?;
             match stream.message().await? {
                 Some(r) if r.canceled() => bail!("etcd refused the watch: {}", r.cancel_reason()),
@@ -337,7 +362,15 @@ async fn watch_phase(
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(watchers.max(1));
     let mut tasks = JoinSet::new();
     for _ in 0..watchers {
-        tasks.spawn(watcher(sys.clone(), prefix.clone(), rev, events, epoch, phase_deadline, ready_tx.clone()));
+        tasks.spawn(watcher(
+            sys.clone(),
+            prefix.clone(),
+            rev,
+            events,
+            epoch,
+            phase_deadline,
+            ready_tx.clone(),
+        ));
     }
     drop(ready_tx);
     let mut ready = 0;
@@ -379,7 +412,8 @@ async fn watch_phase(
                     bail!("writes timed out at create {i}");
                 }
                 let ts = epoch.elapsed().as_nanos() as u64;
-                sys.create(key(&ns, i), make_value(ts, &ns, i, value_size)).await?;
+                sys.create(key(&ns, i), make_value(ts, &ns, i, value_size))
+                    .await?;
             }
         });
     }
@@ -471,7 +505,13 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-async fn run(args: &Args, sizes: Sizes, db: std::path::PathBuf, endpoint: String, deadline: Instant) -> Result<Vec<(&'static str, Report)>> {
+async fn run(
+    args: &Args,
+    sizes: Sizes,
+    db: std::path::PathBuf,
+    endpoint: String,
+    deadline: Instant,
+) -> Result<Vec<(&'static str, Report)>> {
     let epoch = Instant::now();
     let sqlite = SqliteStorage::open(SqliteConfig::new(db)).context("opening the SQLite store")?;
     let etcd = EtcdStorage::connect(EtcdConfig::new(vec![endpoint.clone()]))
@@ -482,15 +522,29 @@ async fn run(args: &Args, sizes: Sizes, db: std::path::PathBuf, endpoint: String
         .with_connect_timeout(Duration::from_secs(5))
         .with_keep_alive(Duration::from_secs(30), Duration::from_secs(10))
         .with_keep_alive_while_idle(true);
-    let client = Client::connect([endpoint.as_str()], Some(opts)).await.context("connecting etcd-client")?;
+    let client = Client::connect([endpoint.as_str()], Some(opts))
+        .await
+        .context("connecting etcd-client")?;
     let raw = Sys::Raw {
-        kv: client.kv_client().max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE),
+        kv: client
+            .kv_client()
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE),
         watch: client.watch_client().max_decoding_message_size(MAX_MESSAGE),
     };
     let systems = [
-        System { name: "sqlite backend", sys: Sys::Store(Arc::new(sqlite)) },
-        System { name: "etcd backend", sys: Sys::Store(Arc::new(etcd)) },
-        System { name: "raw etcd-client", sys: raw },
+        System {
+            name: "sqlite backend",
+            sys: Sys::Store(Arc::new(sqlite)),
+        },
+        System {
+            name: "etcd backend",
+            sys: Sys::Store(Arc::new(etcd)),
+        },
+        System {
+            name: "raw etcd-client",
+            sys: raw,
+        },
     ];
     let (s, b, r) = (0usize, 1usize, 2usize);
     let mut reports: Vec<Report> = (0..3).map(|_| Report::default()).collect();
@@ -499,7 +553,10 @@ async fn run(args: &Args, sizes: Sizes, db: std::path::PathBuf, endpoint: String
     // a, b: creates. Each system runs two halves in the order S B R R B S, so that drift of
     // the machine (or of etcd's state) over the phase weighs the same on every system.
     let create_phases = if args.phase("creates") {
-        vec![("1 writer", sizes.creates_1, 1), ("64 writers", sizes.creates_n, sizes.writers)]
+        vec![
+            ("1 writer", sizes.creates_1, 1),
+            ("64 writers", sizes.creates_n, sizes.writers),
+        ]
     } else {
         Vec::new()
     };
@@ -507,7 +564,15 @@ async fn run(args: &Args, sizes: Sizes, db: std::path::PathBuf, endpoint: String
         let mut runs: Vec<Vec<Result<Run>>> = (0..3).map(|_| Vec::new()).collect();
         for &i in &[s, b, r, r, b, s] {
             let ns = ns.next();
-            let res = creates(&systems[i].sys, &ns, n / 2, writers, sizes.value_size, deadline).await;
+            let res = creates(
+                &systems[i].sys,
+                &ns,
+                n / 2,
+                writers,
+                sizes.value_size,
+                deadline,
+            )
+            .await;
             match &res {
                 Ok(run) => eprintln!(
                     "creates, {phase}: {:<16} {:>6} in {:>7.2} s = {:>8.0}/s",
@@ -540,7 +605,16 @@ async fn run(args: &Args, sizes: Sizes, db: std::path::PathBuf, endpoint: String
 
     // d: watch fan-out.
     if args.phase("watch") {
-        watch_phases(args, &systems, sizes, &mut ns, &mut reports, epoch, deadline).await?;
+        watch_phases(
+            args,
+            &systems,
+            sizes,
+            &mut ns,
+            &mut reports,
+            epoch,
+            deadline,
+        )
+        .await?;
     }
 
     Ok(systems.iter().map(|s| s.name).zip(reports).collect())
@@ -559,10 +633,28 @@ async fn list_phase(
     let sqlite_ns = ns.next();
     let etcd_ns = ns.next();
     let mut load_errors: [Option<String>; 3] = [None, None, None];
-    if let Err(e) = creates(&systems[s].sys, &sqlite_ns, sizes.list_keys, sizes.writers, sizes.value_size, deadline).await {
+    if let Err(e) = creates(
+        &systems[s].sys,
+        &sqlite_ns,
+        sizes.list_keys,
+        sizes.writers,
+        sizes.value_size,
+        deadline,
+    )
+    .await
+    {
         load_errors[s] = Some(format!("loading: {e:#}"));
     }
-    if let Err(e) = creates(&systems[r].sys, &etcd_ns, sizes.list_keys, sizes.writers, sizes.value_size, deadline).await {
+    if let Err(e) = creates(
+        &systems[r].sys,
+        &etcd_ns,
+        sizes.list_keys,
+        sizes.writers,
+        sizes.value_size,
+        deadline,
+    )
+    .await
+    {
         load_errors[b] = Some(format!("loading: {e:#}"));
         load_errors[r] = Some(format!("loading: {e:#}"));
     }
@@ -583,7 +675,9 @@ async fn list_phase(
                         times[i].push(start.elapsed().as_secs_f64() * 1000.0);
                     }
                 }
-                Ok(n) => list_errors[i] = Some(format!("listed {n} keys, expected {}", sizes.list_keys)),
+                Ok(n) => {
+                    list_errors[i] = Some(format!("listed {n} keys, expected {}", sizes.list_keys))
+                }
                 Err(e) => list_errors[i] = Some(format!("{e:#}")),
             }
         }
@@ -600,7 +694,10 @@ async fn list_phase(
             }
         });
         if let Some(Ok((best, med))) = &reports[i].list {
-            eprintln!("list {}: {:<16} best {best:.1} ms, median {med:.1} ms", sizes.list_keys, systems[i].name);
+            eprintln!(
+                "list {}: {:<16} best {best:.1} ms, median {med:.1} ms",
+                sizes.list_keys, systems[i].name
+            );
         }
     }
 
@@ -626,9 +723,22 @@ async fn watch_phases(
             systems[i].name,
             sizes.watchers,
             sizes.watch_events,
-            if args.watch_rate > 0.0 { format!("{:.0}", args.watch_rate) } else { "max".into() }
+            if args.watch_rate > 0.0 {
+                format!("{:.0}", args.watch_rate)
+            } else {
+                "max".into()
+            }
         );
-        let res = watch_phase(&systems[i].sys, &ns, sizes, args.watch_rate, epoch, cap, deadline).await;
+        let res = watch_phase(
+            &systems[i].sys,
+            &ns,
+            sizes,
+            args.watch_rate,
+            epoch,
+            cap,
+            deadline,
+        )
+        .await;
         match &res {
             Ok(w) => eprintln!(
                 "watch: {:<16} setup {:.2} s, writes {:.2} s, all delivered after {:.2} s, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms{}",
@@ -656,7 +766,14 @@ fn sh(cmd: &str, args: &[&str]) -> String {
         .args(args)
         .output()
         .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_string())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
         .unwrap_or_else(|| "?".into())
 }
 
@@ -687,8 +804,13 @@ fn fmt_rate(r: &Option<Result<f64, String>>) -> String {
 }
 
 fn print_report(args: &Args, sizes: Sizes, reports: &[(&'static str, Report)], load_before: &str) {
-    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    println!("## Store benchmark{}", if args.quick { " (--quick)" } else { "" });
+    let nproc = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    println!(
+        "## Store benchmark{}",
+        if args.quick { " (--quick)" } else { "" }
+    );
     println!();
     println!("- date: {}", sh("date", &["-u"]));
     println!(
@@ -697,7 +819,10 @@ fn print_report(args: &Args, sizes: Sizes, reports: &[(&'static str, Report)], l
         sh("uname", &["-r"]),
         sh("etcd", &["--version"])
     );
-    println!("- load average (1/5/15 min) before: {load_before}; after: {}", loadavg());
+    println!(
+        "- load average (1/5/15 min) before: {load_before}; after: {}",
+        loadavg()
+    );
     println!(
         "- sizes: {} creates with 1 writer, {} with {} writers, values {} B; list of {} keys (best / median of {}); \
          watch: {} watchers x {} events, offered at {} creates/s ({} writers), latency from just before the create to receipt",
@@ -732,19 +857,45 @@ fn print_report(args: &Args, sizes: Sizes, reports: &[(&'static str, Report)], l
                 format!(
                     "{:.2}{}",
                     w.total.as_secs_f64(),
-                    if w.error.is_some() { " (incomplete)" } else { "" }
+                    if w.error.is_some() {
+                        " (incomplete)"
+                    } else {
+                        ""
+                    }
                 ),
             ),
             Some(Err(_)) => ("failed".into(), "failed".into()),
             None => ("-".into(), "-".into()),
         };
-        println!("| {name} | {} | {} | {list} | {watch} | {total} |", fmt_rate(&r.creates_1), fmt_rate(&r.creates_n));
+        println!(
+            "| {name} | {} | {} | {list} | {watch} | {total} |",
+            fmt_rate(&r.creates_1),
+            fmt_rate(&r.creates_n)
+        );
         for (what, e) in [
-            ("creates, 1 writer", r.creates_1.as_ref().and_then(|r| r.as_ref().err()).cloned()),
-            ("creates, 64 writers", r.creates_n.as_ref().and_then(|r| r.as_ref().err()).cloned()),
-            ("list", r.list.as_ref().and_then(|r| r.as_ref().err()).cloned()),
-            ("watch", r.watch.as_ref().and_then(|r| r.as_ref().err()).cloned()),
-            ("watch", r.watch.as_ref().and_then(|r| r.as_ref().ok()).and_then(|w| w.error.clone())),
+            (
+                "creates, 1 writer",
+                r.creates_1.as_ref().and_then(|r| r.as_ref().err()).cloned(),
+            ),
+            (
+                "creates, 64 writers",
+                r.creates_n.as_ref().and_then(|r| r.as_ref().err()).cloned(),
+            ),
+            (
+                "list",
+                r.list.as_ref().and_then(|r| r.as_ref().err()).cloned(),
+            ),
+            (
+                "watch",
+                r.watch.as_ref().and_then(|r| r.as_ref().err()).cloned(),
+            ),
+            (
+                "watch",
+                r.watch
+                    .as_ref()
+                    .and_then(|r| r.as_ref().ok())
+                    .and_then(|w| w.error.clone()),
+            ),
         ] {
             if let Some(e) = e {
                 notes.push(format!("{name}, {what}: {e}"));
@@ -765,7 +916,12 @@ fn print_report(args: &Args, sizes: Sizes, reports: &[(&'static str, Report)], l
     };
     let (watch_ratio, total_ratio) = match (&backend.watch, &raw.watch) {
         (Some(Ok(bw)), Some(Ok(rw))) => (
-            format!("{:.2}× / {:.2}× / {:.2}×", bw.p50_ms / rw.p50_ms, bw.p99_ms / rw.p99_ms, bw.max_ms / rw.max_ms),
+            format!(
+                "{:.2}× / {:.2}× / {:.2}×",
+                bw.p50_ms / rw.p50_ms,
+                bw.p99_ms / rw.p99_ms,
+                bw.max_ms / rw.max_ms
+            ),
             format!("{:.2}×", bw.total.as_secs_f64() / rw.total.as_secs_f64()),
         ),
         _ => ("-".into(), "-".into()),
@@ -783,10 +939,17 @@ fn print_report(args: &Args, sizes: Sizes, reports: &[(&'static str, Report)], l
     let val = |r: &Option<Result<f64, String>>| r.as_ref().and_then(|r| r.as_ref().ok()).copied();
     println!("Goals:");
     if let Some(v) = val(&sq.creates_n) {
-        println!("- sqlite ≥ 10,000 creates/s with {} writers: {v:.0}/s, {}", sizes.writers, ok(v >= 10_000.0));
+        println!(
+            "- sqlite ≥ 10,000 creates/s with {} writers: {v:.0}/s, {}",
+            sizes.writers,
+            ok(v >= 10_000.0)
+        );
     }
     if let Some(v) = val(&sq.creates_1) {
-        println!("- sqlite ≥ 2,000 creates/s with 1 writer: {v:.0}/s, {}", ok(v >= 2_000.0));
+        println!(
+            "- sqlite ≥ 2,000 creates/s with 1 writer: {v:.0}/s, {}",
+            ok(v >= 2_000.0)
+        );
     }
     for (name, r) in reports {
         if let Some(Ok(w)) = &r.watch {
@@ -795,7 +958,11 @@ fn print_report(args: &Args, sizes: Sizes, reports: &[(&'static str, Report)], l
                 "- watch p99 ≤ 100 ms to {} watchers, {name}: {:.1} ms{}, {}",
                 w.watchers,
                 w.p99_ms,
-                if complete { String::new() } else { " (incomplete delivery)".into() },
+                if complete {
+                    String::new()
+                } else {
+                    " (incomplete delivery)".into()
+                },
                 ok(w.p99_ms <= 100.0 && complete)
             );
         }
@@ -814,7 +981,10 @@ fn print_report(args: &Args, sizes: Sizes, reports: &[(&'static str, Report)], l
         ratios.push(("watch p99", bw.p99_ms / rw.p99_ms));
     }
     for (what, x) in ratios {
-        println!("- etcd backend within 1.3× of raw etcd-client, {what}: {x:.2}×, {}", ok(x <= 1.3));
+        println!(
+            "- etcd backend within 1.3× of raw etcd-client, {what}: {x:.2}×, {}",
+            ok(x <= 1.3)
+        );
     }
     for (name, r) in reports {
         if let Some(Ok(w)) = &r.watch {
@@ -880,8 +1050,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    eprintln!("etcd on {} (data in {}), sqlite in {}", etcd.endpoint, etcd.dir().display(), dir.path().display());
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    eprintln!(
+        "etcd on {} (data in {}), sqlite in {}",
+        etcd.endpoint,
+        etcd.dir().display(),
+        dir.path().display()
+    );
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

@@ -181,7 +181,18 @@ const BUILTIN: &[Spec] = &[
     spec!("networking.k8s.io", "v1", "IngressClass", "ingressclasses", &[], CLUSTER, false, &[]),
     spec!("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", &["netpol"], NS, false, &[]),
     spec!("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", &["crd", "crds"], CLUSTER, false, &["status"]),
+    // Reviews: answered at once, never stored.
+    spec!("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", &[], CLUSTER, false, &[], &["create"], ""),
+    spec!("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", &[], CLUSTER, false, &[], &["create"], ""),
+    spec!("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", &[], CLUSTER, false, &[], &["create"], ""),
+    spec!("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews", &[], NS, false, &[], &["create"], ""),
+    spec!("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", &[], CLUSTER, false, &[], &["create"], ""),
 ];
+
+/// Whether a resource is a review: created to get an answer, never stored.
+pub fn is_review(def: &ResourceDef) -> bool {
+    matches!(def.group.as_str(), "authorization.k8s.io" | "authentication.k8s.io")
+}
 
 fn subresource(spec: &Spec, name: &str) -> Subresource {
     let (group, version, kind, verbs): (&str, &str, &str, &[&str]) = match name {

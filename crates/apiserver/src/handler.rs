@@ -8,9 +8,10 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use timonier_api::patch::{self, PatchError};
-use timonier_api::resources::ResourceDef;
+use timonier_api::resources::{self, ResourceDef};
 
 use crate::auth::UserInfo;
+use crate::rbac::Attributes;
 use crate::error::{ApiError, ApiResult};
 use crate::negotiate::{self, Format, Shape, MAX_BODY};
 use crate::request::{parse_path, verb, Endpoint, Query, ResourcePath};
@@ -96,7 +97,15 @@ async fn route(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, user: 
     let Some(user) = user else { return Err(ApiError::unauthorized()) };
     let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string);
     let registry = state.registry();
-    match endpoint? {
+    let endpoint = endpoint?;
+    let user = impersonate(&state, user, &req)?;
+    if !matches!(endpoint, Endpoint::Resource(_)) {
+        let a = Attributes { verb: "get".into(), path: Some(req.uri().path().to_string()), ..Default::default() };
+        if !state.authorize(&user, &a) {
+            return Err(ApiState::forbidden(&user, &a));
+        }
+    }
+    match endpoint {
         Endpoint::CoreGroup => Ok(match discovery::aggregated_version(accept.as_deref()) {
             Some(v) => respond(StatusCode::OK, &discovery::aggregated_content_type(v), serde_json::to_vec(&discovery::aggregated(&registry, true, v)).unwrap_or_default()),
             None => json_response(StatusCode::OK, &discovery::api_versions(&server_address)),
@@ -109,18 +118,61 @@ async fn route(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, user: 
         Endpoint::Group(g) => discovery::api_group(&registry, &g).map(|l| json_response(StatusCode::OK, &l)).ok_or_else(ApiError::path_not_found),
         Endpoint::GroupVersion(g, v) => discovery::api_resource_list(&registry, &g, &v).map(|l| json_response(StatusCode::OK, &l)).ok_or_else(ApiError::path_not_found),
         Endpoint::OpenApiV2 | Endpoint::OpenApiV3 | Endpoint::OpenApiV3Doc(_) => Err(ApiError::path_not_found()),
-        Endpoint::Resource(path) => {
-            let _ = user;
-            resource(state, req, path, accept.as_deref()).await
-        }
+        Endpoint::Resource(path) => resource(state, req, path, accept.as_deref(), user).await,
         Endpoint::Version | Endpoint::Health(_) => Err(ApiError::path_not_found()),
     }
 }
 
-async fn resource(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, path: ResourcePath, accept: Option<&str>) -> ApiResult<Response<Body>> {
+/// `Impersonate-User` / `Impersonate-Group` (`kubectl --as`): allowed to those who may
+/// `impersonate` users and groups.
+fn impersonate(state: &ApiState, user: UserInfo, req: &Request<hyper::body::Incoming>) -> ApiResult<UserInfo> {
+    let Some(name) = req.headers().get("impersonate-user").and_then(|v| v.to_str().ok()) else { return Ok(user) };
+    let groups: Vec<String> = req.headers().get_all("impersonate-group").iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect();
+    let check = |resource: &str, name: &str| {
+        let a = Attributes { verb: "impersonate".into(), resource: resource.into(), name: name.into(), ..Default::default() };
+        if state.authorize(&user, &a) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!("{resource} {name:?} is forbidden: User {:?} cannot impersonate resource {resource:?} in API group \"\" at the cluster scope", user.name)))
+        }
+    };
+    check("users", name)?;
+    for g in &groups {
+        check("groups", g)?;
+    }
+    let mut groups = groups;
+    if !groups.iter().any(|g| g == "system:authenticated") {
+        groups.push("system:authenticated".into());
+    }
+    Ok(UserInfo { name: name.to_string(), groups })
+}
+
+async fn resource(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, path: ResourcePath, accept: Option<&str>, user: UserInfo) -> ApiResult<Response<Body>> {
     let def = state.def(&path.group, &path.version, &path.resource)?;
     let q = Query::parse(req.uri().query());
     let verb = verb(req.method(), &path, &q);
+    let a = Attributes {
+        verb: verb.into(),
+        group: def.group.clone(),
+        resource: def.plural.clone(),
+        subresource: path.subresource.clone().unwrap_or_default(),
+        namespace: if def.namespaced { path.namespace.clone() } else { String::new() },
+        name: path.name.clone().unwrap_or_default(),
+        path: None,
+    };
+    if !state.authorize(&user, &a) {
+        return Err(ApiState::forbidden(&user, &a));
+    }
+    if resources::is_review(&def) {
+        if verb != "create" {
+            return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
+        }
+        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let body = read_body(req.into_body()).await?;
+        let obj = decode(content_type.as_deref(), &body)?;
+        let answer = if def.kind == "SelfSubjectReview" { ApiState::whoami(&user, obj) } else { state.review(&user, &def.kind, obj, &path.namespace)? };
+        return Ok(json_response(StatusCode::CREATED, &answer));
+    }
     let method = req.method().clone();
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
     // Cluster-scoped resources have no namespace (the namespaces resource names itself).

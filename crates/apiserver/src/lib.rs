@@ -14,6 +14,7 @@ pub mod error;
 mod gc;
 mod handler;
 mod negotiate;
+pub mod rbac;
 pub mod pki;
 mod request;
 mod rest;
@@ -130,6 +131,7 @@ impl Server {
         let state = ApiState::new(store).await?;
         let advertise = if config.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { config.bind_address.to_string() };
         bootstrap::ensure(&state, addr.port(), &advertise).await.map_err(ServerError::Bootstrap)?;
+        rbac::ensure_bootstrap_policy(&state).await.map_err(ServerError::Bootstrap)?;
         let host = if config.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { config.bind_address.to_string() };
         let url_host = if host.contains(':') { format!("[{host}]") } else { host };
         if let Some(path) = &config.write_kubeconfig {

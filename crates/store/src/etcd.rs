@@ -11,6 +11,7 @@ use etcd_client::{
     Client, Compare, CompareOp, CompactionOptions, ConnectOptions, DeleteOptions, EventType,
     GetOptions, KvClient, Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
 };
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::{
@@ -135,6 +136,23 @@ impl EtcdStorage {
     }
 }
 
+/// One etcd watch event as ours.
+fn to_event(ev: &etcd_client::Event) -> Option<Event> {
+    let kv = to_kv(ev.kv()?);
+    let prev = ev.prev_kv().map(to_kv);
+    let kind = match ev.event_type() {
+        EventType::Delete => EventKind::Delete,
+        EventType::Put if kv.create_revision == kv.mod_revision => EventKind::Create,
+        EventType::Put => EventKind::Update,
+    };
+    let kv = if kind == EventKind::Delete {
+        KeyValue { create_revision: prev.as_ref().map_or(0, |p| p.create_revision), ..kv }
+    } else {
+        kv
+    };
+    Some(Event { kind, kv, prev })
+}
+
 #[async_trait]
 impl Storage for EtcdStorage {
     async fn create(&self, key: &str, value: Bytes) -> Result<i64> {
@@ -236,54 +254,46 @@ impl Storage for EtcdStorage {
             Some(_) => {}
             None => return Err(StoreError::Backend("etcd closed the watch".into())),
         }
-        let (tx, rx) = tokio::sync::mpsc::channel(256);
-        tokio::spawn(async move {
+        // The stream reads etcd's responses itself (no relay task): each response's events
+        // are handed out from a buffer, and dropping the stream cancels the etcd watch.
+        struct State {
+            stream: etcd_client::WatchStream,
+            buffer: VecDeque<Event>,
+            done: bool,
+        }
+        let state = State { stream, buffer: VecDeque::new(), done: false };
+        let events = futures::stream::unfold(state, move |mut st| async move {
             loop {
-                let msg = tokio::select! {
-                    _ = tx.closed() => return,
-                    m = stream.message() => m,
-                };
-                let resp = match msg {
+                if let Some(ev) = st.buffer.pop_front() {
+                    return Some((Ok(ev), st));
+                }
+                if st.done {
+                    return None;
+                }
+                let resp = match st.stream.message().await {
                     Ok(Some(r)) => r,
                     Ok(None) => {
-                        let _ = tx.send(Err(StoreError::Backend("etcd closed the watch".into()))).await;
-                        return;
+                        st.done = true;
+                        return Some((Err(StoreError::Backend("etcd closed the watch".into())), st));
                     }
                     Err(e) => {
-                        let _ = tx.send(Err(backend(e))).await;
-                        return;
+                        st.done = true;
+                        return Some((Err(backend(e)), st));
                     }
                 };
                 if resp.canceled() {
+                    st.done = true;
                     let err = if resp.compact_revision() > 0 {
                         StoreError::Compacted { requested: after, compacted: resp.compact_revision() }
                     } else {
                         StoreError::Backend(format!("etcd cancelled the watch: {}", resp.cancel_reason()))
                     };
-                    let _ = tx.send(Err(err)).await;
-                    return;
+                    return Some((Err(err), st));
                 }
-                for ev in resp.events() {
-                    let Some(kv) = ev.kv() else { continue };
-                    let kv = to_kv(kv);
-                    let prev = ev.prev_kv().map(to_kv);
-                    let kind = match ev.event_type() {
-                        EventType::Delete => EventKind::Delete,
-                        EventType::Put if kv.create_revision == kv.mod_revision => EventKind::Create,
-                        EventType::Put => EventKind::Update,
-                    };
-                    let kv = if kind == EventKind::Delete {
-                        KeyValue { create_revision: prev.as_ref().map_or(0, |p| p.create_revision), ..kv }
-                    } else {
-                        kv
-                    };
-                    if tx.send(Ok(Event { kind, kv, prev })).await.is_err() {
-                        return;
-                    }
-                }
+                st.buffer.extend(resp.events().iter().filter_map(to_event));
             }
         });
-        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        Ok(Box::pin(events))
     }
 
     async fn compact(&self, revision: i64) -> Result<()> {

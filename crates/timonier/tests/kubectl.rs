@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use timonier_testkit::{Kubectl, Server};
 
+
 const VERSIONS: &[&str] = &["1.27", "1.33"];
 
 fn server() -> Server {
@@ -335,4 +336,56 @@ fn cascading_deletion_background_foreground_orphan() {
             assert!(k.run(&["get", "cm", owner]).err().contains("not found"));
         }
     });
+}
+
+/// A kubectl that authenticates with a bearer token instead of the admin's certificate.
+fn with_token(s: &Server, v: &str, token: &str) -> Kubectl {
+    let admin = std::fs::read_to_string(&s.kubeconfig).unwrap();
+    let cfg: String = admin
+        .lines()
+        .filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"))
+        .map(|l| if l.trim() == "user:" { format!("{l}\n    token: {token}") } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = s.dir.path().join(format!("kubeconfig-{token}"));
+    std::fs::write(&path, cfg).unwrap();
+    Kubectl { kubeconfig: path, ..s.kubectl(v) }
+}
+
+#[test]
+fn rbac_tokens_and_auth_can_i() {
+    let dir = timonier_testkit::temp_dir("timonier-tokens-");
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "alice-token,alice,1001\nbob-token,bob,1002,\"devs\"\n").unwrap();
+    let s = Server::start(std::path::Path::new(env!("CARGO_BIN_EXE_timonier")), &["--token-auth-file", tokens.to_str().unwrap()]);
+    for v in VERSIONS {
+        let admin = s.kubectl(v);
+        assert_eq!(admin.run(&["auth", "can-i", "create", "pods"]).ok().trim(), "yes");
+        assert_eq!(admin.run(&["auth", "can-i", "delete", "nodes", "--as=alice"]).stdout.trim(), "no");
+        let alice = with_token(&s, v, "alice-token");
+        let denied = alice.run(&["get", "pods"]);
+        assert!(
+            denied.err().contains("pods is forbidden: User \"alice\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""),
+            "{}",
+            denied.stderr
+        );
+        assert_eq!(alice.run(&["auth", "can-i", "list", "pods"]).stdout.trim(), "no");
+    }
+    let admin = s.kubectl("1.33");
+    admin.run(&["create", "rolebinding", "alice-view", "--clusterrole=view", "--user=alice", "-n", "default"]).ok();
+    admin.run(&["create", "clusterrolebinding", "devs-edit", "--clusterrole=edit", "--group=devs"]).ok();
+    for v in VERSIONS {
+        let k = s.kubectl(v);
+        let alice = with_token(&s, v, "alice-token");
+        let bob = with_token(&s, v, "bob-token");
+        let listed = alice.run(&["get", "pods"]);
+        assert_eq!(listed.code, 0, "{}", listed.stderr);
+        assert_eq!(alice.run(&["auth", "can-i", "list", "pods"]).stdout.trim(), "yes");
+        assert_eq!(alice.run(&["auth", "can-i", "list", "pods", "-n", "kube-system"]).stdout.trim(), "no");
+        assert_eq!(alice.run(&["auth", "can-i", "create", "deployments"]).stdout.trim(), "no");
+        assert_eq!(bob.run(&["auth", "can-i", "create", "deployments", "-n", "kube-public"]).stdout.trim(), "yes");
+        assert_eq!(k.run(&["auth", "can-i", "get", "pods", "--as=alice"]).stdout.trim(), "yes");
+    }
+    let who = with_token(&s, "1.33", "bob-token").run(&["auth", "whoami"]);
+    assert!(who.ok().contains("bob") && who.stdout.contains("devs"), "{}", who.stdout);
 }

@@ -434,11 +434,12 @@ impl Storage for SqliteStorage {
         let limit = opts.limit;
         self.read_at(revision, move |c| {
             let mut stmt = c.prepare_cached(
+                // Walks the (key, rev) index in key order, keeping each key's newest row at
+                // the revision: no temporary sort of whole rows.
                 "SELECT l.key, l.rev, l.create_rev, l.value FROM log l
-                 JOIN (SELECT MAX(rev) AS rev FROM log
-                       WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) AND rev <= ?3 GROUP BY key) m
-                   ON l.rev = m.rev
-                 WHERE l.deleted = 0 ORDER BY l.key LIMIT ?4",
+                 WHERE l.key >= ?1 AND (?2 IS NULL OR l.key < ?2) AND l.deleted = 0
+                   AND l.rev = (SELECT MAX(rev) FROM log WHERE key = l.key AND rev <= ?3)
+                 ORDER BY l.key LIMIT ?4",
             )?;
             // One more than asked tells whether another page follows.
             let fetch = if limit == 0 { -1 } else { limit as i64 + 1 };
@@ -464,9 +465,8 @@ impl Storage for SqliteStorage {
         self.read(move |c| {
             c.prepare_cached(
                 "SELECT COUNT(*) FROM log l
-                 JOIN (SELECT MAX(rev) AS rev FROM log WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) GROUP BY key) m
-                   ON l.rev = m.rev
-                 WHERE l.deleted = 0",
+                 WHERE l.key >= ?1 AND (?2 IS NULL OR l.key < ?2) AND l.deleted = 0
+                   AND l.rev = (SELECT MAX(rev) FROM log WHERE key = l.key)",
             )?
             .query_row(params![lo, hi], |r| r.get(0))
         })
