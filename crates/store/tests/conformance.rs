@@ -70,6 +70,7 @@ conformance!(
     large_values,
     unicode_and_slash_keys,
     many_watchers_see_the_same_events,
+    watchers_joining_mid_stream_see_exactly_their_events,
 );
 
 fn b(s: &str) -> Bytes {
@@ -461,5 +462,39 @@ async fn many_watchers_see_the_same_events(s: Arc<dyn Storage>) {
         for r in &revs {
             assert_eq!(next(w).await.revision(), *r);
         }
+    }
+}
+
+async fn watchers_joining_mid_stream_see_exactly_their_events(s: Arc<dyn Storage>) {
+    let base = s.current_revision().await.unwrap();
+    let writer = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let mut last = 0;
+            for i in 0..400 {
+                last = s.create(&format!("/registry/mid/k{i:04}"), Bytes::from(format!("{i}"))).await.unwrap();
+                if i % 50 == 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            last
+        })
+    };
+    // Watchers start at revisions before, during and (for one) far before the writes.
+    let mut watchers = vec![(base, s.watch("/registry/mid/", base).await.unwrap())];
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        let at = s.current_revision().await.unwrap();
+        watchers.push((at, s.watch("/registry/mid/", at).await.unwrap()));
+    }
+    let last = writer.await.unwrap();
+    for (after, mut w) in watchers {
+        let mut expect = after + 1;
+        while expect <= last {
+            let ev = next(&mut w).await;
+            assert_eq!(ev.revision(), expect, "watcher from {after}");
+            expect += 1;
+        }
+        nothing_within(&mut w, Duration::from_millis(50)).await;
     }
 }

@@ -14,6 +14,8 @@ use etcd_client::{
 use std::collections::VecDeque;
 use std::time::Duration;
 
+mod fanout;
+
 use crate::{
     prefix_end, Deleted, Event, EventKind, KeyValue, ListOptions, ListResult, Result, Storage,
     StoreError, WatchStream,
@@ -40,6 +42,7 @@ impl EtcdConfig {
 pub struct EtcdStorage {
     kv: KvClient,
     watch: WatchClient,
+    hubs: std::sync::Arc<fanout::Hubs>,
 }
 
 fn backend(e: etcd_client::Error) -> StoreError {
@@ -100,6 +103,68 @@ impl EtcdStorage {
         tokio::time::timeout(Duration::from_secs(1), probe).await.ok().flatten().unwrap_or(0)
     }
 
+    /// A watch of its own on etcd, from any revision etcd still has.
+    async fn direct_watch(&self, prefix: &str, after: i64) -> Result<WatchStream> {
+        // etcd would accept a watch from `after + 1` even when `after` itself is compacted;
+        // a read at `after` refuses it, which gives both backends the same rule.
+        if after > 0 {
+            let probe = GetOptions::new().with_revision(after).with_count_only();
+            if let Err(e) = self.kv.clone().get("\0", Some(probe)).await {
+                return Err(self.read_error(e, after).await);
+            }
+        }
+        let opts = WatchOptions::new().with_prefix().with_prev_key().with_start_revision(after + 1);
+        let mut stream = self.watch.clone().watch(prefix, Some(opts)).await.map_err(backend)?;
+        // The first response confirms the watch exists; events come after it.
+        match stream.message().await.map_err(backend)? {
+            Some(r) if r.canceled() => {
+                return Err(StoreError::Backend(format!("etcd refused the watch: {}", r.cancel_reason())))
+            }
+            Some(_) => {}
+            None => return Err(StoreError::Backend("etcd closed the watch".into())),
+        }
+        // The stream reads etcd's responses itself (no relay task): each response's events
+        // are handed out from a buffer, and dropping the stream cancels the etcd watch.
+        struct State {
+            stream: etcd_client::WatchStream,
+            buffer: VecDeque<Event>,
+            done: bool,
+        }
+        let state = State { stream, buffer: VecDeque::new(), done: false };
+        let events = futures::stream::unfold(state, move |mut st| async move {
+            loop {
+                if let Some(ev) = st.buffer.pop_front() {
+                    return Some((Ok(ev), st));
+                }
+                if st.done {
+                    return None;
+                }
+                let resp = match st.stream.message().await {
+                    Ok(Some(r)) => r,
+                    Ok(None) => {
+                        st.done = true;
+                        return Some((Err(StoreError::Backend("etcd closed the watch".into())), st));
+                    }
+                    Err(e) => {
+                        st.done = true;
+                        return Some((Err(backend(e)), st));
+                    }
+                };
+                if resp.canceled() {
+                    st.done = true;
+                    let err = if resp.compact_revision() > 0 {
+                        StoreError::Compacted { requested: after, compacted: resp.compact_revision() }
+                    } else {
+                        StoreError::Backend(format!("etcd cancelled the watch: {}", resp.cancel_reason()))
+                    };
+                    return Some((Err(err), st));
+                }
+                st.buffer.extend(resp.events().iter().filter_map(to_event));
+            }
+        });
+        Ok(Box::pin(events))
+    }
+
     /// Connects to the cluster and checks that it answers.
     pub async fn connect(config: EtcdConfig) -> Result<EtcdStorage> {
         let opts = ConnectOptions::new()
@@ -113,6 +178,7 @@ impl EtcdStorage {
         let store = EtcdStorage {
             kv: client.kv_client().max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE),
             watch: client.watch_client().max_decoding_message_size(MAX_MESSAGE),
+            hubs: Default::default(),
         };
         tokio::time::timeout(config.connect_timeout, store.current_revision())
             .await
@@ -236,65 +302,9 @@ impl Storage for EtcdStorage {
     }
 
     async fn watch(&self, prefix: &str, after: i64) -> Result<WatchStream> {
-        // etcd would accept a watch from `after + 1` even when `after` itself is compacted;
-        // a read at `after` refuses it, which gives both backends the same rule.
-        if after > 0 {
-            let probe = GetOptions::new().with_revision(after).with_count_only();
-            if let Err(e) = self.kv.clone().get("\0", Some(probe)).await {
-                return Err(self.read_error(e, after).await);
-            }
-        }
-        let opts = WatchOptions::new().with_prefix().with_prev_key().with_start_revision(after + 1);
-        let mut stream = self.watch.clone().watch(prefix, Some(opts)).await.map_err(backend)?;
-        // The first response confirms the watch exists; events come after it.
-        match stream.message().await.map_err(backend)? {
-            Some(r) if r.canceled() => {
-                return Err(StoreError::Backend(format!("etcd refused the watch: {}", r.cancel_reason())))
-            }
-            Some(_) => {}
-            None => return Err(StoreError::Backend("etcd closed the watch".into())),
-        }
-        // The stream reads etcd's responses itself (no relay task): each response's events
-        // are handed out from a buffer, and dropping the stream cancels the etcd watch.
-        struct State {
-            stream: etcd_client::WatchStream,
-            buffer: VecDeque<Event>,
-            done: bool,
-        }
-        let state = State { stream, buffer: VecDeque::new(), done: false };
-        let events = futures::stream::unfold(state, move |mut st| async move {
-            loop {
-                if let Some(ev) = st.buffer.pop_front() {
-                    return Some((Ok(ev), st));
-                }
-                if st.done {
-                    return None;
-                }
-                let resp = match st.stream.message().await {
-                    Ok(Some(r)) => r,
-                    Ok(None) => {
-                        st.done = true;
-                        return Some((Err(StoreError::Backend("etcd closed the watch".into())), st));
-                    }
-                    Err(e) => {
-                        st.done = true;
-                        return Some((Err(backend(e)), st));
-                    }
-                };
-                if resp.canceled() {
-                    st.done = true;
-                    let err = if resp.compact_revision() > 0 {
-                        StoreError::Compacted { requested: after, compacted: resp.compact_revision() }
-                    } else {
-                        StoreError::Backend(format!("etcd cancelled the watch: {}", resp.cancel_reason()))
-                    };
-                    return Some((Err(err), st));
-                }
-                st.buffer.extend(resp.events().iter().filter_map(to_event));
-            }
-        });
-        Ok(Box::pin(events))
+        fanout::watch(self, prefix, after).await
     }
+
 
     async fn compact(&self, revision: i64) -> Result<()> {
         let current = self.current_revision().await?;
