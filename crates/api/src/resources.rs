@@ -189,6 +189,11 @@ const BUILTIN: &[Spec] = &[
     spec!("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", &[], CLUSTER, false, &[], &["create"], ""),
 ];
 
+/// Whether a resource is a custom resource (defined by a CRD), stored under its group.
+pub fn is_custom(def: &ResourceDef) -> bool {
+    def.storage_resource == format!("{}/{}", def.group, def.plural)
+}
+
 /// Whether a resource is a review: created to get an answer, never stored.
 pub fn is_review(def: &ResourceDef) -> bool {
     matches!(def.group.as_str(), "authorization.k8s.io" | "authentication.k8s.io")

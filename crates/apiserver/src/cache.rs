@@ -60,6 +60,9 @@ struct State {
     history: VecDeque<Arc<CacheEvent>>,
     /// The history holds every event after this revision.
     complete_after: i64,
+    /// While a cache added at run time (a CRD's) loads its initial list, the events that
+    /// arrive meanwhile wait here.
+    loading: Option<Vec<Arc<CacheEvent>>>,
 }
 
 /// One resource's objects and recent events.
@@ -85,7 +88,7 @@ impl ResourceCache {
         let (events, _) = broadcast::channel(1024);
         ResourceCache {
             prefix,
-            state: RwLock::new(State { objects: BTreeMap::new(), history: VecDeque::new(), complete_after: revision }),
+            state: RwLock::new(State { objects: BTreeMap::new(), history: VecDeque::new(), complete_after: revision, loading: None }),
             events,
         }
     }
@@ -119,6 +122,18 @@ impl ResourceCache {
     fn apply(&self, ev: CacheEvent) -> Arc<CacheEvent> {
         let ev = Arc::new(ev);
         let mut st = self.write();
+        if let Some(pending) = st.loading.as_mut() {
+            pending.push(ev.clone());
+            return ev;
+        }
+        Self::apply_locked(&mut st, &ev);
+        // Sent under the lock, so that a watcher that subscribes under the lock sees each
+        // event exactly once: in the history it copies or on the channel.
+        let _ = self.events.send(ev.clone());
+        ev
+    }
+
+    fn apply_locked(st: &mut State, ev: &Arc<CacheEvent>) {
         match ev.kind {
             EventType::Deleted => {
                 st.objects.remove(&ev.key);
@@ -133,10 +148,6 @@ impl ResourceCache {
                 st.complete_after = old.revision;
             }
         }
-        // Sent under the lock, so that a watcher that subscribes under the lock sees each
-        // event exactly once: in the history it copies or on the channel.
-        let _ = self.events.send(ev.clone());
-        ev
     }
 
     /// Starts a watch of the keys under `prefix`. Returns the initial events and a receiver
@@ -325,9 +336,63 @@ impl WatchCache {
         self.all.subscribe()
     }
 
-    /// The cache of the resource stored under `prefix` (`/registry/pods/`).
+    /// The cache of the resource stored under `prefix` (`/registry/pods/`), once loaded.
     pub fn resource(&self, prefix: &str) -> Option<Arc<ResourceCache>> {
-        self.caches.read().unwrap_or_else(|e| e.into_inner()).get(prefix).cloned()
+        let c = self.caches.read().unwrap_or_else(|e| e.into_inner()).get(prefix).cloned()?;
+        let loading = c.read().loading.is_some();
+        (!loading).then_some(c)
+    }
+
+    /// Adds the cache of a resource that appears at run time (a custom resource): it is
+    /// registered first, so that no event is lost, then filled from the store.
+    pub async fn add_resource(&self, prefix: &str) -> Result<(), StoreError> {
+        let cache = {
+            let mut caches = self.caches.write().unwrap_or_else(|e| e.into_inner());
+            if caches.contains_key(prefix) {
+                return Ok(());
+            }
+            let c = Arc::new(ResourceCache::new(prefix.to_string(), 0));
+            c.write().loading = Some(Vec::new());
+            caches.insert(prefix.to_string(), c.clone());
+            c
+        };
+        let mut revision = None;
+        let mut after = None;
+        let mut objects = BTreeMap::new();
+        loop {
+            let page = match self.store.list(prefix, ListOptions { revision, limit: 10_000, start_after: after.clone() }).await {
+                Ok(p) => p,
+                Err(e) => {
+                    self.caches.write().unwrap_or_else(|e| e.into_inner()).remove(prefix);
+                    return Err(e);
+                }
+            };
+            revision = Some(page.revision);
+            after = page.items.last().map(|kv| kv.key.clone());
+            for kv in page.items {
+                if let Some(obj) = decode(&kv.value, kv.mod_revision) {
+                    objects.insert(kv.key, Arc::new(obj));
+                }
+            }
+            if !page.more {
+                break;
+            }
+        }
+        let listed_at = revision.unwrap_or(0);
+        let mut st = cache.write();
+        st.objects = objects;
+        st.complete_after = listed_at;
+        for ev in st.loading.take().unwrap_or_default() {
+            if ev.revision > listed_at {
+                ResourceCache::apply_locked(&mut st, &ev);
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets the cache of a resource that no longer exists (a deleted CRD's).
+    pub fn remove_resource(&self, prefix: &str) {
+        self.caches.write().unwrap_or_else(|e| e.into_inner()).remove(prefix);
     }
 
     /// The revision the caches have caught up to.

@@ -173,7 +173,6 @@ async fn resource(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, pat
         let answer = if def.kind == "SelfSubjectReview" { ApiState::whoami(&user, obj) } else { state.review(&user, &def.kind, obj, &path.namespace)? };
         return Ok(json_response(StatusCode::CREATED, &answer));
     }
-    let method = req.method().clone();
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
     // Cluster-scoped resources have no namespace (the namespaces resource names itself).
     let ns = if def.namespaced { path.namespace.clone() } else { String::new() };
@@ -192,14 +191,38 @@ async fn resource(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, pat
     }
     let (shape, format) = negotiate::negotiate(accept)?;
     let name = path.name.clone().unwrap_or_default();
+    let result = serve_verb(&state, req, &def, &ns, &name, verb, shape, format, &q, content_type).await;
+    // A CRD change changes what is served: bring the registry along before answering, so
+    // that the next request can use the new kind.
+    if result.is_ok() && def.kind == "CustomResourceDefinition" && !matches!(verb, "get" | "list" | "watch") {
+        state.cache.wait_fresh().await?;
+        state.sync_crds().await?;
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_verb(
+    state: &Arc<ApiState>,
+    req: Request<hyper::body::Incoming>,
+    def: &Arc<ResourceDef>,
+    ns: &str,
+    name: &str,
+    verb: &str,
+    shape: Shape,
+    format: Format,
+    q: &Query,
+    content_type: Option<String>,
+) -> ApiResult<Response<Body>> {
+    let (state, def, ns, name, q) = (state.clone(), def.clone(), ns.to_string(), name.to_string(), q.clone());
     match verb {
         "get" => {
             let obj = state.get(&def, &ns, &name).await?;
-            Ok(render_object(&def, &obj, shape, format, &q)?)
+            Ok(render_object(&state, &def, &obj, shape, format, &q)?)
         }
         "list" => {
             let page = state.list(&def, &ns, &q).await?;
-            list_response(&def, page, shape, format, &q)
+            list_response(&state, &def, page, shape, format, &q)
         }
         "watch" => {
             let rx = watch::start(&state, def.clone(), &ns, &q, shape).await?;
@@ -214,7 +237,7 @@ async fn resource(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, pat
             let obj = decode(content_type.as_deref(), &body)?;
             let opts = WriteOptions::from_query(&q)?;
             let created = state.create(&def, &ns, obj, &opts).await?;
-            render_object(&def, &created, shape, format, &q).map(|mut r| {
+            render_object(&state, &def, &created, shape, format, &q).map(|mut r| {
                 *r.status_mut() = StatusCode::CREATED;
                 r
             })
@@ -224,13 +247,13 @@ async fn resource(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, pat
             let obj = decode(content_type.as_deref(), &body)?;
             let opts = WriteOptions::from_query(&q)?;
             let updated = state.update(&def, &ns, &name, obj, &opts).await?;
-            render_object(&def, &updated, shape, format, &q)
+            render_object(&state, &def, &updated, shape, format, &q)
         }
         "patch" => {
             let body = read_body(req.into_body()).await?;
             let opts = WriteOptions::from_query(&q)?;
             let (obj, created) = patch_object(&state, &def, &ns, &name, content_type.as_deref(), &body, &opts, Mode::Main, &q).await?;
-            render_object(&def, &obj, shape, format, &q).map(|mut r| {
+            render_object(&state, &def, &obj, shape, format, &q).map(|mut r| {
                 if created {
                     *r.status_mut() = StatusCode::CREATED;
                 }
@@ -245,7 +268,7 @@ async fn resource(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, pat
             if gone {
                 Ok(json_response(StatusCode::OK, &success(&def, &obj)))
             } else {
-                render_object(&def, &obj, Shape::Object, format, &q)
+                render_object(&state, &def, &obj, Shape::Object, format, &q)
             }
         }
         "deletecollection" => {
@@ -266,12 +289,9 @@ async fn resource(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, pat
                 }
             }
             let page = crate::rest::ListPage { items: deleted, revision: state.cache.revision(), continue_token: None };
-            list_response(&def, page, Shape::Object, format, &q)
+            list_response(&state, &def, page, Shape::Object, format, &q)
         }
-        _ => {
-            let _ = method;
-            Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"))
-        }
+        _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
     }
 }
 
@@ -298,26 +318,28 @@ fn success(def: &ResourceDef, obj: &Value) -> Value {
     })
 }
 
-fn render_object(def: &ResourceDef, obj: &Value, shape: Shape, format: Format, q: &Query) -> ApiResult<Response<Body>> {
+fn render_object(state: &ApiState, def: &ResourceDef, obj: &Value, shape: Shape, format: Format, q: &Query) -> ApiResult<Response<Body>> {
     Ok(match shape {
         Shape::Object => render(StatusCode::OK, obj, format, "application/json"),
         Shape::Table(v) => {
             let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
-            let t = table::table(def, &[Arc::new(obj.clone())], Include::from_query(q)?, v, json!({"resourceVersion": rv}));
+            let crd = state.crd_for(def);
+            let t = table::table(def, &[Arc::new(obj.clone())], Include::from_query(q)?, v, json!({"resourceVersion": rv}), crd.as_deref());
             render(StatusCode::OK, &t, format, &table::content_type(v))
         }
         Shape::Metadata(v) => render(StatusCode::OK, &table::partial(obj, v), format, "application/json"),
     })
 }
 
-fn list_response(def: &ResourceDef, page: crate::rest::ListPage, shape: Shape, format: Format, q: &Query) -> ApiResult<Response<Body>> {
+fn list_response(state: &ApiState, def: &ResourceDef, page: crate::rest::ListPage, shape: Shape, format: Format, q: &Query) -> ApiResult<Response<Body>> {
     let mut meta = json!({"resourceVersion": page.revision.to_string()});
     if let Some(c) = &page.continue_token {
         meta["continue"] = json!(c);
     }
     match shape {
         Shape::Table(v) => {
-            let t = table::table(def, &page.items, Include::from_query(q)?, v, meta);
+            let crd = state.crd_for(def);
+            let t = table::table(def, &page.items, Include::from_query(q)?, v, meta, crd.as_deref());
             Ok(render(StatusCode::OK, &t, format, &table::content_type(v)))
         }
         Shape::Metadata(v) => {
@@ -443,19 +465,19 @@ async fn subresource(
     match (sub, &method) {
         ("status", &Method::GET) => {
             let obj = state.get(def, ns, name).await?;
-            render_object(def, &obj, shape, format, q)
+            render_object(&state, def, &obj, shape, format, q)
         }
         ("status", &Method::PUT) => {
             let body = read_body(req.into_body()).await?;
             let obj = decode(content_type.as_deref(), &body)?;
             let rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|s| s.parse().ok());
             let updated = state.guaranteed_update(def, ns, name, rv, &opts, |_| Ok(obj.clone()), Mode::Status).await?;
-            render_object(def, &updated, shape, format, q)
+            render_object(&state, def, &updated, shape, format, q)
         }
         ("status", &Method::PATCH) => {
             let body = read_body(req.into_body()).await?;
             let (obj, _) = patch_object(&state, def, ns, name, content_type.as_deref(), &body, &opts, Mode::Status, q).await?;
-            render_object(def, &obj, shape, format, q)
+            render_object(&state, def, &obj, shape, format, q)
         }
         ("scale", &Method::GET) => {
             let obj = state.get(def, ns, name).await?;

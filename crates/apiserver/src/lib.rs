@@ -9,6 +9,7 @@ mod alloc;
 pub mod auth;
 pub mod bootstrap;
 mod cache;
+mod crd;
 mod discovery;
 pub mod error;
 mod gc;
@@ -132,6 +133,7 @@ impl Server {
         let advertise = if config.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { config.bind_address.to_string() };
         bootstrap::ensure(&state, addr.port(), &advertise).await.map_err(ServerError::Bootstrap)?;
         rbac::ensure_bootstrap_policy(&state).await.map_err(ServerError::Bootstrap)?;
+        state.sync_crds().await.map_err(ServerError::Bootstrap)?;
         let host = if config.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { config.bind_address.to_string() };
         let url_host = if host.contains(':') { format!("[{host}]") } else { host };
         if let Some(path) = &config.write_kubeconfig {
@@ -144,6 +146,7 @@ impl Server {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::spawn(bootstrap::namespace_controller(self.state.clone()));
         tokio::spawn(gc::run(self.state.clone()));
+        tokio::spawn(crd::controller(self.state.clone()));
         self.state.ready.store(true, Ordering::Release);
         server::serve(self.state, self.listener, self.tls, self.tokens, shutdown).await;
     }

@@ -178,7 +178,8 @@ impl ApiState {
         strategy::default(def, &mut obj);
         strategy::prepare_for_create(def, &mut obj);
         let name = meta_str(&obj, "name").to_string();
-        let errs = strategy::validate(def, &obj);
+        let mut errs = strategy::validate(def, &obj);
+        errs.extend(self.validate_custom(def, &mut obj));
         if !errs.is_empty() {
             return Err(ApiError::invalid(def, &name, errs));
         }
@@ -201,6 +202,18 @@ impl ApiState {
                 self.release(def, &obj).await;
                 Err(ApiError::from_store(e))
             }
+        }
+    }
+
+    /// A custom resource's schema validation and pruning (nothing for built-in kinds).
+    fn validate_custom(&self, def: &ResourceDef, obj: &mut Value) -> Vec<crate::error::FieldError> {
+        if !timonier_api::resources::is_custom(def) {
+            return vec![];
+        }
+        let Some(crd) = self.crd_for(def) else { return vec![] };
+        match crate::crd::version_of(&crd, &def.version).and_then(|v| v.pointer("/schema/openAPIV3Schema")) {
+            Some(schema) => crate::crd::validate_and_prune(schema, obj),
+            None => vec![],
         }
     }
 
@@ -378,7 +391,8 @@ impl ApiState {
                     }
                 }
             }
-            let errs = strategy::validate_update(def, &new, &old);
+            let mut errs = strategy::validate_update(def, &new, &old);
+            errs.extend(self.validate_custom(def, &mut new));
             if !errs.is_empty() {
                 return Err(ApiError::invalid(def, name, errs));
             }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use timonier_api::printers;
-use timonier_api::resources::ResourceDef;
+use timonier_api::resources::{self, ResourceDef};
 
 use crate::error::{ApiError, ApiResult};
 use crate::request::Query;
@@ -51,25 +51,43 @@ fn columns(def: &ResourceDef) -> Value {
 
 fn row(def: &ResourceDef, obj: &Value, include: Include, version: &str, now: jiff::Timestamp) -> Value {
     let mut r = json!({"cells": printers::cells(&def.group, &def.kind, obj, now)});
+    attach(&mut r, obj, include, version);
+    r
+}
+
+/// A Table of `items`; `list_meta` is the list's metadata (resourceVersion, continue).
+/// `crd` is the definition of a custom resource, whose printer columns it names.
+pub fn table(def: &ResourceDef, items: &[Arc<Value>], include: Include, version: &str, list_meta: Value, crd: Option<&Value>) -> Value {
+    let now = jiff::Timestamp::now();
+    let (columns, rows): (Value, Vec<Value>) = if resources::is_custom(def) {
+        let (cols, paths) = crate::crd::table_columns(crd, &def.version);
+        let rows = items
+            .iter()
+            .map(|o| {
+                let mut r = json!({"cells": crate::crd::table_cells(o, &paths)});
+                attach(&mut r, o, include, version);
+                r
+            })
+            .collect();
+        (Value::Array(cols), rows)
+    } else {
+        (columns(def), items.iter().map(|o| row(def, o, include, version, now)).collect())
+    };
+    json!({
+        "kind": "Table",
+        "apiVersion": format!("meta.k8s.io/{version}"),
+        "metadata": list_meta,
+        "columnDefinitions": columns,
+        "rows": rows,
+    })
+}
+
+fn attach(r: &mut Value, obj: &Value, include: Include, version: &str) {
     match include {
         Include::None => {}
         Include::Metadata => r["object"] = partial(obj, version),
         Include::Object => r["object"] = obj.clone(),
     }
-    r
-}
-
-/// A Table of `items`; `list_meta` is the list's metadata (resourceVersion, continue).
-pub fn table(def: &ResourceDef, items: &[Arc<Value>], include: Include, version: &str, list_meta: Value) -> Value {
-    let now = jiff::Timestamp::now();
-    let rows: Vec<Value> = items.iter().map(|o| row(def, o, include, version, now)).collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": format!("meta.k8s.io/{version}"),
-        "metadata": list_meta,
-        "columnDefinitions": columns(def),
-        "rows": rows,
-    })
 }
 
 pub fn content_type(version: &str) -> String {

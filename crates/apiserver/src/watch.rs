@@ -56,12 +56,12 @@ impl Filter {
 }
 
 /// Renders one event line in the requested shape.
-fn line(def: &ResourceDef, shape: Shape, include: Include, kind: &str, obj: &Value) -> Bytes {
+fn line(def: &ResourceDef, crd: Option<&Value>, shape: Shape, include: Include, kind: &str, obj: &Value) -> Bytes {
     let object = match shape {
         Shape::Object => obj.clone(),
         Shape::Table(v) => {
             let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
-            table::table(def, &[Arc::new(obj.clone())], include, v, json!({"resourceVersion": rv}))
+            table::table(def, &[Arc::new(obj.clone())], include, v, json!({"resourceVersion": rv}), crd)
         }
         Shape::Metadata(v) => table::partial(obj, v),
     };
@@ -127,6 +127,7 @@ pub async fn start(state: &Arc<ApiState>, def: Arc<ResourceDef>, ns: &str, q: &Q
         }
     };
     let snapshot = matches!(start, WatchStart::Snapshot);
+    let crd = state.crd_for(&def);
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let prefix = def.namespace_prefix(ns);
     match cache.watch(&prefix, start, revision) {
@@ -143,7 +144,7 @@ pub async fn start(state: &Arc<ApiState>, def: Arc<ResourceDef>, ns: &str, q: &Q
                 for ev in &initial {
                     last = last.max(ev.revision);
                     if let Some((kind, obj)) = filter.transform(ev) {
-                        if tx.send(line(&def, shape, include, kind.as_str(), &obj)).await.is_err() {
+                        if tx.send(line(&def, crd.as_deref(), shape, include, kind.as_str(), &obj)).await.is_err() {
                             return;
                         }
                     }
@@ -166,7 +167,7 @@ pub async fn start(state: &Arc<ApiState>, def: Arc<ResourceDef>, ns: &str, q: &Q
                             let Some(ev) = ev else { return };
                             last = ev.revision;
                             if let Some((kind, obj)) = filter.transform(&ev) {
-                                if tx.send(line(&def, shape, include, kind.as_str(), &obj)).await.is_err() {
+                                if tx.send(line(&def, crd.as_deref(), shape, include, kind.as_str(), &obj)).await.is_err() {
                                     return;
                                 }
                             }

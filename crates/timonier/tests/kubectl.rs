@@ -389,3 +389,70 @@ fn rbac_tokens_and_auth_can_i() {
     let who = with_token(&s, "1.33", "bob-token").run(&["auth", "whoami"]);
     assert!(who.ok().contains("bob") && who.stdout.contains("devs"), "{}", who.stdout);
 }
+
+const CRD: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: crontabs.stable.example.com
+spec:
+  group: stable.example.com
+  scope: Namespaced
+  names: {plural: crontabs, singular: crontab, kind: CronTab, shortNames: [ct]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [cronSpec]
+            properties:
+              cronSpec: {type: string}
+              image: {type: string}
+              replicas: {type: integer, minimum: 1}
+          status:
+            type: object
+            x-kubernetes-preserve-unknown-fields: true
+    additionalPrinterColumns:
+    - {name: Spec, type: string, jsonPath: .spec.cronSpec}
+    - {name: Replicas, type: integer, jsonPath: .spec.replicas}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+";
+
+#[test]
+fn custom_resources() {
+    each_version(|s, k, _| {
+        k.run_with_input(&["create", "-f", "-", "--validate=false"], Some(CRD)).ok();
+        k.run(&["wait", "--for", "condition=established", "crd/crontabs.stable.example.com", "--timeout=20s"]).ok();
+        let ct = "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata:\n  name: nightly\nspec:\n  cronSpec: \"0 3 * * *\"\n  image: backup\n  replicas: 2\n  surprise: pruned\n";
+        k.run_with_input(&["create", "-f", "-", "--validate=false"], Some(ct)).ok();
+        let rows = lines(k.run(&["get", "ct"]).ok().to_string().as_str());
+        assert_eq!(rows[0], ["NAME", "SPEC", "REPLICAS", "AGE"]);
+        assert_eq!(&rows[1][..5], ["nightly", "0", "3", "*", "*"]);
+        let yaml = k.run(&["get", "crontab", "nightly", "-o", "yaml"]);
+        assert!(yaml.ok().contains("cronSpec: 0 3 * * *") && !yaml.stdout.contains("surprise"), "{}", yaml.stdout);
+        let bad = ct.replace("nightly", "bad").replace("replicas: 2", "replicas: 0");
+        let invalid = k.run_with_input(&["create", "-f", "-", "--validate=false"], Some(&bad));
+        assert!(invalid.err().contains("spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1"), "{}", invalid.stderr);
+        let missing = "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata:\n  name: empty\nspec:\n  image: x\n";
+        let req = k.run_with_input(&["create", "-f", "-", "--validate=false"], Some(missing));
+        assert!(req.err().contains("spec.cronSpec: Required value"), "{}", req.stderr);
+        k.run(&["patch", "ct", "nightly", "--type=merge", "-p", "{\"spec\":{\"replicas\":5}}"]).ok();
+        assert_eq!(k.run(&["get", "ct", "nightly", "-o", "jsonpath={.spec.replicas}"]).ok(), "5");
+        assert!(k.run(&["api-resources", "--api-group=stable.example.com"]).ok().contains("crontabs"));
+        // Deleting the CRD deletes its objects and the kind.
+        k.run(&["delete", "crd", "crontabs.stable.example.com", "--timeout=30s"]).ok();
+        let gone = k.run(&["get", "crontabs.stable.example.com"]);
+        assert_ne!(gone.code, 0);
+        // Re-created, it comes back empty.
+        k.run_with_input(&["create", "-f", "-", "--validate=false"], Some(CRD)).ok();
+        k.run(&["wait", "--for", "condition=established", "crd/crontabs.stable.example.com", "--timeout=20s"]).ok();
+        let _ = s;
+        let empty = k.run(&["get", "crontabs.stable.example.com", "-o", "name"]);
+        assert!(empty.ok().trim().is_empty(), "{}", empty.stdout);
+    });
+}

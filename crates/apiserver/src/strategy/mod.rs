@@ -103,6 +103,9 @@ pub fn default(def: &ResourceDef, obj: &mut Value) {
 
 /// What a create may not set: the status of kinds whose status is written by controllers.
 pub fn prepare_for_create(def: &ResourceDef, obj: &mut Value) {
+    if is(def, "apiextensions.k8s.io", "CustomResourceDefinition") {
+        crate::crd::prepare_crd(obj);
+    }
     let Some(m) = obj.as_object_mut() else { return };
     if has_generation(def) {
         if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -110,6 +113,7 @@ pub fn prepare_for_create(def: &ResourceDef, obj: &mut Value) {
         }
     }
     match (def.group.as_str(), def.kind.as_str()) {
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {}
         ("", "Pod") => {
             let qos = pod_qos_class(m.get("spec").unwrap_or(&Value::Null));
             m.insert("status".into(), serde_json::json!({"phase": "Pending", "qosClass": qos}));
@@ -167,6 +171,7 @@ pub fn validate(def: &ResourceDef, obj: &Value) -> Vec<FieldError> {
             errs.extend(apps::validate_workload(obj))
         }
         ("batch", "Job") => errs.extend(apps::validate_job(obj)),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => errs.extend(crate::crd::validate_crd(obj)),
         _ => {}
     }
     errs

@@ -10,7 +10,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::broadcast;
 
 use super::EtcdStorage;
@@ -33,7 +33,7 @@ struct HubState {
     /// The ring holds every event of the prefix after this revision.
     complete_after: i64,
     /// None once the shared etcd watch has ended.
-    tx: Option<broadcast::Sender<Event>>,
+    tx: Option<broadcast::Sender<Arc<Vec<Event>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -63,16 +63,21 @@ async fn hub(store: &EtcdStorage, prefix: &str) -> Result<Arc<Hub>> {
     };
     let feeding = hub.clone();
     tokio::spawn(async move {
-        while let Some(Ok(ev)) = stream.next().await {
+        while let Some(Ok(first)) = stream.next().await {
+            // Whatever else is ready goes out in the same batch: one wake-up per watcher.
+            let mut batch = vec![first];
+            while let Some(Some(Ok(ev))) = stream.next().now_or_never() {
+                batch.push(ev);
+            }
             let mut st = lock(&feeding.state);
-            st.ring.push_back(ev.clone());
+            st.ring.extend(batch.iter().cloned());
             while st.ring.len() > RING {
                 if let Some(old) = st.ring.pop_front() {
                     st.complete_after = old.revision();
                 }
             }
             if let Some(tx) = &st.tx {
-                let _ = tx.send(ev);
+                let _ = tx.send(Arc::new(batch));
             }
         }
         // The shared watch ended: its watchers continue on watches of their own, and the
@@ -83,7 +88,7 @@ async fn hub(store: &EtcdStorage, prefix: &str) -> Result<Arc<Hub>> {
 }
 
 enum Phase {
-    Shared(VecDeque<Event>, broadcast::Receiver<Event>),
+    Shared(VecDeque<Event>, broadcast::Receiver<Arc<Vec<Event>>>),
     Own(WatchStream),
     Done,
 }
@@ -124,11 +129,7 @@ pub(super) async fn watch(store: &EtcdStorage, prefix: &str, after: i64) -> Resu
                             return Some((Ok(ev), (phase, last)));
                         }
                         match rx.recv().await {
-                            Ok(ev) if ev.revision() > last => {
-                                last = ev.revision();
-                                return Some((Ok(ev), (phase, last)));
-                            }
-                            Ok(_) => {}
+                            Ok(batch) => initial.extend(batch.iter().filter(|e| e.revision() > last).cloned()),
                             Err(_) => match store.direct_watch(&prefix, last).await {
                                 Ok(own) => phase = Phase::Own(own),
                                 Err(e) => return Some((Err(e), (Phase::Done, last))),
