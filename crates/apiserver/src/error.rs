@@ -165,6 +165,10 @@ impl ApiError {
         .with_details(json!({"causes": [{"reason": "UnexpectedServerResponse", "message": content_type}]}))
     }
 
+    pub fn too_many_requests(message: impl Into<String>) -> ApiError {
+        ApiError::new(429, "TooManyRequests", message)
+    }
+
     pub fn too_large(limit: usize) -> ApiError {
         ApiError::new(413, "RequestEntityTooLarge", format!("the request is too large; the limit is {limit} bytes"))
     }

@@ -479,6 +479,16 @@ async fn subresource(
             let (obj, _) = patch_object(&state, def, ns, name, content_type.as_deref(), &body, &opts, Mode::Status, q).await?;
             render_object(&state, def, &obj, shape, format, q)
         }
+        ("binding", &Method::POST) => {
+            let body = read_body(req.into_body()).await?;
+            let binding = decode(content_type.as_deref(), &body)?;
+            Ok(json_response(StatusCode::CREATED, &state.bind(ns, name, &binding).await?))
+        }
+        ("eviction", &Method::POST) => {
+            let body = read_body(req.into_body()).await?;
+            let eviction = decode(content_type.as_deref(), &body)?;
+            Ok(json_response(StatusCode::CREATED, &state.evict(ns, name, &eviction).await?))
+        }
         ("scale", &Method::GET) => {
             let obj = state.get(def, ns, name).await?;
             Ok(json_response(StatusCode::OK, &scale_of(&obj)?))

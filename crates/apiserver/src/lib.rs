@@ -11,6 +11,7 @@ pub mod bootstrap;
 mod cache;
 mod crd;
 mod discovery;
+mod disruption;
 pub mod error;
 mod gc;
 mod handler;
@@ -147,6 +148,7 @@ impl Server {
         tokio::spawn(bootstrap::namespace_controller(self.state.clone()));
         tokio::spawn(gc::run(self.state.clone()));
         tokio::spawn(crd::controller(self.state.clone()));
+        tokio::spawn(disruption::controller(self.state.clone()));
         self.state.ready.store(true, Ordering::Release);
         server::serve(self.state, self.listener, self.tls, self.tokens, shutdown).await;
     }

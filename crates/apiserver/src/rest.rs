@@ -379,6 +379,7 @@ impl ApiState {
                     strategy::default(def, &mut new);
                     strategy::prepare_for_update(def, &mut new, &old);
                 }
+                Mode::Whole => preserve_server_metadata(&mut new, &old)?,
                 Mode::Status => {
                     // A status write changes the status only.
                     let status = new.get("status").cloned();
@@ -569,6 +570,8 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
 pub enum Mode {
     Main,
     Status,
+    /// A write of the server's own (binding) that may change spec and status together.
+    Whole,
 }
 
 /// Keeps the metadata only the server sets (uid, creation time, deletion state) from the

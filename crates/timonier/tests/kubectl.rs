@@ -456,3 +456,39 @@ fn custom_resources() {
         assert!(empty.ok().trim().is_empty(), "{}", empty.stdout);
     });
 }
+
+#[test]
+fn binding_eviction_and_disruption_budgets() {
+    let s = server();
+    let k = s.kubectl("1.33");
+    let pods = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p1\n  labels: {app: db}\nspec:\n  containers: [{name: c, image: busybox}]\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p2\n  labels: {app: web}\nspec:\n  containers: [{name: c, image: busybox}]\n";
+    k.run_with_input(&["create", "-f", "-", "--validate=false"], Some(pods)).ok();
+    k.run(&["create", "pdb", "db", "--selector=app=db", "--min-available=1"]).ok();
+    // The budget's status says no disruption is allowed (the pod is not Ready).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = lines(k.run(&["get", "pdb", "db"]).ok().to_string().as_str());
+        if rows.len() > 1 && rows[1][..4] == ["db", "1", "N/A", "0"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pdb status: {rows:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Binding assigns a node once; a second binding conflicts.
+    let raw = |path: &str, body: &str| {
+        let f = s.dir.path().join("body.json");
+        std::fs::write(&f, body).unwrap();
+        k.run(&["create", "--raw", path, "-f", f.to_str().unwrap()])
+    };
+    raw("/api/v1/namespaces/default/pods/p2/binding", r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p2"},"target":{"kind":"Node","name":"node-a"}}"#).ok();
+    assert_eq!(k.run(&["get", "pod", "p2", "-o", "jsonpath={.spec.nodeName} {.status.conditions[0].type}={.status.conditions[0].status}"]).ok(), "node-a PodScheduled=True");
+    let again = raw("/api/v1/namespaces/default/pods/p2/binding", r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p2"},"target":{"kind":"Node","name":"node-b"}}"#);
+    assert!(again.err().contains("already assigned to node"), "{}", again.stderr);
+    // Eviction respects the budget (429), and evicts what no budget covers.
+    let blocked = raw("/api/v1/namespaces/default/pods/p1/eviction", r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"p1","namespace":"default"}}"#);
+    assert!(blocked.err().contains("Cannot evict pod as it would violate the pod's disruption budget"), "{}", blocked.stderr);
+    assert_eq!(k.run(&["get", "pod", "p1", "-o", "name"]).ok().trim(), "pod/p1");
+    k.run(&["delete", "pdb", "db"]).ok();
+    raw("/api/v1/namespaces/default/pods/p1/eviction", r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"p1","namespace":"default"}}"#).ok();
+    assert!(k.run(&["get", "pod", "p1"]).err().contains("not found"));
+}
