@@ -19,7 +19,7 @@ use crate::rest::{meta_str, DeleteOptions, Mode, WriteOptions};
 use crate::server::{full, streaming, Body};
 use crate::state::ApiState;
 use crate::table::{self, Include};
-use crate::{discovery, watch};
+use crate::{convert, discovery, watch};
 
 /// The version this server reports: kubectl's dispatcher picks the matching client by it.
 pub const KUBE_VERSION: &str = "v1.33.5";
@@ -215,6 +215,8 @@ async fn serve_verb(
     content_type: Option<String>,
 ) -> ApiResult<Response<Body>> {
     let (state, def, ns, name, q) = (state.clone(), def.clone(), ns.to_string(), name.to_string(), q.clone());
+    // Writes go through the stored form's resource (events.k8s.io events are v1 events).
+    let sdef = if convert::converts(&def) { state.def("", "v1", "events")? } else { def.clone() };
     match verb {
         "get" => {
             let obj = state.get(&def, &ns, &name).await?;
@@ -234,9 +236,9 @@ async fn serve_verb(
         }
         "create" => {
             let body = read_body(req.into_body()).await?;
-            let obj = decode(content_type.as_deref(), &body)?;
+            let obj = convert::to_storage(&def, decode(content_type.as_deref(), &body)?);
             let opts = WriteOptions::from_query(&q)?;
-            let created = state.create(&def, &ns, obj, &opts).await?;
+            let created = state.create(&sdef, &ns, obj, &opts).await?;
             render_object(&state, &def, &created, shape, format, &q).map(|mut r| {
                 *r.status_mut() = StatusCode::CREATED;
                 r
@@ -244,15 +246,15 @@ async fn serve_verb(
         }
         "update" => {
             let body = read_body(req.into_body()).await?;
-            let obj = decode(content_type.as_deref(), &body)?;
+            let obj = convert::to_storage(&def, decode(content_type.as_deref(), &body)?);
             let opts = WriteOptions::from_query(&q)?;
-            let updated = state.update(&def, &ns, &name, obj, &opts).await?;
+            let updated = state.update(&sdef, &ns, &name, obj, &opts).await?;
             render_object(&state, &def, &updated, shape, format, &q)
         }
         "patch" => {
             let body = read_body(req.into_body()).await?;
             let opts = WriteOptions::from_query(&q)?;
-            let (obj, created) = patch_object(&state, &def, &ns, &name, content_type.as_deref(), &body, &opts, Mode::Main, &q).await?;
+            let (obj, created) = patch_object(&state, &def, &sdef, &ns, &name, content_type.as_deref(), &body, &opts, Mode::Main, &q).await?;
             render_object(&state, &def, &obj, shape, format, &q).map(|mut r| {
                 if created {
                     *r.status_mut() = StatusCode::CREATED;
@@ -264,7 +266,7 @@ async fn serve_verb(
             let body = read_body(req.into_body()).await?;
             let opts_body = if body.is_empty() { None } else { Some(negotiate::decode_body(content_type.as_deref(), &body)?) };
             let opts = DeleteOptions::parse(opts_body.as_ref(), &q)?;
-            let (obj, gone) = state.delete(&def, &ns, &name, &opts).await?;
+            let (obj, gone) = state.delete(&sdef, &ns, &name, &opts).await?;
             if gone {
                 Ok(json_response(StatusCode::OK, &success(&def, &obj)))
             } else {
@@ -282,7 +284,7 @@ async fn serve_verb(
             for obj in page.items {
                 let n = meta_str(&obj, "name").to_string();
                 let ons = meta_str(&obj, "namespace").to_string();
-                match state.delete(&def, &ons, &n, &opts).await {
+                match state.delete(&sdef, &ons, &n, &opts).await {
                     Ok((o, _)) => deleted.push(std::sync::Arc::new(o)),
                     Err(e) if e.code == 404 => {}
                     Err(e) => return Err(e),
@@ -319,6 +321,13 @@ fn success(def: &ResourceDef, obj: &Value) -> Value {
 }
 
 fn render_object(state: &ApiState, def: &ResourceDef, obj: &Value, shape: Shape, format: Format, q: &Query) -> ApiResult<Response<Body>> {
+    let converted;
+    let obj = if convert::converts(def) {
+        converted = convert::from_storage(def, obj);
+        &converted
+    } else {
+        obj
+    };
     Ok(match shape {
         Shape::Object => render(StatusCode::OK, obj, format, "application/json"),
         Shape::Table(v) => {
@@ -331,7 +340,10 @@ fn render_object(state: &ApiState, def: &ResourceDef, obj: &Value, shape: Shape,
     })
 }
 
-fn list_response(state: &ApiState, def: &ResourceDef, page: crate::rest::ListPage, shape: Shape, format: Format, q: &Query) -> ApiResult<Response<Body>> {
+fn list_response(state: &ApiState, def: &ResourceDef, mut page: crate::rest::ListPage, shape: Shape, format: Format, q: &Query) -> ApiResult<Response<Body>> {
+    if convert::converts(def) {
+        page.items = page.items.iter().map(|o| Arc::new(convert::from_storage(def, o))).collect();
+    }
     let mut meta = json!({"resourceVersion": page.revision.to_string()});
     if let Some(c) = &page.continue_token {
         meta["continue"] = json!(c);
@@ -375,6 +387,7 @@ fn list_response(state: &ApiState, def: &ResourceDef, page: crate::rest::ListPag
 #[allow(clippy::too_many_arguments)]
 async fn patch_object(
     state: &Arc<ApiState>,
+    served: &Arc<ResourceDef>,
     def: &Arc<ResourceDef>,
     ns: &str,
     name: &str,
@@ -402,7 +415,7 @@ async fn patch_object(
         if mode == Mode::Main {
             match state.get(def, ns, name).await {
                 Err(e) if e.code == 404 => {
-                    let created = state.create(def, ns, patch_doc, opts).await?;
+                    let created = state.create(def, ns, convert::to_storage(served, patch_doc), opts).await?;
                     return Ok((created, true));
                 }
                 Err(e) => return Err(e),
@@ -410,12 +423,10 @@ async fn patch_object(
             }
         }
     }
-    let (group, version, kind) = (def.group.clone(), def.version.clone(), def.kind.clone());
-    let mutate = |old: &Value| -> ApiResult<Value> {
-        let mut base = old.clone();
-        if let Some(m) = base.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("resourceVersion");
-        }
+    let (group, version, kind) = (served.group.clone(), served.version.clone(), served.kind.clone());
+    let mutate = |stored: &Value| -> ApiResult<Value> {
+        // Patches apply to the served form.
+        let old = &convert::from_storage(served, stored);
         let out = match ct.as_str() {
             "application/json-patch+json" => patch::json_patch(old, &patch_doc),
             "application/merge-patch+json" => Ok(patch::merge_patch(old, &patch_doc)),
@@ -438,7 +449,7 @@ async fn patch_object(
         if let Some(m) = out.get_mut("metadata").and_then(Value::as_object_mut) {
             m.remove("resourceVersion");
         }
-        Ok(out)
+        Ok(convert::to_storage(served, out))
     };
     let obj = state.guaranteed_update(def, ns, name, None, opts, mutate, mode).await?;
     Ok((obj, false))
@@ -476,7 +487,7 @@ async fn subresource(
         }
         ("status", &Method::PATCH) => {
             let body = read_body(req.into_body()).await?;
-            let (obj, _) = patch_object(&state, def, ns, name, content_type.as_deref(), &body, &opts, Mode::Status, q).await?;
+            let (obj, _) = patch_object(&state, def, def, ns, name, content_type.as_deref(), &body, &opts, Mode::Status, q).await?;
             render_object(&state, def, &obj, shape, format, q)
         }
         ("binding", &Method::POST) => {

@@ -9,6 +9,7 @@ mod alloc;
 pub mod auth;
 pub mod bootstrap;
 mod cache;
+mod convert;
 mod crd;
 mod discovery;
 mod disruption;

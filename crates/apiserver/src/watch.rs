@@ -57,6 +57,13 @@ impl Filter {
 
 /// Renders one event line in the requested shape.
 fn line(def: &ResourceDef, crd: Option<&Value>, shape: Shape, include: Include, kind: &str, obj: &Value) -> Bytes {
+    let converted;
+    let obj = if crate::convert::converts(def) {
+        converted = crate::convert::from_storage(def, obj);
+        &converted
+    } else {
+        obj
+    };
     let object = match shape {
         Shape::Object => obj.clone(),
         Shape::Table(v) => {

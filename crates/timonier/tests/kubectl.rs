@@ -492,3 +492,29 @@ fn binding_eviction_and_disruption_budgets() {
     raw("/api/v1/namespaces/default/pods/p1/eviction", r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"p1","namespace":"default"}}"#).ok();
     assert!(k.run(&["get", "pod", "p1"]).err().contains("not found"));
 }
+
+#[test]
+fn events_in_both_apis_and_describe() {
+    each_version(|_, k, _| {
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels: {app: web}\nspec:\n  containers: [{name: c, image: busybox}]\n";
+        k.run_with_input(&["create", "-f", "-", "--validate=false"], Some(pod)).ok();
+        let uid = k.run(&["get", "pod", "web", "-o", "jsonpath={.metadata.uid}"]).ok().to_string();
+        let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.000000Z").to_string();
+        let ev = format!(
+            "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata:\n  name: web.pulled\n  namespace: default\nregarding:\n  apiVersion: v1\n  kind: Pod\n  name: web\n  namespace: default\n  uid: {uid}\nreason: Pulled\nnote: 'Successfully pulled image \"busybox\"'\ntype: Normal\neventTime: \"{now}\"\nreportingController: kubelet\nreportingInstance: node-1\naction: Pulling\n"
+        );
+        k.run_with_input(&["create", "-f", "-", "--validate=false"], Some(&ev)).ok();
+        let core = k.run(&["get", "events", "-o", "jsonpath={.items[0].message}|{.items[0].involvedObject.name}|{.items[0].reportingComponent}"]);
+        assert_eq!(core.ok(), "Successfully pulled image \"busybox\"|web|kubelet");
+        let new = k.run(&["get", "events.events.k8s.io", "web.pulled", "-o", "jsonpath={.note}|{.regarding.kind}"]);
+        assert_eq!(new.ok(), "Successfully pulled image \"busybox\"|Pod");
+        let table = k.run(&["get", "events"]);
+        let rows = lines(table.ok());
+        assert_eq!(rows[0], ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]);
+        assert!(rows[1].contains(&"pod/web".to_string()) && rows[1].contains(&"Pulled".to_string()), "{rows:?}");
+        let describe = k.run(&["describe", "pod", "web"]);
+        let text = describe.ok();
+        assert!(text.contains("Events:") && text.contains("Normal  Pulled") && text.contains("Successfully pulled image"), "{text}");
+        assert!(text.lines().any(|l| l.starts_with("Labels:") && l.trim_end().ends_with("app=web")), "{text}");
+    });
+}
