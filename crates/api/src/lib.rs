@@ -5,6 +5,7 @@
 //! Objects are `serde_json::Value`s here (see DESIGN.md decision 1): the API server stores and
 //! serves JSON, and typed views are for logic only.
 
+pub mod openapi;
 pub mod patch;
 pub mod printers;
 pub mod protobuf;

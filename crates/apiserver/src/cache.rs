@@ -21,8 +21,8 @@ use tokio::sync::{broadcast, watch};
 
 use crate::error::{ApiError, ApiResult};
 
-/// Events kept per resource for watches that resume from a past revision.
-const HISTORY: usize = 10_000;
+/// Events kept per resource, by default, for watches that resume from a past revision.
+pub const DEFAULT_HISTORY: usize = 10_000;
 /// Events buffered per watcher before it is considered too slow and ended.
 const WATCH_BUFFER: usize = 4096;
 
@@ -68,6 +68,7 @@ struct State {
 /// One resource's objects and recent events.
 pub struct ResourceCache {
     prefix: String,
+    history: usize,
     state: RwLock<State>,
     events: broadcast::Sender<Arc<CacheEvent>>,
 }
@@ -84,10 +85,11 @@ pub enum WatchStart {
 pub type WatchReceiver = tokio::sync::mpsc::Receiver<Arc<CacheEvent>>;
 
 impl ResourceCache {
-    fn new(prefix: String, revision: i64) -> ResourceCache {
+    fn new(prefix: String, revision: i64, history: usize) -> ResourceCache {
         let (events, _) = broadcast::channel(1024);
         ResourceCache {
             prefix,
+            history,
             state: RwLock::new(State { objects: BTreeMap::new(), history: VecDeque::new(), complete_after: revision, loading: None }),
             events,
         }
@@ -126,14 +128,14 @@ impl ResourceCache {
             pending.push(ev.clone());
             return ev;
         }
-        Self::apply_locked(&mut st, &ev);
+        Self::apply_locked(&mut st, &ev, self.history);
         // Sent under the lock, so that a watcher that subscribes under the lock sees each
         // event exactly once: in the history it copies or on the channel.
         let _ = self.events.send(ev.clone());
         ev
     }
 
-    fn apply_locked(st: &mut State, ev: &Arc<CacheEvent>) {
+    fn apply_locked(st: &mut State, ev: &Arc<CacheEvent>, history: usize) {
         match ev.kind {
             EventType::Deleted => {
                 st.objects.remove(&ev.key);
@@ -143,7 +145,7 @@ impl ResourceCache {
             }
         }
         st.history.push_back(ev.clone());
-        while st.history.len() > HISTORY {
+        while st.history.len() > history {
             if let Some(old) = st.history.pop_front() {
                 st.complete_after = old.revision;
             }
@@ -226,14 +228,16 @@ pub struct WatchCache {
     /// Every resource's events, for in-process controllers that follow all kinds (the
     /// garbage collector).
     all: broadcast::Sender<Arc<CacheEvent>>,
+    /// Events kept per resource.
+    history: usize,
 }
 
 impl WatchCache {
     /// Loads every object under `/registry/` and starts following the store.
-    pub async fn start(store: DynStorage, prefixes: &[String]) -> Result<Arc<WatchCache>, StoreError> {
+    pub async fn start(store: DynStorage, prefixes: &[String], history: usize) -> Result<Arc<WatchCache>, StoreError> {
         let (revision, _) = watch::channel(0);
         let (all, _) = broadcast::channel(4096);
-        let wc = Arc::new(WatchCache { store, caches: RwLock::new(HashMap::new()), revision, all });
+        let wc = Arc::new(WatchCache { store, caches: RwLock::new(HashMap::new()), revision, all, history: history.max(1) });
         let rev = wc.load(prefixes).await?;
         let me = wc.clone();
         tokio::spawn(async move { me.follow(rev).await });
@@ -260,7 +264,7 @@ impl WatchCache {
         }
         let revision = revision.unwrap_or(0);
         for p in prefixes {
-            fresh.insert(p.clone(), Arc::new(ResourceCache::new(p.clone(), revision)));
+            fresh.insert(p.clone(), Arc::new(ResourceCache::new(p.clone(), revision, self.history)));
         }
         for kv in pages {
             let Some(cache) = find(&fresh, &kv.key) else { continue };
@@ -351,7 +355,7 @@ impl WatchCache {
             if caches.contains_key(prefix) {
                 return Ok(());
             }
-            let c = Arc::new(ResourceCache::new(prefix.to_string(), 0));
+            let c = Arc::new(ResourceCache::new(prefix.to_string(), 0, self.history));
             c.write().loading = Some(Vec::new());
             caches.insert(prefix.to_string(), c.clone());
             c
@@ -384,7 +388,7 @@ impl WatchCache {
         st.complete_after = listed_at;
         for ev in st.loading.take().unwrap_or_default() {
             if ev.revision > listed_at {
-                ResourceCache::apply_locked(&mut st, &ev);
+                ResourceCache::apply_locked(&mut st, &ev, cache.history);
             }
         }
         Ok(())

@@ -170,7 +170,7 @@ impl ApiError {
     }
 
     pub fn too_large(limit: usize) -> ApiError {
-        ApiError::new(413, "RequestEntityTooLarge", format!("the request is too large; the limit is {limit} bytes"))
+        ApiError::new(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {limit}"))
     }
 
     pub fn expired(message: impl Into<String>) -> ApiError {

@@ -47,8 +47,13 @@ fn render(code: StatusCode, v: &Value, format: Format, content_type: &str) -> Re
     }
 }
 
-/// Reads the request body, refusing more than `MAX_BODY` bytes.
+/// Reads the request body, refusing more than `MAX_BODY` bytes (at once when the client
+/// announces the length, before it sends the body).
 async fn read_body(body: hyper::body::Incoming) -> ApiResult<Bytes> {
+    use hyper::body::Body as _;
+    if body.size_hint().lower() as usize > MAX_BODY {
+        return Err(ApiError::too_large(MAX_BODY));
+    }
     let limited = http_body_util::Limited::new(body, MAX_BODY);
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
@@ -117,7 +122,17 @@ async fn route(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, user: 
         Endpoint::CoreVersion(v) => discovery::api_resource_list(&registry, "", &v).map(|l| json_response(StatusCode::OK, &l)).ok_or_else(ApiError::path_not_found),
         Endpoint::Group(g) => discovery::api_group(&registry, &g).map(|l| json_response(StatusCode::OK, &l)).ok_or_else(ApiError::path_not_found),
         Endpoint::GroupVersion(g, v) => discovery::api_resource_list(&registry, &g, &v).map(|l| json_response(StatusCode::OK, &l)).ok_or_else(ApiError::path_not_found),
-        Endpoint::OpenApiV2 | Endpoint::OpenApiV3 | Endpoint::OpenApiV3Doc(_) => Err(ApiError::path_not_found()),
+        Endpoint::OpenApiV2 => {
+            let api = state.openapi();
+            let pb = accept.as_deref().is_some_and(|a| a.contains("protobuf")) || req.uri().path().ends_with(".pb-v1");
+            let (ct, doc) = if pb { (timonier_api::openapi::V2_PROTOBUF_CONTENT_TYPE, api.v2_protobuf()) } else { ("application/json", api.v2_json()) };
+            Ok(Response::builder().header(header::CONTENT_TYPE, ct).body(full(doc)).unwrap_or_else(|_| Response::new(full(Bytes::new()))))
+        }
+        Endpoint::OpenApiV3 => Ok(json_response(StatusCode::OK, &state.openapi().v3_root())),
+        Endpoint::OpenApiV3Doc(p) => match state.openapi().v3_document(&p) {
+            Some((doc, _)) => Ok(Response::builder().header(header::CONTENT_TYPE, "application/json").body(full(doc)).unwrap_or_else(|_| Response::new(full(Bytes::new())))),
+            None => Err(ApiError::path_not_found()),
+        },
         Endpoint::Resource(path) => resource(state, req, path, accept.as_deref(), user).await,
         Endpoint::Version | Endpoint::Health(_) => Err(ApiError::path_not_found()),
     }
@@ -186,6 +201,9 @@ async fn resource(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, pat
     if def.namespaced && ns.is_empty() && matches!(verb, "create" | "get" | "update" | "patch" | "delete" | "deletecollection") {
         return Err(ApiError::path_not_found());
     }
+    if path.name.is_none() && matches!(verb, "update" | "patch") {
+        return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
+    }
     if !def.has_verb(verb) {
         return Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource")));
     }
@@ -236,20 +254,24 @@ async fn serve_verb(
         }
         "create" => {
             let body = read_body(req.into_body()).await?;
-            let obj = convert::to_storage(&def, decode(content_type.as_deref(), &body)?);
+            let obj = decode(content_type.as_deref(), &body)?;
+            let warnings = check_fields(&state, &def, &q, content_type.as_deref(), &body, &obj)?;
+            let obj = convert::to_storage(&def, obj);
             let opts = WriteOptions::from_query(&q)?;
             let created = state.create(&sdef, &ns, obj, &opts).await?;
             render_object(&state, &def, &created, shape, format, &q).map(|mut r| {
                 *r.status_mut() = StatusCode::CREATED;
-                r
+                with_warnings(r, &warnings)
             })
         }
         "update" => {
             let body = read_body(req.into_body()).await?;
-            let obj = convert::to_storage(&def, decode(content_type.as_deref(), &body)?);
+            let obj = decode(content_type.as_deref(), &body)?;
+            let warnings = check_fields(&state, &def, &q, content_type.as_deref(), &body, &obj)?;
+            let obj = convert::to_storage(&def, obj);
             let opts = WriteOptions::from_query(&q)?;
             let updated = state.update(&sdef, &ns, &name, obj, &opts).await?;
-            render_object(&state, &def, &updated, shape, format, &q)
+            render_object(&state, &def, &updated, shape, format, &q).map(|r| with_warnings(r, &warnings))
         }
         "patch" => {
             let body = read_body(req.into_body()).await?;
@@ -295,6 +317,35 @@ async fn serve_verb(
         }
         _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
     }
+}
+
+/// Strict field validation of a create/update body (`fieldValidation`: Strict, kubectl's
+/// default, refuses unknown and duplicate fields with upstream's 400; Warn, the default, returns
+/// them as warnings; Ignore skips). Protobuf bodies cannot carry unknown fields.
+fn check_fields(state: &ApiState, def: &ResourceDef, q: &Query, content_type: Option<&str>, body: &[u8], obj: &Value) -> ApiResult<Vec<String>> {
+    let directive = q.get("fieldValidation").unwrap_or("");
+    let ct = content_type.unwrap_or("application/json").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if directive == "Ignore" || ct == "application/vnd.kubernetes.protobuf" {
+        return Ok(vec![]);
+    }
+    let raw = matches!(ct.as_str(), "application/json" | "").then_some(body);
+    let errors = state.openapi().field_errors(&def.group, &def.version, &def.kind, obj, raw);
+    if directive == "Strict" && !errors.is_empty() {
+        let kind = obj.get("kind").and_then(Value::as_str).filter(|k| !k.is_empty()).unwrap_or(&def.kind);
+        let version = obj.get("apiVersion").and_then(Value::as_str).map(|v| v.rsplit('/').next().unwrap_or(v)).unwrap_or(&def.version);
+        return Err(ApiError::bad_request(timonier_api::openapi::strict_decoding_message(kind, version, &errors)));
+    }
+    Ok(errors)
+}
+
+/// Adds `Warning: 299 - "<text>"` headers, as upstream sends warnings.
+fn with_warnings(mut r: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings {
+        if let Ok(v) = http::HeaderValue::from_str(&format!("299 - {}", serde_json::to_string(w).unwrap_or_default())) {
+            r.headers_mut().append(header::WARNING, v);
+        }
+    }
+    r
 }
 
 /// Decodes a create/update body: JSON, YAML or Kubernetes protobuf (kubectl ≥ 1.32).

@@ -35,6 +35,7 @@ use std::sync::Arc;
 
 use timonier_store::{Datastore, DynStorage, EtcdConfig, EtcdStorage, SqliteConfig, SqliteStorage};
 
+pub use cache::DEFAULT_HISTORY as DEFAULT_WATCH_CACHE_SIZE;
 pub use handler::KUBE_VERSION;
 pub use state::ApiState;
 
@@ -51,6 +52,9 @@ pub struct Config {
     pub token_auth_file: Option<PathBuf>,
     /// Extra names and addresses for the serving certificate.
     pub tls_san: Vec<String>,
+    /// Events kept per resource for watches resuming from the past
+    /// (`--default-watch-cache-size`).
+    pub watch_cache_size: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +135,7 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| ServerError::Listen { addr, source: e })?;
         let addr = listener.local_addr().map_err(|e| ServerError::Listen { addr, source: e })?;
         let store = open_store(&config).await?;
-        let state = ApiState::new(store).await?;
+        let state = ApiState::new(store, config.watch_cache_size).await?;
         let advertise = if config.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { config.bind_address.to_string() };
         bootstrap::ensure(&state, addr.port(), &advertise).await.map_err(ServerError::Bootstrap)?;
         rbac::ensure_bootstrap_policy(&state).await.map_err(ServerError::Bootstrap)?;

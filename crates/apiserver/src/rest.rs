@@ -122,10 +122,12 @@ impl WriteOptions {
 }
 
 impl ApiState {
-    fn check_namespace_for_create(&self, def: &ResourceDef, ns: &str) -> ApiResult<()> {
+    async fn check_namespace_for_create(&self, def: &ResourceDef, ns: &str) -> ApiResult<()> {
         if !def.namespaced {
             return Ok(());
         }
+        // A namespace created just before must be seen.
+        self.cache.wait_fresh().await?;
         let namespaces = self.def("", "v1", "namespaces")?;
         let cache = self.cache_of(&namespaces)?;
         match cache.get(&namespaces.key("", ns)) {
@@ -183,7 +185,7 @@ impl ApiState {
         if !errs.is_empty() {
             return Err(ApiError::invalid(def, &name, errs));
         }
-        self.check_namespace_for_create(def, ns)?;
+        self.check_namespace_for_create(def, ns).await?;
         self.admit_create(def, &mut obj, opts).await?;
         if opts.dry_run {
             return Ok(obj);

@@ -52,21 +52,24 @@ pub struct ApiState {
     pub ready: AtomicBool,
     /// The service CIDR's allocator and the node-port range.
     pub services: crate::alloc::ServiceRanges,
+    /// The OpenAPI documents, built for one registry (rebuilt when CRDs change it).
+    pub openapi: std::sync::Mutex<Option<(Arc<Registry>, Arc<timonier_api::openapi::OpenApi>)>>,
 }
 
 impl ApiState {
-    pub async fn new(store: DynStorage) -> Result<Arc<ApiState>, timonier_store::StoreError> {
+    pub async fn new(store: DynStorage, watch_history: usize) -> Result<Arc<ApiState>, timonier_store::StoreError> {
         let registry = Registry::new(resources::builtin());
         let mut prefixes: Vec<String> = registry.all.iter().map(|d| d.key_prefix()).collect();
         prefixes.sort();
         prefixes.dedup();
-        let cache = WatchCache::start(store.clone(), &prefixes).await?;
+        let cache = WatchCache::start(store.clone(), &prefixes, watch_history).await?;
         Ok(Arc::new(ApiState {
             store,
             cache,
             registry: RwLock::new(Arc::new(registry)),
             ready: AtomicBool::new(false),
             services: crate::alloc::ServiceRanges::default(),
+            openapi: Default::default(),
         }))
     }
 
@@ -83,6 +86,26 @@ impl ApiState {
         self.cache
             .resource(&def.key_prefix())
             .ok_or_else(|| ApiError::unavailable(format!("the cache of {} is not ready", def.qualified_plural())))
+    }
+
+    /// The OpenAPI documents and field validator of the current registry, CRD schemas included.
+    pub fn openapi(&self) -> Arc<timonier_api::openapi::OpenApi> {
+        let registry = self.registry();
+        let mut slot = self.openapi.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_ref() {
+            Some((r, api)) if Arc::ptr_eq(r, &registry) => return api.clone(),
+            _ => {}
+        }
+        let custom: Vec<_> = registry.all.iter().filter(|d| resources::is_custom(d))
+            .filter_map(|d| {
+                let crd = self.crd_for(d)?;
+                let schema = crate::crd::version_of(&crd, &d.version)?.pointer("/schema/openAPIV3Schema")?.clone();
+                Some(((d.group.clone(), d.version.clone(), d.kind.clone()), schema))
+            })
+            .collect();
+        let api = Arc::new(timonier_api::openapi::OpenApi::new(&registry.all, &custom));
+        *slot = Some((registry, api.clone()));
+        api
     }
 
     pub fn is_ready(&self) -> bool {

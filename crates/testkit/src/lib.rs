@@ -306,11 +306,14 @@ impl Kubectl {
             c.stdin(Stdio::piped());
         }
         let mut child = c.spawn().expect("cannot run kubectl");
-        if let Some(i) = input {
-            if let Some(mut stdin) = child.stdin.take() {
-                let _ = stdin.write_all(i.as_bytes());
-            }
-        }
+        // Fed from a thread, so that the deadline below holds even if kubectl stops reading.
+        let feeder = input.and_then(|i| {
+            let mut stdin = child.stdin.take()?;
+            let data = i.to_string();
+            Some(std::thread::spawn(move || {
+                let _ = stdin.write_all(data.as_bytes());
+            }))
+        });
         // Bounded: no kubectl call in a test may hang the suite.
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -324,6 +327,9 @@ impl Kubectl {
             std::thread::sleep(Duration::from_millis(5));
         }
         let out = child.wait_with_output().expect("kubectl output");
+        if let Some(f) = feeder {
+            let _ = f.join();
+        }
         Output {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -54,6 +54,9 @@ pub struct ServerArgs {
     /// Extra names or addresses for the serving certificate.
     #[arg(long)]
     tls_san: Vec<String>,
+    /// Events kept per resource for watches that resume from a past resourceVersion.
+    #[arg(long, default_value_t = timonier_apiserver::DEFAULT_WATCH_CACHE_SIZE)]
+    default_watch_cache_size: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -84,6 +87,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         write_kubeconfig: args.write_kubeconfig,
         token_auth_file: args.token_auth_file,
         tls_san: args.tls_san,
+        watch_cache_size: args.default_watch_cache_size,
     };
     let _ = args.disable_agent;
     let started = std::time::Instant::now();

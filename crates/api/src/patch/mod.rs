@@ -1,6 +1,7 @@
 //! The patch formats of `PATCH` requests: JSON patch (RFC 6902), JSON merge patch (RFC 7396)
 //! and Kubernetes' strategic merge patch.
 
+pub mod apply;
 pub mod strategic;
 
 use serde_json::Value;

@@ -1,0 +1,1345 @@
+//! GENERATED structural schema for server-side apply over the served Kubernetes 1.33 types; do
+//! not edit by hand.
+//!
+//! How it was made (the throwaway tools are not committed):
+//! 1. a scratch binary depending on k8s-openapi 0.29 (features `v1_33`, `schemars`) dumped the
+//!    definitions reachable from every served kind (the field -> type graph);
+//! 2. a Python script joined each property with its `x-kubernetes-list-type`,
+//!    `x-kubernetes-list-map-keys`, `x-kubernetes-map-type` and patch strategy from the 1.33
+//!    OpenAPI (shared/notes/data/merge-metadata.json), the `+structType=atomic` markers and the
+//!    `+default` of list-map key fields of k8s.io/api, apimachinery and apiextensions-apiserver
+//!    v0.33.9, and printed this file;
+//! 3. another script printed `ZEROS` from the Go struct definitions of the same modules
+//!    (`encoding/json` rules: non-pointer structs always present, `omitempty` scalars, slices,
+//!    maps and pointers absent, others null or zero, `metav1.Time` null).
+//!
+//! Type expressions, as kube-openapi's `schemaconv` derives them: `s` scalar; `u` untyped
+//! (deduced from the value: maps granular, lists atomic); `x` untyped and atomic (RawExtension);
+//! a definition name; `[a]T` atomic list, `[s]T` set, `[m:k1,k2]T` list-map keyed by k1,k2 (a
+//! list with patch strategy `merge` and no list type is a list-map on its merge key, or a set);
+//! `{g}T` granular map of T, `{a}T` atomic map of T.
+//! Only fields whose type is not a plain scalar are listed.
+
+/// A struct type: (definition, whether the struct is atomic, its non-scalar fields and their types).
+pub(crate) type TypeRow = (&'static str, bool, &'static [(&'static str, &'static str)]);
+
+/// Every struct type reachable from a served kind, sorted by definition.
+pub(crate) static TYPES: &[TypeRow] = &[
+    ("io.k8s.api.apps.v1.ControllerRevision", false, &[
+        ("data", "x"),
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+    ]),
+    ("io.k8s.api.apps.v1.DaemonSet", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.apps.v1.DaemonSetSpec"),
+        ("status", "io.k8s.api.apps.v1.DaemonSetStatus"),
+    ]),
+    ("io.k8s.api.apps.v1.DaemonSetCondition", false, &[]),
+    ("io.k8s.api.apps.v1.DaemonSetSpec", false, &[
+        ("selector", "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"),
+        ("template", "io.k8s.api.core.v1.PodTemplateSpec"),
+        ("updateStrategy", "io.k8s.api.apps.v1.DaemonSetUpdateStrategy"),
+    ]),
+    ("io.k8s.api.apps.v1.DaemonSetStatus", false, &[
+        ("conditions", "[m:type]io.k8s.api.apps.v1.DaemonSetCondition"),
+    ]),
+    ("io.k8s.api.apps.v1.DaemonSetUpdateStrategy", false, &[
+        ("rollingUpdate", "io.k8s.api.apps.v1.RollingUpdateDaemonSet"),
+    ]),
+    ("io.k8s.api.apps.v1.Deployment", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.apps.v1.DeploymentSpec"),
+        ("status", "io.k8s.api.apps.v1.DeploymentStatus"),
+    ]),
+    ("io.k8s.api.apps.v1.DeploymentCondition", false, &[]),
+    ("io.k8s.api.apps.v1.DeploymentSpec", false, &[
+        ("selector", "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"),
+        ("strategy", "io.k8s.api.apps.v1.DeploymentStrategy"),
+        ("template", "io.k8s.api.core.v1.PodTemplateSpec"),
+    ]),
+    ("io.k8s.api.apps.v1.DeploymentStatus", false, &[
+        ("conditions", "[m:type]io.k8s.api.apps.v1.DeploymentCondition"),
+    ]),
+    ("io.k8s.api.apps.v1.DeploymentStrategy", false, &[
+        ("rollingUpdate", "io.k8s.api.apps.v1.RollingUpdateDeployment"),
+    ]),
+    ("io.k8s.api.apps.v1.ReplicaSet", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.apps.v1.ReplicaSetSpec"),
+        ("status", "io.k8s.api.apps.v1.ReplicaSetStatus"),
+    ]),
+    ("io.k8s.api.apps.v1.ReplicaSetCondition", false, &[]),
+    ("io.k8s.api.apps.v1.ReplicaSetSpec", false, &[
+        ("selector", "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"),
+        ("template", "io.k8s.api.core.v1.PodTemplateSpec"),
+    ]),
+    ("io.k8s.api.apps.v1.ReplicaSetStatus", false, &[
+        ("conditions", "[m:type]io.k8s.api.apps.v1.ReplicaSetCondition"),
+    ]),
+    ("io.k8s.api.apps.v1.RollingUpdateDaemonSet", false, &[]),
+    ("io.k8s.api.apps.v1.RollingUpdateDeployment", false, &[]),
+    ("io.k8s.api.apps.v1.RollingUpdateStatefulSetStrategy", false, &[]),
+    ("io.k8s.api.apps.v1.StatefulSet", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.apps.v1.StatefulSetSpec"),
+        ("status", "io.k8s.api.apps.v1.StatefulSetStatus"),
+    ]),
+    ("io.k8s.api.apps.v1.StatefulSetCondition", false, &[]),
+    ("io.k8s.api.apps.v1.StatefulSetOrdinals", false, &[]),
+    ("io.k8s.api.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy", false, &[]),
+    ("io.k8s.api.apps.v1.StatefulSetSpec", false, &[
+        ("ordinals", "io.k8s.api.apps.v1.StatefulSetOrdinals"),
+        ("persistentVolumeClaimRetentionPolicy", "io.k8s.api.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy"),
+        ("selector", "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"),
+        ("template", "io.k8s.api.core.v1.PodTemplateSpec"),
+        ("updateStrategy", "io.k8s.api.apps.v1.StatefulSetUpdateStrategy"),
+        ("volumeClaimTemplates", "[a]io.k8s.api.core.v1.PersistentVolumeClaim"),
+    ]),
+    ("io.k8s.api.apps.v1.StatefulSetStatus", false, &[
+        ("conditions", "[m:type]io.k8s.api.apps.v1.StatefulSetCondition"),
+    ]),
+    ("io.k8s.api.apps.v1.StatefulSetUpdateStrategy", false, &[
+        ("rollingUpdate", "io.k8s.api.apps.v1.RollingUpdateStatefulSetStrategy"),
+    ]),
+    ("io.k8s.api.autoscaling.v1.CrossVersionObjectReference", true, &[]),
+    ("io.k8s.api.autoscaling.v1.HorizontalPodAutoscaler", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.autoscaling.v1.HorizontalPodAutoscalerSpec"),
+        ("status", "io.k8s.api.autoscaling.v1.HorizontalPodAutoscalerStatus"),
+    ]),
+    ("io.k8s.api.autoscaling.v1.HorizontalPodAutoscalerSpec", false, &[
+        ("scaleTargetRef", "io.k8s.api.autoscaling.v1.CrossVersionObjectReference"),
+    ]),
+    ("io.k8s.api.autoscaling.v1.HorizontalPodAutoscalerStatus", false, &[]),
+    ("io.k8s.api.autoscaling.v1.Scale", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.autoscaling.v1.ScaleSpec"),
+        ("status", "io.k8s.api.autoscaling.v1.ScaleStatus"),
+    ]),
+    ("io.k8s.api.autoscaling.v1.ScaleSpec", false, &[]),
+    ("io.k8s.api.autoscaling.v1.ScaleStatus", false, &[]),
+    ("io.k8s.api.autoscaling.v2.ContainerResourceMetricSource", false, &[
+        ("target", "io.k8s.api.autoscaling.v2.MetricTarget"),
+    ]),
+    ("io.k8s.api.autoscaling.v2.ContainerResourceMetricStatus", false, &[
+        ("current", "io.k8s.api.autoscaling.v2.MetricValueStatus"),
+    ]),
+    ("io.k8s.api.autoscaling.v2.CrossVersionObjectReference", false, &[]),
+    ("io.k8s.api.autoscaling.v2.ExternalMetricSource", false, &[
+        ("metric", "io.k8s.api.autoscaling.v2.MetricIdentifier"),
+        ("target", "io.k8s.api.autoscaling.v2.MetricTarget"),
+    ]),
+    ("io.k8s.api.autoscaling.v2.ExternalMetricStatus", false, &[
+        ("current", "io.k8s.api.autoscaling.v2.MetricValueStatus"),
+        ("metric", "io.k8s.api.autoscaling.v2.MetricIdentifier"),
+    ]),
+    ("io.k8s.api.autoscaling.v2.HPAScalingPolicy", false, &[]),
+    ("io.k8s.api.autoscaling.v2.HPAScalingRules", false, &[
+        ("policies", "[a]io.k8s.api.autoscaling.v2.HPAScalingPolicy"),
+    ]),
+    ("io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerSpec"),
+        ("status", "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerStatus"),
+    ]),
+    ("io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerBehavior", false, &[
+        ("scaleDown", "io.k8s.api.autoscaling.v2.HPAScalingRules"),
+        ("scaleUp", "io.k8s.api.autoscaling.v2.HPAScalingRules"),
+    ]),
+    ("io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerCondition", false, &[]),
+    ("io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerSpec", false, &[
+        ("behavior", "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerBehavior"),
+        ("metrics", "[a]io.k8s.api.autoscaling.v2.MetricSpec"),
+        ("scaleTargetRef", "io.k8s.api.autoscaling.v2.CrossVersionObjectReference"),
+    ]),
+    ("io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerStatus", false, &[
+        ("conditions", "[m:type]io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerCondition"),
+        ("currentMetrics", "[a]io.k8s.api.autoscaling.v2.MetricStatus"),
+    ]),
+    ("io.k8s.api.autoscaling.v2.MetricIdentifier", false, &[
+        ("selector", "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"),
+    ]),
+    ("io.k8s.api.autoscaling.v2.MetricSpec", false, &[
+        ("containerResource", "io.k8s.api.autoscaling.v2.ContainerResourceMetricSource"),
+        ("external", "io.k8s.api.autoscaling.v2.ExternalMetricSource"),
+        ("object", "io.k8s.api.autoscaling.v2.ObjectMetricSource"),
+        ("pods", "io.k8s.api.autoscaling.v2.PodsMetricSource"),
+        ("resource", "io.k8s.api.autoscaling.v2.ResourceMetricSource"),
+    ]),
+    ("io.k8s.api.autoscaling.v2.MetricStatus", false, &[
+        ("containerResource", "io.k8s.api.autoscaling.v2.ContainerResourceMetricStatus"),
+        ("external", "io.k8s.api.autoscaling.v2.ExternalMetricStatus"),
+        ("object", "io.k8s.api.autoscaling.v2.ObjectMetricStatus"),
+        ("pods", "io.k8s.api.autoscaling.v2.PodsMetricStatus"),
+        ("resource", "io.k8s.api.autoscaling.v2.ResourceMetricStatus"),
+    ]),
+    ("io.k8s.api.autoscaling.v2.MetricTarget", false, &[]),
+    ("io.k8s.api.autoscaling.v2.MetricValueStatus", false, &[]),
+    ("io.k8s.api.autoscaling.v2.ObjectMetricSource", false, &[
+        ("describedObject", "io.k8s.api.autoscaling.v2.CrossVersionObjectReference"),
+        ("metric", "io.k8s.api.autoscaling.v2.MetricIdentifier"),
+        ("target", "io.k8s.api.autoscaling.v2.MetricTarget"),
+    ]),
+    ("io.k8s.api.autoscaling.v2.ObjectMetricStatus", false, &[
+        ("current", "io.k8s.api.autoscaling.v2.MetricValueStatus"),
+        ("describedObject", "io.k8s.api.autoscaling.v2.CrossVersionObjectReference"),
+        ("metric", "io.k8s.api.autoscaling.v2.MetricIdentifier"),
+    ]),
+    ("io.k8s.api.autoscaling.v2.PodsMetricSource", false, &[
+        ("metric", "io.k8s.api.autoscaling.v2.MetricIdentifier"),
+        ("target", "io.k8s.api.autoscaling.v2.MetricTarget"),
+    ]),
+    ("io.k8s.api.autoscaling.v2.PodsMetricStatus", false, &[
+        ("current", "io.k8s.api.autoscaling.v2.MetricValueStatus"),
+        ("metric", "io.k8s.api.autoscaling.v2.MetricIdentifier"),
+    ]),
+    ("io.k8s.api.autoscaling.v2.ResourceMetricSource", false, &[
+        ("target", "io.k8s.api.autoscaling.v2.MetricTarget"),
+    ]),
+    ("io.k8s.api.autoscaling.v2.ResourceMetricStatus", false, &[
+        ("current", "io.k8s.api.autoscaling.v2.MetricValueStatus"),
+    ]),
+    ("io.k8s.api.batch.v1.CronJob", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.batch.v1.CronJobSpec"),
+        ("status", "io.k8s.api.batch.v1.CronJobStatus"),
+    ]),
+    ("io.k8s.api.batch.v1.CronJobSpec", false, &[
+        ("jobTemplate", "io.k8s.api.batch.v1.JobTemplateSpec"),
+    ]),
+    ("io.k8s.api.batch.v1.CronJobStatus", false, &[
+        ("active", "[a]io.k8s.api.core.v1.ObjectReference"),
+    ]),
+    ("io.k8s.api.batch.v1.Job", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.batch.v1.JobSpec"),
+        ("status", "io.k8s.api.batch.v1.JobStatus"),
+    ]),
+    ("io.k8s.api.batch.v1.JobCondition", false, &[]),
+    ("io.k8s.api.batch.v1.JobSpec", false, &[
+        ("podFailurePolicy", "io.k8s.api.batch.v1.PodFailurePolicy"),
+        ("selector", "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"),
+        ("successPolicy", "io.k8s.api.batch.v1.SuccessPolicy"),
+        ("template", "io.k8s.api.core.v1.PodTemplateSpec"),
+    ]),
+    ("io.k8s.api.batch.v1.JobStatus", false, &[
+        ("conditions", "[a]io.k8s.api.batch.v1.JobCondition"),
+        ("uncountedTerminatedPods", "io.k8s.api.batch.v1.UncountedTerminatedPods"),
+    ]),
+    ("io.k8s.api.batch.v1.JobTemplateSpec", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.batch.v1.JobSpec"),
+    ]),
+    ("io.k8s.api.batch.v1.PodFailurePolicy", false, &[
+        ("rules", "[a]io.k8s.api.batch.v1.PodFailurePolicyRule"),
+    ]),
+    ("io.k8s.api.batch.v1.PodFailurePolicyOnExitCodesRequirement", false, &[
+        ("values", "[s]s"),
+    ]),
+    ("io.k8s.api.batch.v1.PodFailurePolicyOnPodConditionsPattern", false, &[]),
+    ("io.k8s.api.batch.v1.PodFailurePolicyRule", false, &[
+        ("onExitCodes", "io.k8s.api.batch.v1.PodFailurePolicyOnExitCodesRequirement"),
+        ("onPodConditions", "[a]io.k8s.api.batch.v1.PodFailurePolicyOnPodConditionsPattern"),
+    ]),
+    ("io.k8s.api.batch.v1.SuccessPolicy", false, &[
+        ("rules", "[a]io.k8s.api.batch.v1.SuccessPolicyRule"),
+    ]),
+    ("io.k8s.api.batch.v1.SuccessPolicyRule", false, &[]),
+    ("io.k8s.api.batch.v1.UncountedTerminatedPods", false, &[
+        ("failed", "[s]s"),
+        ("succeeded", "[s]s"),
+    ]),
+    ("io.k8s.api.coordination.v1.Lease", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.coordination.v1.LeaseSpec"),
+    ]),
+    ("io.k8s.api.coordination.v1.LeaseSpec", false, &[]),
+    ("io.k8s.api.core.v1.AWSElasticBlockStoreVolumeSource", false, &[]),
+    ("io.k8s.api.core.v1.Affinity", false, &[
+        ("nodeAffinity", "io.k8s.api.core.v1.NodeAffinity"),
+        ("podAffinity", "io.k8s.api.core.v1.PodAffinity"),
+        ("podAntiAffinity", "io.k8s.api.core.v1.PodAntiAffinity"),
+    ]),
+    ("io.k8s.api.core.v1.AppArmorProfile", false, &[]),
+    ("io.k8s.api.core.v1.AttachedVolume", false, &[]),
+    ("io.k8s.api.core.v1.AzureDiskVolumeSource", false, &[]),
+    ("io.k8s.api.core.v1.AzureFilePersistentVolumeSource", false, &[]),
+    ("io.k8s.api.core.v1.AzureFileVolumeSource", false, &[]),
+    ("io.k8s.api.core.v1.Binding", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("target", "io.k8s.api.core.v1.ObjectReference"),
+    ]),
+    ("io.k8s.api.core.v1.CSIPersistentVolumeSource", false, &[
+        ("controllerExpandSecretRef", "io.k8s.api.core.v1.SecretReference"),
+        ("controllerPublishSecretRef", "io.k8s.api.core.v1.SecretReference"),
+        ("nodeExpandSecretRef", "io.k8s.api.core.v1.SecretReference"),
+        ("nodePublishSecretRef", "io.k8s.api.core.v1.SecretReference"),
+        ("nodeStageSecretRef", "io.k8s.api.core.v1.SecretReference"),
+        ("volumeAttributes", "{g}s"),
+    ]),
+    ("io.k8s.api.core.v1.CSIVolumeSource", false, &[
+        ("nodePublishSecretRef", "io.k8s.api.core.v1.LocalObjectReference"),
+        ("volumeAttributes", "{g}s"),
+    ]),
+    ("io.k8s.api.core.v1.Capabilities", false, &[
+        ("add", "[a]s"),
+        ("drop", "[a]s"),
+    ]),
+    ("io.k8s.api.core.v1.CephFSPersistentVolumeSource", false, &[
+        ("monitors", "[a]s"),
+        ("secretRef", "io.k8s.api.core.v1.SecretReference"),
+    ]),
+    ("io.k8s.api.core.v1.CephFSVolumeSource", false, &[
+        ("monitors", "[a]s"),
+        ("secretRef", "io.k8s.api.core.v1.LocalObjectReference"),
+    ]),
+    ("io.k8s.api.core.v1.CinderPersistentVolumeSource", false, &[
+        ("secretRef", "io.k8s.api.core.v1.SecretReference"),
+    ]),
+    ("io.k8s.api.core.v1.CinderVolumeSource", false, &[
+        ("secretRef", "io.k8s.api.core.v1.LocalObjectReference"),
+    ]),
+    ("io.k8s.api.core.v1.ClientIPConfig", false, &[]),
+    ("io.k8s.api.core.v1.ClusterTrustBundleProjection", false, &[
+        ("labelSelector", "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"),
+    ]),
+    ("io.k8s.api.core.v1.ComponentCondition", false, &[]),
+    ("io.k8s.api.core.v1.ComponentStatus", false, &[
+        ("conditions", "[m:type]io.k8s.api.core.v1.ComponentCondition"),
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+    ]),
+    ("io.k8s.api.core.v1.ConfigMap", false, &[
+        ("binaryData", "{g}s"),
+        ("data", "{g}s"),
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+    ]),
+    ("io.k8s.api.core.v1.ConfigMapEnvSource", false, &[]),
+    ("io.k8s.api.core.v1.ConfigMapKeySelector", true, &[]),
+    ("io.k8s.api.core.v1.ConfigMapNodeConfigSource", false, &[]),
+    ("io.k8s.api.core.v1.ConfigMapProjection", false, &[
+        ("items", "[a]io.k8s.api.core.v1.KeyToPath"),
+    ]),
+    ("io.k8s.api.core.v1.ConfigMapVolumeSource", false, &[
+        ("items", "[a]io.k8s.api.core.v1.KeyToPath"),
+    ]),
+    ("io.k8s.api.core.v1.Container", false, &[
+        ("args", "[a]s"),
+        ("command", "[a]s"),
+        ("env", "[m:name]io.k8s.api.core.v1.EnvVar"),
+        ("envFrom", "[a]io.k8s.api.core.v1.EnvFromSource"),
+        ("lifecycle", "io.k8s.api.core.v1.Lifecycle"),
+        ("livenessProbe", "io.k8s.api.core.v1.Probe"),
+        ("ports", "[m:containerPort,protocol]io.k8s.api.core.v1.ContainerPort"),
+        ("readinessProbe", "io.k8s.api.core.v1.Probe"),
+        ("resizePolicy", "[a]io.k8s.api.core.v1.ContainerResizePolicy"),
+        ("resources", "io.k8s.api.core.v1.ResourceRequirements"),
+        ("securityContext", "io.k8s.api.core.v1.SecurityContext"),
+        ("startupProbe", "io.k8s.api.core.v1.Probe"),
+        ("volumeDevices", "[m:devicePath]io.k8s.api.core.v1.VolumeDevice"),
+        ("volumeMounts", "[m:mountPath]io.k8s.api.core.v1.VolumeMount"),
+    ]),
+    ("io.k8s.api.core.v1.ContainerImage", false, &[
+        ("names", "[a]s"),
+    ]),
+    ("io.k8s.api.core.v1.ContainerPort", false, &[]),
+    ("io.k8s.api.core.v1.ContainerResizePolicy", false, &[]),
+    ("io.k8s.api.core.v1.ContainerState", false, &[
+        ("running", "io.k8s.api.core.v1.ContainerStateRunning"),
+        ("terminated", "io.k8s.api.core.v1.ContainerStateTerminated"),
+        ("waiting", "io.k8s.api.core.v1.ContainerStateWaiting"),
+    ]),
+    ("io.k8s.api.core.v1.ContainerStateRunning", false, &[]),
+    ("io.k8s.api.core.v1.ContainerStateTerminated", false, &[]),
+    ("io.k8s.api.core.v1.ContainerStateWaiting", false, &[]),
+    ("io.k8s.api.core.v1.ContainerStatus", false, &[
+        ("allocatedResources", "{g}s"),
+        ("allocatedResourcesStatus", "[m:name]io.k8s.api.core.v1.ResourceStatus"),
+        ("lastState", "io.k8s.api.core.v1.ContainerState"),
+        ("resources", "io.k8s.api.core.v1.ResourceRequirements"),
+        ("state", "io.k8s.api.core.v1.ContainerState"),
+        ("user", "io.k8s.api.core.v1.ContainerUser"),
+        ("volumeMounts", "[m:mountPath]io.k8s.api.core.v1.VolumeMountStatus"),
+    ]),
+    ("io.k8s.api.core.v1.ContainerUser", false, &[
+        ("linux", "io.k8s.api.core.v1.LinuxContainerUser"),
+    ]),
+    ("io.k8s.api.core.v1.DaemonEndpoint", false, &[]),
+    ("io.k8s.api.core.v1.DownwardAPIProjection", false, &[
+        ("items", "[a]io.k8s.api.core.v1.DownwardAPIVolumeFile"),
+    ]),
+    ("io.k8s.api.core.v1.DownwardAPIVolumeFile", false, &[
+        ("fieldRef", "io.k8s.api.core.v1.ObjectFieldSelector"),
+        ("resourceFieldRef", "io.k8s.api.core.v1.ResourceFieldSelector"),
+    ]),
+    ("io.k8s.api.core.v1.DownwardAPIVolumeSource", false, &[
+        ("items", "[a]io.k8s.api.core.v1.DownwardAPIVolumeFile"),
+    ]),
+    ("io.k8s.api.core.v1.EmptyDirVolumeSource", false, &[]),
+    ("io.k8s.api.core.v1.EndpointAddress", true, &[
+        ("targetRef", "io.k8s.api.core.v1.ObjectReference"),
+    ]),
+    ("io.k8s.api.core.v1.EndpointPort", true, &[]),
+    ("io.k8s.api.core.v1.EndpointSubset", false, &[
+        ("addresses", "[a]io.k8s.api.core.v1.EndpointAddress"),
+        ("notReadyAddresses", "[a]io.k8s.api.core.v1.EndpointAddress"),
+        ("ports", "[a]io.k8s.api.core.v1.EndpointPort"),
+    ]),
+    ("io.k8s.api.core.v1.Endpoints", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("subsets", "[a]io.k8s.api.core.v1.EndpointSubset"),
+    ]),
+    ("io.k8s.api.core.v1.EnvFromSource", false, &[
+        ("configMapRef", "io.k8s.api.core.v1.ConfigMapEnvSource"),
+        ("secretRef", "io.k8s.api.core.v1.SecretEnvSource"),
+    ]),
+    ("io.k8s.api.core.v1.EnvVar", false, &[
+        ("valueFrom", "io.k8s.api.core.v1.EnvVarSource"),
+    ]),
+    ("io.k8s.api.core.v1.EnvVarSource", false, &[
+        ("configMapKeyRef", "io.k8s.api.core.v1.ConfigMapKeySelector"),
+        ("fieldRef", "io.k8s.api.core.v1.ObjectFieldSelector"),
+        ("resourceFieldRef", "io.k8s.api.core.v1.ResourceFieldSelector"),
+        ("secretKeyRef", "io.k8s.api.core.v1.SecretKeySelector"),
+    ]),
+    ("io.k8s.api.core.v1.EphemeralContainer", false, &[
+        ("args", "[a]s"),
+        ("command", "[a]s"),
+        ("env", "[a]io.k8s.api.core.v1.EnvVar"),
+        ("envFrom", "[a]io.k8s.api.core.v1.EnvFromSource"),
+        ("lifecycle", "io.k8s.api.core.v1.Lifecycle"),
+        ("livenessProbe", "io.k8s.api.core.v1.Probe"),
+        ("ports", "[a]io.k8s.api.core.v1.ContainerPort"),
+        ("readinessProbe", "io.k8s.api.core.v1.Probe"),
+        ("resizePolicy", "[a]io.k8s.api.core.v1.ContainerResizePolicy"),
+        ("resources", "io.k8s.api.core.v1.ResourceRequirements"),
+        ("securityContext", "io.k8s.api.core.v1.SecurityContext"),
+        ("startupProbe", "io.k8s.api.core.v1.Probe"),
+        ("volumeDevices", "[a]io.k8s.api.core.v1.VolumeDevice"),
+        ("volumeMounts", "[a]io.k8s.api.core.v1.VolumeMount"),
+    ]),
+    ("io.k8s.api.core.v1.EphemeralVolumeSource", false, &[
+        ("volumeClaimTemplate", "io.k8s.api.core.v1.PersistentVolumeClaimTemplate"),
+    ]),
+    ("io.k8s.api.core.v1.Event", false, &[
+        ("involvedObject", "io.k8s.api.core.v1.ObjectReference"),
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("related", "io.k8s.api.core.v1.ObjectReference"),
+        ("series", "io.k8s.api.core.v1.EventSeries"),
+        ("source", "io.k8s.api.core.v1.EventSource"),
+    ]),
+    ("io.k8s.api.core.v1.EventSeries", false, &[]),
+    ("io.k8s.api.core.v1.EventSource", false, &[]),
+    ("io.k8s.api.core.v1.ExecAction", false, &[
+        ("command", "[a]s"),
+    ]),
+    ("io.k8s.api.core.v1.FCVolumeSource", false, &[
+        ("targetWWNs", "[a]s"),
+        ("wwids", "[a]s"),
+    ]),
+    ("io.k8s.api.core.v1.FlexPersistentVolumeSource", false, &[
+        ("options", "{g}s"),
+        ("secretRef", "io.k8s.api.core.v1.SecretReference"),
+    ]),
+    ("io.k8s.api.core.v1.FlexVolumeSource", false, &[
+        ("options", "{g}s"),
+        ("secretRef", "io.k8s.api.core.v1.LocalObjectReference"),
+    ]),
+    ("io.k8s.api.core.v1.FlockerVolumeSource", false, &[]),
+    ("io.k8s.api.core.v1.GCEPersistentDiskVolumeSource", false, &[]),
+    ("io.k8s.api.core.v1.GRPCAction", false, &[]),
+    ("io.k8s.api.core.v1.GitRepoVolumeSource", false, &[]),
+    ("io.k8s.api.core.v1.GlusterfsPersistentVolumeSource", false, &[]),
+    ("io.k8s.api.core.v1.GlusterfsVolumeSource", false, &[]),
+    ("io.k8s.api.core.v1.HTTPGetAction", false, &[
+        ("httpHeaders", "[a]io.k8s.api.core.v1.HTTPHeader"),
+    ]),
+    ("io.k8s.api.core.v1.HTTPHeader", false, &[]),
+    ("io.k8s.api.core.v1.HostAlias", false, &[
+        ("hostnames", "[a]s"),
+    ]),
+    ("io.k8s.api.core.v1.HostIP", false, &[]),
+    ("io.k8s.api.core.v1.HostPathVolumeSource", false, &[]),
+    ("io.k8s.api.core.v1.ISCSIPersistentVolumeSource", false, &[
+        ("portals", "[a]s"),
+        ("secretRef", "io.k8s.api.core.v1.SecretReference"),
+    ]),
+    ("io.k8s.api.core.v1.ISCSIVolumeSource", false, &[
+        ("portals", "[a]s"),
+        ("secretRef", "io.k8s.api.core.v1.LocalObjectReference"),
+    ]),
+    ("io.k8s.api.core.v1.ImageVolumeSource", false, &[]),
+    ("io.k8s.api.core.v1.KeyToPath", false, &[]),
+    ("io.k8s.api.core.v1.Lifecycle", false, &[
+        ("postStart", "io.k8s.api.core.v1.LifecycleHandler"),
+        ("preStop", "io.k8s.api.core.v1.LifecycleHandler"),
+    ]),
+    ("io.k8s.api.core.v1.LifecycleHandler", false, &[
+        ("exec", "io.k8s.api.core.v1.ExecAction"),
+        ("httpGet", "io.k8s.api.core.v1.HTTPGetAction"),
+        ("sleep", "io.k8s.api.core.v1.SleepAction"),
+        ("tcpSocket", "io.k8s.api.core.v1.TCPSocketAction"),
+    ]),
+    ("io.k8s.api.core.v1.LimitRange", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.core.v1.LimitRangeSpec"),
+    ]),
+    ("io.k8s.api.core.v1.LimitRangeItem", false, &[
+        ("default", "{g}s"),
+        ("defaultRequest", "{g}s"),
+        ("max", "{g}s"),
+        ("maxLimitRequestRatio", "{g}s"),
+        ("min", "{g}s"),
+    ]),
+    ("io.k8s.api.core.v1.LimitRangeSpec", false, &[
+        ("limits", "[a]io.k8s.api.core.v1.LimitRangeItem"),
+    ]),
+    ("io.k8s.api.core.v1.LinuxContainerUser", false, &[
+        ("supplementalGroups", "[a]s"),
+    ]),
+    ("io.k8s.api.core.v1.LoadBalancerIngress", false, &[
+        ("ports", "[a]io.k8s.api.core.v1.PortStatus"),
+    ]),
+    ("io.k8s.api.core.v1.LoadBalancerStatus", false, &[
+        ("ingress", "[a]io.k8s.api.core.v1.LoadBalancerIngress"),
+    ]),
+    ("io.k8s.api.core.v1.LocalObjectReference", true, &[]),
+    ("io.k8s.api.core.v1.LocalVolumeSource", false, &[]),
+    ("io.k8s.api.core.v1.ModifyVolumeStatus", false, &[]),
+    ("io.k8s.api.core.v1.NFSVolumeSource", false, &[]),
+    ("io.k8s.api.core.v1.Namespace", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.core.v1.NamespaceSpec"),
+        ("status", "io.k8s.api.core.v1.NamespaceStatus"),
+    ]),
+    ("io.k8s.api.core.v1.NamespaceCondition", false, &[]),
+    ("io.k8s.api.core.v1.NamespaceSpec", false, &[
+        ("finalizers", "[a]s"),
+    ]),
+    ("io.k8s.api.core.v1.NamespaceStatus", false, &[
+        ("conditions", "[m:type]io.k8s.api.core.v1.NamespaceCondition"),
+    ]),
+    ("io.k8s.api.core.v1.Node", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.core.v1.NodeSpec"),
+        ("status", "io.k8s.api.core.v1.NodeStatus"),
+    ]),
+    ("io.k8s.api.core.v1.NodeAddress", false, &[]),
+    ("io.k8s.api.core.v1.NodeAffinity", false, &[
+        ("preferredDuringSchedulingIgnoredDuringExecution", "[a]io.k8s.api.core.v1.PreferredSchedulingTerm"),
+        ("requiredDuringSchedulingIgnoredDuringExecution", "io.k8s.api.core.v1.NodeSelector"),
+    ]),
+    ("io.k8s.api.core.v1.NodeCondition", false, &[]),
+    ("io.k8s.api.core.v1.NodeConfigSource", false, &[
+        ("configMap", "io.k8s.api.core.v1.ConfigMapNodeConfigSource"),
+    ]),
+    ("io.k8s.api.core.v1.NodeConfigStatus", false, &[
+        ("active", "io.k8s.api.core.v1.NodeConfigSource"),
+        ("assigned", "io.k8s.api.core.v1.NodeConfigSource"),
+        ("lastKnownGood", "io.k8s.api.core.v1.NodeConfigSource"),
+    ]),
+    ("io.k8s.api.core.v1.NodeDaemonEndpoints", false, &[
+        ("kubeletEndpoint", "io.k8s.api.core.v1.DaemonEndpoint"),
+    ]),
+    ("io.k8s.api.core.v1.NodeFeatures", false, &[]),
+    ("io.k8s.api.core.v1.NodeRuntimeHandler", false, &[
+        ("features", "io.k8s.api.core.v1.NodeRuntimeHandlerFeatures"),
+    ]),
+    ("io.k8s.api.core.v1.NodeRuntimeHandlerFeatures", false, &[]),
+    ("io.k8s.api.core.v1.NodeSelector", true, &[
+        ("nodeSelectorTerms", "[a]io.k8s.api.core.v1.NodeSelectorTerm"),
+    ]),
+    ("io.k8s.api.core.v1.NodeSelectorRequirement", false, &[
+        ("values", "[a]s"),
+    ]),
+    ("io.k8s.api.core.v1.NodeSelectorTerm", true, &[
+        ("matchExpressions", "[a]io.k8s.api.core.v1.NodeSelectorRequirement"),
+        ("matchFields", "[a]io.k8s.api.core.v1.NodeSelectorRequirement"),
+    ]),
+    ("io.k8s.api.core.v1.NodeSpec", false, &[
+        ("configSource", "io.k8s.api.core.v1.NodeConfigSource"),
+        ("podCIDRs", "[s]s"),
+        ("taints", "[a]io.k8s.api.core.v1.Taint"),
+    ]),
+    ("io.k8s.api.core.v1.NodeStatus", false, &[
+        ("addresses", "[m:type]io.k8s.api.core.v1.NodeAddress"),
+        ("allocatable", "{g}s"),
+        ("capacity", "{g}s"),
+        ("conditions", "[m:type]io.k8s.api.core.v1.NodeCondition"),
+        ("config", "io.k8s.api.core.v1.NodeConfigStatus"),
+        ("daemonEndpoints", "io.k8s.api.core.v1.NodeDaemonEndpoints"),
+        ("features", "io.k8s.api.core.v1.NodeFeatures"),
+        ("images", "[a]io.k8s.api.core.v1.ContainerImage"),
+        ("nodeInfo", "io.k8s.api.core.v1.NodeSystemInfo"),
+        ("runtimeHandlers", "[a]io.k8s.api.core.v1.NodeRuntimeHandler"),
+        ("volumesAttached", "[a]io.k8s.api.core.v1.AttachedVolume"),
+        ("volumesInUse", "[a]s"),
+    ]),
+    ("io.k8s.api.core.v1.NodeSwapStatus", false, &[]),
+    ("io.k8s.api.core.v1.NodeSystemInfo", false, &[
+        ("swap", "io.k8s.api.core.v1.NodeSwapStatus"),
+    ]),
+    ("io.k8s.api.core.v1.ObjectFieldSelector", true, &[]),
+    ("io.k8s.api.core.v1.ObjectReference", true, &[]),
+    ("io.k8s.api.core.v1.PersistentVolume", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.core.v1.PersistentVolumeSpec"),
+        ("status", "io.k8s.api.core.v1.PersistentVolumeStatus"),
+    ]),
+    ("io.k8s.api.core.v1.PersistentVolumeClaim", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.core.v1.PersistentVolumeClaimSpec"),
+        ("status", "io.k8s.api.core.v1.PersistentVolumeClaimStatus"),
+    ]),
+    ("io.k8s.api.core.v1.PersistentVolumeClaimCondition", false, &[]),
+    ("io.k8s.api.core.v1.PersistentVolumeClaimSpec", false, &[
+        ("accessModes", "[a]s"),
+        ("dataSource", "io.k8s.api.core.v1.TypedLocalObjectReference"),
+        ("dataSourceRef", "io.k8s.api.core.v1.TypedObjectReference"),
+        ("resources", "io.k8s.api.core.v1.VolumeResourceRequirements"),
+        ("selector", "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"),
+    ]),
+    ("io.k8s.api.core.v1.PersistentVolumeClaimStatus", false, &[
+        ("accessModes", "[a]s"),
+        ("allocatedResourceStatuses", "{g}s"),
+        ("allocatedResources", "{g}s"),
+        ("capacity", "{g}s"),
+        ("conditions", "[m:type]io.k8s.api.core.v1.PersistentVolumeClaimCondition"),
+        ("modifyVolumeStatus", "io.k8s.api.core.v1.ModifyVolumeStatus"),
+    ]),
+    ("io.k8s.api.core.v1.PersistentVolumeClaimTemplate", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.core.v1.PersistentVolumeClaimSpec"),
+    ]),
+    ("io.k8s.api.core.v1.PersistentVolumeClaimVolumeSource", false, &[]),
+    ("io.k8s.api.core.v1.PersistentVolumeSpec", false, &[
+        ("accessModes", "[a]s"),
+        ("awsElasticBlockStore", "io.k8s.api.core.v1.AWSElasticBlockStoreVolumeSource"),
+        ("azureDisk", "io.k8s.api.core.v1.AzureDiskVolumeSource"),
+        ("azureFile", "io.k8s.api.core.v1.AzureFilePersistentVolumeSource"),
+        ("capacity", "{g}s"),
+        ("cephfs", "io.k8s.api.core.v1.CephFSPersistentVolumeSource"),
+        ("cinder", "io.k8s.api.core.v1.CinderPersistentVolumeSource"),
+        ("claimRef", "io.k8s.api.core.v1.ObjectReference"),
+        ("csi", "io.k8s.api.core.v1.CSIPersistentVolumeSource"),
+        ("fc", "io.k8s.api.core.v1.FCVolumeSource"),
+        ("flexVolume", "io.k8s.api.core.v1.FlexPersistentVolumeSource"),
+        ("flocker", "io.k8s.api.core.v1.FlockerVolumeSource"),
+        ("gcePersistentDisk", "io.k8s.api.core.v1.GCEPersistentDiskVolumeSource"),
+        ("glusterfs", "io.k8s.api.core.v1.GlusterfsPersistentVolumeSource"),
+        ("hostPath", "io.k8s.api.core.v1.HostPathVolumeSource"),
+        ("iscsi", "io.k8s.api.core.v1.ISCSIPersistentVolumeSource"),
+        ("local", "io.k8s.api.core.v1.LocalVolumeSource"),
+        ("mountOptions", "[a]s"),
+        ("nfs", "io.k8s.api.core.v1.NFSVolumeSource"),
+        ("nodeAffinity", "io.k8s.api.core.v1.VolumeNodeAffinity"),
+        ("photonPersistentDisk", "io.k8s.api.core.v1.PhotonPersistentDiskVolumeSource"),
+        ("portworxVolume", "io.k8s.api.core.v1.PortworxVolumeSource"),
+        ("quobyte", "io.k8s.api.core.v1.QuobyteVolumeSource"),
+        ("rbd", "io.k8s.api.core.v1.RBDPersistentVolumeSource"),
+        ("scaleIO", "io.k8s.api.core.v1.ScaleIOPersistentVolumeSource"),
+        ("storageos", "io.k8s.api.core.v1.StorageOSPersistentVolumeSource"),
+        ("vsphereVolume", "io.k8s.api.core.v1.VsphereVirtualDiskVolumeSource"),
+    ]),
+    ("io.k8s.api.core.v1.PersistentVolumeStatus", false, &[]),
+    ("io.k8s.api.core.v1.PhotonPersistentDiskVolumeSource", false, &[]),
+    ("io.k8s.api.core.v1.Pod", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.core.v1.PodSpec"),
+        ("status", "io.k8s.api.core.v1.PodStatus"),
+    ]),
+    ("io.k8s.api.core.v1.PodAffinity", false, &[
+        ("preferredDuringSchedulingIgnoredDuringExecution", "[a]io.k8s.api.core.v1.WeightedPodAffinityTerm"),
+        ("requiredDuringSchedulingIgnoredDuringExecution", "[a]io.k8s.api.core.v1.PodAffinityTerm"),
+    ]),
+    ("io.k8s.api.core.v1.PodAffinityTerm", false, &[
+        ("labelSelector", "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"),
+        ("matchLabelKeys", "[a]s"),
+        ("mismatchLabelKeys", "[a]s"),
+        ("namespaceSelector", "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"),
+        ("namespaces", "[a]s"),
+    ]),
+    ("io.k8s.api.core.v1.PodAntiAffinity", false, &[
+        ("preferredDuringSchedulingIgnoredDuringExecution", "[a]io.k8s.api.core.v1.WeightedPodAffinityTerm"),
+        ("requiredDuringSchedulingIgnoredDuringExecution", "[a]io.k8s.api.core.v1.PodAffinityTerm"),
+    ]),
+    ("io.k8s.api.core.v1.PodCondition", false, &[]),
+    ("io.k8s.api.core.v1.PodDNSConfig", false, &[
+        ("nameservers", "[a]s"),
+        ("options", "[a]io.k8s.api.core.v1.PodDNSConfigOption"),
+        ("searches", "[a]s"),
+    ]),
+    ("io.k8s.api.core.v1.PodDNSConfigOption", false, &[]),
+    ("io.k8s.api.core.v1.PodIP", false, &[]),
+    ("io.k8s.api.core.v1.PodOS", false, &[]),
+    ("io.k8s.api.core.v1.PodReadinessGate", false, &[]),
+    ("io.k8s.api.core.v1.PodResourceClaim", false, &[]),
+    ("io.k8s.api.core.v1.PodResourceClaimStatus", false, &[]),
+    ("io.k8s.api.core.v1.PodSchedulingGate", false, &[]),
+    ("io.k8s.api.core.v1.PodSecurityContext", false, &[
+        ("appArmorProfile", "io.k8s.api.core.v1.AppArmorProfile"),
+        ("seLinuxOptions", "io.k8s.api.core.v1.SELinuxOptions"),
+        ("seccompProfile", "io.k8s.api.core.v1.SeccompProfile"),
+        ("supplementalGroups", "[a]s"),
+        ("sysctls", "[a]io.k8s.api.core.v1.Sysctl"),
+        ("windowsOptions", "io.k8s.api.core.v1.WindowsSecurityContextOptions"),
+    ]),
+    ("io.k8s.api.core.v1.PodSpec", false, &[
+        ("affinity", "io.k8s.api.core.v1.Affinity"),
+        ("containers", "[m:name]io.k8s.api.core.v1.Container"),
+        ("dnsConfig", "io.k8s.api.core.v1.PodDNSConfig"),
+        ("ephemeralContainers", "[m:name]io.k8s.api.core.v1.EphemeralContainer"),
+        ("hostAliases", "[m:ip]io.k8s.api.core.v1.HostAlias"),
+        ("imagePullSecrets", "[m:name]io.k8s.api.core.v1.LocalObjectReference"),
+        ("initContainers", "[m:name]io.k8s.api.core.v1.Container"),
+        ("nodeSelector", "{a}s"),
+        ("os", "io.k8s.api.core.v1.PodOS"),
+        ("overhead", "{g}s"),
+        ("readinessGates", "[a]io.k8s.api.core.v1.PodReadinessGate"),
+        ("resourceClaims", "[m:name]io.k8s.api.core.v1.PodResourceClaim"),
+        ("resources", "io.k8s.api.core.v1.ResourceRequirements"),
+        ("schedulingGates", "[m:name]io.k8s.api.core.v1.PodSchedulingGate"),
+        ("securityContext", "io.k8s.api.core.v1.PodSecurityContext"),
+        ("tolerations", "[a]io.k8s.api.core.v1.Toleration"),
+        ("topologySpreadConstraints", "[m:topologyKey,whenUnsatisfiable]io.k8s.api.core.v1.TopologySpreadConstraint"),
+        ("volumes", "[m:name]io.k8s.api.core.v1.Volume"),
+    ]),
+    ("io.k8s.api.core.v1.PodStatus", false, &[
+        ("conditions", "[m:type]io.k8s.api.core.v1.PodCondition"),
+        ("containerStatuses", "[a]io.k8s.api.core.v1.ContainerStatus"),
+        ("ephemeralContainerStatuses", "[a]io.k8s.api.core.v1.ContainerStatus"),
+        ("hostIPs", "[a]io.k8s.api.core.v1.HostIP"),
+        ("initContainerStatuses", "[a]io.k8s.api.core.v1.ContainerStatus"),
+        ("podIPs", "[m:ip]io.k8s.api.core.v1.PodIP"),
+        ("resourceClaimStatuses", "[m:name]io.k8s.api.core.v1.PodResourceClaimStatus"),
+    ]),
+    ("io.k8s.api.core.v1.PodTemplate", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("template", "io.k8s.api.core.v1.PodTemplateSpec"),
+    ]),
+    ("io.k8s.api.core.v1.PodTemplateSpec", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.core.v1.PodSpec"),
+    ]),
+    ("io.k8s.api.core.v1.PortStatus", false, &[]),
+    ("io.k8s.api.core.v1.PortworxVolumeSource", false, &[]),
+    ("io.k8s.api.core.v1.PreferredSchedulingTerm", false, &[
+        ("preference", "io.k8s.api.core.v1.NodeSelectorTerm"),
+    ]),
+    ("io.k8s.api.core.v1.Probe", false, &[
+        ("exec", "io.k8s.api.core.v1.ExecAction"),
+        ("grpc", "io.k8s.api.core.v1.GRPCAction"),
+        ("httpGet", "io.k8s.api.core.v1.HTTPGetAction"),
+        ("tcpSocket", "io.k8s.api.core.v1.TCPSocketAction"),
+    ]),
+    ("io.k8s.api.core.v1.ProjectedVolumeSource", false, &[
+        ("sources", "[a]io.k8s.api.core.v1.VolumeProjection"),
+    ]),
+    ("io.k8s.api.core.v1.QuobyteVolumeSource", false, &[]),
+    ("io.k8s.api.core.v1.RBDPersistentVolumeSource", false, &[
+        ("monitors", "[a]s"),
+        ("secretRef", "io.k8s.api.core.v1.SecretReference"),
+    ]),
+    ("io.k8s.api.core.v1.RBDVolumeSource", false, &[
+        ("monitors", "[a]s"),
+        ("secretRef", "io.k8s.api.core.v1.LocalObjectReference"),
+    ]),
+    ("io.k8s.api.core.v1.ReplicationController", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.core.v1.ReplicationControllerSpec"),
+        ("status", "io.k8s.api.core.v1.ReplicationControllerStatus"),
+    ]),
+    ("io.k8s.api.core.v1.ReplicationControllerCondition", false, &[]),
+    ("io.k8s.api.core.v1.ReplicationControllerSpec", false, &[
+        ("selector", "{a}s"),
+        ("template", "io.k8s.api.core.v1.PodTemplateSpec"),
+    ]),
+    ("io.k8s.api.core.v1.ReplicationControllerStatus", false, &[
+        ("conditions", "[m:type]io.k8s.api.core.v1.ReplicationControllerCondition"),
+    ]),
+    ("io.k8s.api.core.v1.ResourceClaim", false, &[]),
+    ("io.k8s.api.core.v1.ResourceFieldSelector", true, &[]),
+    ("io.k8s.api.core.v1.ResourceHealth", false, &[]),
+    ("io.k8s.api.core.v1.ResourceQuota", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.core.v1.ResourceQuotaSpec"),
+        ("status", "io.k8s.api.core.v1.ResourceQuotaStatus"),
+    ]),
+    ("io.k8s.api.core.v1.ResourceQuotaSpec", false, &[
+        ("hard", "{g}s"),
+        ("scopeSelector", "io.k8s.api.core.v1.ScopeSelector"),
+        ("scopes", "[a]s"),
+    ]),
+    ("io.k8s.api.core.v1.ResourceQuotaStatus", false, &[
+        ("hard", "{g}s"),
+        ("used", "{g}s"),
+    ]),
+    ("io.k8s.api.core.v1.ResourceRequirements", false, &[
+        ("claims", "[m:name]io.k8s.api.core.v1.ResourceClaim"),
+        ("limits", "{g}s"),
+        ("requests", "{g}s"),
+    ]),
+    ("io.k8s.api.core.v1.ResourceStatus", false, &[
+        ("resources", "[m:resourceID]io.k8s.api.core.v1.ResourceHealth"),
+    ]),
+    ("io.k8s.api.core.v1.SELinuxOptions", false, &[]),
+    ("io.k8s.api.core.v1.ScaleIOPersistentVolumeSource", false, &[
+        ("secretRef", "io.k8s.api.core.v1.SecretReference"),
+    ]),
+    ("io.k8s.api.core.v1.ScaleIOVolumeSource", false, &[
+        ("secretRef", "io.k8s.api.core.v1.LocalObjectReference"),
+    ]),
+    ("io.k8s.api.core.v1.ScopeSelector", true, &[
+        ("matchExpressions", "[a]io.k8s.api.core.v1.ScopedResourceSelectorRequirement"),
+    ]),
+    ("io.k8s.api.core.v1.ScopedResourceSelectorRequirement", false, &[
+        ("values", "[a]s"),
+    ]),
+    ("io.k8s.api.core.v1.SeccompProfile", false, &[]),
+    ("io.k8s.api.core.v1.Secret", false, &[
+        ("data", "{g}s"),
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("stringData", "{g}s"),
+    ]),
+    ("io.k8s.api.core.v1.SecretEnvSource", false, &[]),
+    ("io.k8s.api.core.v1.SecretKeySelector", true, &[]),
+    ("io.k8s.api.core.v1.SecretProjection", false, &[
+        ("items", "[a]io.k8s.api.core.v1.KeyToPath"),
+    ]),
+    ("io.k8s.api.core.v1.SecretReference", true, &[]),
+    ("io.k8s.api.core.v1.SecretVolumeSource", false, &[
+        ("items", "[a]io.k8s.api.core.v1.KeyToPath"),
+    ]),
+    ("io.k8s.api.core.v1.SecurityContext", false, &[
+        ("appArmorProfile", "io.k8s.api.core.v1.AppArmorProfile"),
+        ("capabilities", "io.k8s.api.core.v1.Capabilities"),
+        ("seLinuxOptions", "io.k8s.api.core.v1.SELinuxOptions"),
+        ("seccompProfile", "io.k8s.api.core.v1.SeccompProfile"),
+        ("windowsOptions", "io.k8s.api.core.v1.WindowsSecurityContextOptions"),
+    ]),
+    ("io.k8s.api.core.v1.Service", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.core.v1.ServiceSpec"),
+        ("status", "io.k8s.api.core.v1.ServiceStatus"),
+    ]),
+    ("io.k8s.api.core.v1.ServiceAccount", false, &[
+        ("imagePullSecrets", "[a]io.k8s.api.core.v1.LocalObjectReference"),
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("secrets", "[m:name]io.k8s.api.core.v1.ObjectReference"),
+    ]),
+    ("io.k8s.api.core.v1.ServiceAccountTokenProjection", false, &[]),
+    ("io.k8s.api.core.v1.ServicePort", false, &[]),
+    ("io.k8s.api.core.v1.ServiceSpec", false, &[
+        ("clusterIPs", "[a]s"),
+        ("externalIPs", "[a]s"),
+        ("ipFamilies", "[a]s"),
+        ("loadBalancerSourceRanges", "[a]s"),
+        ("ports", "[m:port,protocol]io.k8s.api.core.v1.ServicePort"),
+        ("selector", "{a}s"),
+        ("sessionAffinityConfig", "io.k8s.api.core.v1.SessionAffinityConfig"),
+    ]),
+    ("io.k8s.api.core.v1.ServiceStatus", false, &[
+        ("conditions", "[m:type]io.k8s.apimachinery.pkg.apis.meta.v1.Condition"),
+        ("loadBalancer", "io.k8s.api.core.v1.LoadBalancerStatus"),
+    ]),
+    ("io.k8s.api.core.v1.SessionAffinityConfig", false, &[
+        ("clientIP", "io.k8s.api.core.v1.ClientIPConfig"),
+    ]),
+    ("io.k8s.api.core.v1.SleepAction", false, &[]),
+    ("io.k8s.api.core.v1.StorageOSPersistentVolumeSource", false, &[
+        ("secretRef", "io.k8s.api.core.v1.ObjectReference"),
+    ]),
+    ("io.k8s.api.core.v1.StorageOSVolumeSource", false, &[
+        ("secretRef", "io.k8s.api.core.v1.LocalObjectReference"),
+    ]),
+    ("io.k8s.api.core.v1.Sysctl", false, &[]),
+    ("io.k8s.api.core.v1.TCPSocketAction", false, &[]),
+    ("io.k8s.api.core.v1.Taint", false, &[]),
+    ("io.k8s.api.core.v1.Toleration", false, &[]),
+    ("io.k8s.api.core.v1.TopologySelectorLabelRequirement", false, &[
+        ("values", "[a]s"),
+    ]),
+    ("io.k8s.api.core.v1.TopologySelectorTerm", true, &[
+        ("matchLabelExpressions", "[a]io.k8s.api.core.v1.TopologySelectorLabelRequirement"),
+    ]),
+    ("io.k8s.api.core.v1.TopologySpreadConstraint", false, &[
+        ("labelSelector", "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"),
+        ("matchLabelKeys", "[a]s"),
+    ]),
+    ("io.k8s.api.core.v1.TypedLocalObjectReference", true, &[]),
+    ("io.k8s.api.core.v1.TypedObjectReference", false, &[]),
+    ("io.k8s.api.core.v1.Volume", false, &[
+        ("awsElasticBlockStore", "io.k8s.api.core.v1.AWSElasticBlockStoreVolumeSource"),
+        ("azureDisk", "io.k8s.api.core.v1.AzureDiskVolumeSource"),
+        ("azureFile", "io.k8s.api.core.v1.AzureFileVolumeSource"),
+        ("cephfs", "io.k8s.api.core.v1.CephFSVolumeSource"),
+        ("cinder", "io.k8s.api.core.v1.CinderVolumeSource"),
+        ("configMap", "io.k8s.api.core.v1.ConfigMapVolumeSource"),
+        ("csi", "io.k8s.api.core.v1.CSIVolumeSource"),
+        ("downwardAPI", "io.k8s.api.core.v1.DownwardAPIVolumeSource"),
+        ("emptyDir", "io.k8s.api.core.v1.EmptyDirVolumeSource"),
+        ("ephemeral", "io.k8s.api.core.v1.EphemeralVolumeSource"),
+        ("fc", "io.k8s.api.core.v1.FCVolumeSource"),
+        ("flexVolume", "io.k8s.api.core.v1.FlexVolumeSource"),
+        ("flocker", "io.k8s.api.core.v1.FlockerVolumeSource"),
+        ("gcePersistentDisk", "io.k8s.api.core.v1.GCEPersistentDiskVolumeSource"),
+        ("gitRepo", "io.k8s.api.core.v1.GitRepoVolumeSource"),
+        ("glusterfs", "io.k8s.api.core.v1.GlusterfsVolumeSource"),
+        ("hostPath", "io.k8s.api.core.v1.HostPathVolumeSource"),
+        ("image", "io.k8s.api.core.v1.ImageVolumeSource"),
+        ("iscsi", "io.k8s.api.core.v1.ISCSIVolumeSource"),
+        ("nfs", "io.k8s.api.core.v1.NFSVolumeSource"),
+        ("persistentVolumeClaim", "io.k8s.api.core.v1.PersistentVolumeClaimVolumeSource"),
+        ("photonPersistentDisk", "io.k8s.api.core.v1.PhotonPersistentDiskVolumeSource"),
+        ("portworxVolume", "io.k8s.api.core.v1.PortworxVolumeSource"),
+        ("projected", "io.k8s.api.core.v1.ProjectedVolumeSource"),
+        ("quobyte", "io.k8s.api.core.v1.QuobyteVolumeSource"),
+        ("rbd", "io.k8s.api.core.v1.RBDVolumeSource"),
+        ("scaleIO", "io.k8s.api.core.v1.ScaleIOVolumeSource"),
+        ("secret", "io.k8s.api.core.v1.SecretVolumeSource"),
+        ("storageos", "io.k8s.api.core.v1.StorageOSVolumeSource"),
+        ("vsphereVolume", "io.k8s.api.core.v1.VsphereVirtualDiskVolumeSource"),
+    ]),
+    ("io.k8s.api.core.v1.VolumeDevice", false, &[]),
+    ("io.k8s.api.core.v1.VolumeMount", false, &[]),
+    ("io.k8s.api.core.v1.VolumeMountStatus", false, &[]),
+    ("io.k8s.api.core.v1.VolumeNodeAffinity", false, &[
+        ("required", "io.k8s.api.core.v1.NodeSelector"),
+    ]),
+    ("io.k8s.api.core.v1.VolumeProjection", false, &[
+        ("clusterTrustBundle", "io.k8s.api.core.v1.ClusterTrustBundleProjection"),
+        ("configMap", "io.k8s.api.core.v1.ConfigMapProjection"),
+        ("downwardAPI", "io.k8s.api.core.v1.DownwardAPIProjection"),
+        ("secret", "io.k8s.api.core.v1.SecretProjection"),
+        ("serviceAccountToken", "io.k8s.api.core.v1.ServiceAccountTokenProjection"),
+    ]),
+    ("io.k8s.api.core.v1.VolumeResourceRequirements", false, &[
+        ("limits", "{g}s"),
+        ("requests", "{g}s"),
+    ]),
+    ("io.k8s.api.core.v1.VsphereVirtualDiskVolumeSource", false, &[]),
+    ("io.k8s.api.core.v1.WeightedPodAffinityTerm", false, &[
+        ("podAffinityTerm", "io.k8s.api.core.v1.PodAffinityTerm"),
+    ]),
+    ("io.k8s.api.core.v1.WindowsSecurityContextOptions", false, &[]),
+    ("io.k8s.api.discovery.v1.Endpoint", false, &[
+        ("addresses", "[s]s"),
+        ("conditions", "io.k8s.api.discovery.v1.EndpointConditions"),
+        ("deprecatedTopology", "{g}s"),
+        ("hints", "io.k8s.api.discovery.v1.EndpointHints"),
+        ("targetRef", "io.k8s.api.core.v1.ObjectReference"),
+    ]),
+    ("io.k8s.api.discovery.v1.EndpointConditions", false, &[]),
+    ("io.k8s.api.discovery.v1.EndpointHints", false, &[
+        ("forNodes", "[a]io.k8s.api.discovery.v1.ForNode"),
+        ("forZones", "[a]io.k8s.api.discovery.v1.ForZone"),
+    ]),
+    ("io.k8s.api.discovery.v1.EndpointPort", true, &[]),
+    ("io.k8s.api.discovery.v1.EndpointSlice", false, &[
+        ("endpoints", "[a]io.k8s.api.discovery.v1.Endpoint"),
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("ports", "[a]io.k8s.api.discovery.v1.EndpointPort"),
+    ]),
+    ("io.k8s.api.discovery.v1.ForNode", false, &[]),
+    ("io.k8s.api.discovery.v1.ForZone", false, &[]),
+    ("io.k8s.api.events.v1.Event", false, &[
+        ("deprecatedSource", "io.k8s.api.core.v1.EventSource"),
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("regarding", "io.k8s.api.core.v1.ObjectReference"),
+        ("related", "io.k8s.api.core.v1.ObjectReference"),
+        ("series", "io.k8s.api.events.v1.EventSeries"),
+    ]),
+    ("io.k8s.api.events.v1.EventSeries", false, &[]),
+    ("io.k8s.api.networking.v1.HTTPIngressPath", false, &[
+        ("backend", "io.k8s.api.networking.v1.IngressBackend"),
+    ]),
+    ("io.k8s.api.networking.v1.HTTPIngressRuleValue", false, &[
+        ("paths", "[a]io.k8s.api.networking.v1.HTTPIngressPath"),
+    ]),
+    ("io.k8s.api.networking.v1.IPAddress", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.networking.v1.IPAddressSpec"),
+    ]),
+    ("io.k8s.api.networking.v1.IPAddressSpec", false, &[
+        ("parentRef", "io.k8s.api.networking.v1.ParentReference"),
+    ]),
+    ("io.k8s.api.networking.v1.IPBlock", false, &[
+        ("except", "[a]s"),
+    ]),
+    ("io.k8s.api.networking.v1.Ingress", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.networking.v1.IngressSpec"),
+        ("status", "io.k8s.api.networking.v1.IngressStatus"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressBackend", false, &[
+        ("resource", "io.k8s.api.core.v1.TypedLocalObjectReference"),
+        ("service", "io.k8s.api.networking.v1.IngressServiceBackend"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressClass", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.networking.v1.IngressClassSpec"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressClassParametersReference", false, &[]),
+    ("io.k8s.api.networking.v1.IngressClassSpec", false, &[
+        ("parameters", "io.k8s.api.networking.v1.IngressClassParametersReference"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressLoadBalancerIngress", false, &[
+        ("ports", "[a]io.k8s.api.networking.v1.IngressPortStatus"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressLoadBalancerStatus", false, &[
+        ("ingress", "[a]io.k8s.api.networking.v1.IngressLoadBalancerIngress"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressPortStatus", false, &[]),
+    ("io.k8s.api.networking.v1.IngressRule", false, &[
+        ("http", "io.k8s.api.networking.v1.HTTPIngressRuleValue"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressServiceBackend", false, &[
+        ("port", "io.k8s.api.networking.v1.ServiceBackendPort"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressSpec", false, &[
+        ("defaultBackend", "io.k8s.api.networking.v1.IngressBackend"),
+        ("rules", "[a]io.k8s.api.networking.v1.IngressRule"),
+        ("tls", "[a]io.k8s.api.networking.v1.IngressTLS"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressStatus", false, &[
+        ("loadBalancer", "io.k8s.api.networking.v1.IngressLoadBalancerStatus"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressTLS", false, &[
+        ("hosts", "[a]s"),
+    ]),
+    ("io.k8s.api.networking.v1.NetworkPolicy", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.networking.v1.NetworkPolicySpec"),
+    ]),
+    ("io.k8s.api.networking.v1.NetworkPolicyEgressRule", false, &[
+        ("ports", "[a]io.k8s.api.networking.v1.NetworkPolicyPort"),
+        ("to", "[a]io.k8s.api.networking.v1.NetworkPolicyPeer"),
+    ]),
+    ("io.k8s.api.networking.v1.NetworkPolicyIngressRule", false, &[
+        ("from", "[a]io.k8s.api.networking.v1.NetworkPolicyPeer"),
+        ("ports", "[a]io.k8s.api.networking.v1.NetworkPolicyPort"),
+    ]),
+    ("io.k8s.api.networking.v1.NetworkPolicyPeer", false, &[
+        ("ipBlock", "io.k8s.api.networking.v1.IPBlock"),
+        ("namespaceSelector", "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"),
+        ("podSelector", "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"),
+    ]),
+    ("io.k8s.api.networking.v1.NetworkPolicyPort", false, &[]),
+    ("io.k8s.api.networking.v1.NetworkPolicySpec", false, &[
+        ("egress", "[a]io.k8s.api.networking.v1.NetworkPolicyEgressRule"),
+        ("ingress", "[a]io.k8s.api.networking.v1.NetworkPolicyIngressRule"),
+        ("podSelector", "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"),
+        ("policyTypes", "[a]s"),
+    ]),
+    ("io.k8s.api.networking.v1.ParentReference", false, &[]),
+    ("io.k8s.api.networking.v1.ServiceBackendPort", true, &[]),
+    ("io.k8s.api.networking.v1.ServiceCIDR", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.networking.v1.ServiceCIDRSpec"),
+        ("status", "io.k8s.api.networking.v1.ServiceCIDRStatus"),
+    ]),
+    ("io.k8s.api.networking.v1.ServiceCIDRSpec", false, &[
+        ("cidrs", "[a]s"),
+    ]),
+    ("io.k8s.api.networking.v1.ServiceCIDRStatus", false, &[
+        ("conditions", "[m:type]io.k8s.apimachinery.pkg.apis.meta.v1.Condition"),
+    ]),
+    ("io.k8s.api.policy.v1.Eviction", false, &[
+        ("deleteOptions", "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"),
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+    ]),
+    ("io.k8s.api.policy.v1.PodDisruptionBudget", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.policy.v1.PodDisruptionBudgetSpec"),
+        ("status", "io.k8s.api.policy.v1.PodDisruptionBudgetStatus"),
+    ]),
+    ("io.k8s.api.policy.v1.PodDisruptionBudgetSpec", false, &[
+        ("selector", "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"),
+    ]),
+    ("io.k8s.api.policy.v1.PodDisruptionBudgetStatus", false, &[
+        ("conditions", "[m:type]io.k8s.apimachinery.pkg.apis.meta.v1.Condition"),
+        ("disruptedPods", "{g}s"),
+    ]),
+    ("io.k8s.api.rbac.v1.AggregationRule", false, &[
+        ("clusterRoleSelectors", "[a]io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"),
+    ]),
+    ("io.k8s.api.rbac.v1.ClusterRole", false, &[
+        ("aggregationRule", "io.k8s.api.rbac.v1.AggregationRule"),
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("rules", "[a]io.k8s.api.rbac.v1.PolicyRule"),
+    ]),
+    ("io.k8s.api.rbac.v1.ClusterRoleBinding", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("roleRef", "io.k8s.api.rbac.v1.RoleRef"),
+        ("subjects", "[a]io.k8s.api.rbac.v1.Subject"),
+    ]),
+    ("io.k8s.api.rbac.v1.PolicyRule", false, &[
+        ("apiGroups", "[a]s"),
+        ("nonResourceURLs", "[a]s"),
+        ("resourceNames", "[a]s"),
+        ("resources", "[a]s"),
+        ("verbs", "[a]s"),
+    ]),
+    ("io.k8s.api.rbac.v1.Role", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("rules", "[a]io.k8s.api.rbac.v1.PolicyRule"),
+    ]),
+    ("io.k8s.api.rbac.v1.RoleBinding", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("roleRef", "io.k8s.api.rbac.v1.RoleRef"),
+        ("subjects", "[a]io.k8s.api.rbac.v1.Subject"),
+    ]),
+    ("io.k8s.api.rbac.v1.RoleRef", true, &[]),
+    ("io.k8s.api.rbac.v1.Subject", true, &[]),
+    ("io.k8s.api.storage.v1.CSIDriver", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.storage.v1.CSIDriverSpec"),
+    ]),
+    ("io.k8s.api.storage.v1.CSIDriverSpec", false, &[
+        ("tokenRequests", "[a]io.k8s.api.storage.v1.TokenRequest"),
+        ("volumeLifecycleModes", "[s]s"),
+    ]),
+    ("io.k8s.api.storage.v1.CSINode", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.storage.v1.CSINodeSpec"),
+    ]),
+    ("io.k8s.api.storage.v1.CSINodeDriver", false, &[
+        ("allocatable", "io.k8s.api.storage.v1.VolumeNodeResources"),
+        ("topologyKeys", "[a]s"),
+    ]),
+    ("io.k8s.api.storage.v1.CSINodeSpec", false, &[
+        ("drivers", "[m:name]io.k8s.api.storage.v1.CSINodeDriver"),
+    ]),
+    ("io.k8s.api.storage.v1.CSIStorageCapacity", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("nodeTopology", "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"),
+    ]),
+    ("io.k8s.api.storage.v1.StorageClass", false, &[
+        ("allowedTopologies", "[a]io.k8s.api.core.v1.TopologySelectorTerm"),
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("mountOptions", "[a]s"),
+        ("parameters", "{g}s"),
+    ]),
+    ("io.k8s.api.storage.v1.TokenRequest", false, &[]),
+    ("io.k8s.api.storage.v1.VolumeAttachment", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.api.storage.v1.VolumeAttachmentSpec"),
+        ("status", "io.k8s.api.storage.v1.VolumeAttachmentStatus"),
+    ]),
+    ("io.k8s.api.storage.v1.VolumeAttachmentSource", false, &[
+        ("inlineVolumeSpec", "io.k8s.api.core.v1.PersistentVolumeSpec"),
+    ]),
+    ("io.k8s.api.storage.v1.VolumeAttachmentSpec", false, &[
+        ("source", "io.k8s.api.storage.v1.VolumeAttachmentSource"),
+    ]),
+    ("io.k8s.api.storage.v1.VolumeAttachmentStatus", false, &[
+        ("attachError", "io.k8s.api.storage.v1.VolumeError"),
+        ("attachmentMetadata", "{g}s"),
+        ("detachError", "io.k8s.api.storage.v1.VolumeError"),
+    ]),
+    ("io.k8s.api.storage.v1.VolumeError", false, &[]),
+    ("io.k8s.api.storage.v1.VolumeNodeResources", false, &[]),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceColumnDefinition", false, &[]),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceConversion", false, &[
+        ("webhook", "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.WebhookConversion"),
+    ]),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition", false, &[
+        ("metadata", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        ("spec", "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionSpec"),
+        ("status", "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionStatus"),
+    ]),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionCondition", false, &[]),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionNames", false, &[
+        ("categories", "[a]s"),
+        ("shortNames", "[a]s"),
+    ]),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionSpec", false, &[
+        ("conversion", "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceConversion"),
+        ("names", "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionNames"),
+        ("versions", "[a]io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionVersion"),
+    ]),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionStatus", false, &[
+        ("acceptedNames", "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionNames"),
+        ("conditions", "[a]io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionCondition"),
+        ("storedVersions", "[a]s"),
+    ]),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionVersion", false, &[
+        ("additionalPrinterColumns", "[a]io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceColumnDefinition"),
+        ("schema", "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceValidation"),
+        ("selectableFields", "[a]io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.SelectableField"),
+        ("subresources", "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceSubresources"),
+    ]),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceSubresourceScale", false, &[]),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceSubresources", false, &[
+        ("scale", "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceSubresourceScale"),
+        ("status", "u"),
+    ]),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceValidation", false, &[
+        ("openAPIV3Schema", "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"),
+    ]),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.ExternalDocumentation", false, &[]),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps", false, &[
+        ("additionalItems", "u"),
+        ("additionalProperties", "u"),
+        ("allOf", "[a]io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"),
+        ("anyOf", "[a]io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"),
+        ("default", "u"),
+        ("definitions", "{g}io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"),
+        ("dependencies", "{g}u"),
+        ("enum", "[a]u"),
+        ("example", "u"),
+        ("externalDocs", "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.ExternalDocumentation"),
+        ("items", "u"),
+        ("not", "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"),
+        ("oneOf", "[a]io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"),
+        ("patternProperties", "{g}io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"),
+        ("properties", "{g}io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"),
+        ("required", "[a]s"),
+        ("x-kubernetes-list-map-keys", "[a]s"),
+        ("x-kubernetes-validations", "[a]io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.ValidationRule"),
+    ]),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.SelectableField", false, &[]),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.ServiceReference", false, &[]),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.ValidationRule", false, &[]),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.WebhookClientConfig", false, &[
+        ("service", "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.ServiceReference"),
+    ]),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.WebhookConversion", false, &[
+        ("clientConfig", "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.WebhookClientConfig"),
+        ("conversionReviewVersions", "[a]s"),
+    ]),
+    ("io.k8s.apimachinery.pkg.apis.meta.v1.Condition", false, &[]),
+    ("io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions", false, &[
+        ("dryRun", "[a]s"),
+        ("preconditions", "io.k8s.apimachinery.pkg.apis.meta.v1.Preconditions"),
+    ]),
+    ("io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector", true, &[
+        ("matchExpressions", "[a]io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement"),
+        ("matchLabels", "{g}s"),
+    ]),
+    ("io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement", false, &[
+        ("values", "[a]s"),
+    ]),
+    ("io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry", false, &[
+        ("fieldsV1", "u"),
+    ]),
+    ("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", false, &[
+        ("annotations", "{g}s"),
+        ("finalizers", "[s]s"),
+        ("labels", "{g}s"),
+        ("managedFields", "[a]io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry"),
+        ("ownerReferences", "[m:uid]io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference"),
+    ]),
+    ("io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference", true, &[]),
+    ("io.k8s.apimachinery.pkg.apis.meta.v1.Preconditions", false, &[]),
+];
+
+/// Defaults of list-map key fields (definition, field, JSON value): an item that omits the
+/// field is keyed by the default, as upstream's `getAssociativeKeyDefault`.
+pub(crate) static KEY_DEFAULTS: &[(&str, &str, &str)] = &[
+    ("io.k8s.api.core.v1.ContainerPort", "protocol", "\"TCP\""),
+    ("io.k8s.api.core.v1.LocalObjectReference", "name", "\"\""),
+    ("io.k8s.api.core.v1.ServicePort", "protocol", "\"TCP\""),
+];
+
+/// Served kinds (group, version, kind) and their root definition.
+pub(crate) static ROOTS: &[(&str, &str, &str, &str)] = &[
+    ("", "v1", "Binding", "io.k8s.api.core.v1.Binding"),
+    ("", "v1", "ComponentStatus", "io.k8s.api.core.v1.ComponentStatus"),
+    ("", "v1", "ConfigMap", "io.k8s.api.core.v1.ConfigMap"),
+    ("", "v1", "Endpoints", "io.k8s.api.core.v1.Endpoints"),
+    ("", "v1", "Event", "io.k8s.api.core.v1.Event"),
+    ("", "v1", "LimitRange", "io.k8s.api.core.v1.LimitRange"),
+    ("", "v1", "Namespace", "io.k8s.api.core.v1.Namespace"),
+    ("", "v1", "Node", "io.k8s.api.core.v1.Node"),
+    ("", "v1", "PersistentVolume", "io.k8s.api.core.v1.PersistentVolume"),
+    ("", "v1", "PersistentVolumeClaim", "io.k8s.api.core.v1.PersistentVolumeClaim"),
+    ("", "v1", "Pod", "io.k8s.api.core.v1.Pod"),
+    ("", "v1", "PodTemplate", "io.k8s.api.core.v1.PodTemplate"),
+    ("", "v1", "ReplicationController", "io.k8s.api.core.v1.ReplicationController"),
+    ("", "v1", "ResourceQuota", "io.k8s.api.core.v1.ResourceQuota"),
+    ("", "v1", "Secret", "io.k8s.api.core.v1.Secret"),
+    ("", "v1", "Service", "io.k8s.api.core.v1.Service"),
+    ("", "v1", "ServiceAccount", "io.k8s.api.core.v1.ServiceAccount"),
+    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition"),
+    ("apps", "v1", "ControllerRevision", "io.k8s.api.apps.v1.ControllerRevision"),
+    ("apps", "v1", "DaemonSet", "io.k8s.api.apps.v1.DaemonSet"),
+    ("apps", "v1", "Deployment", "io.k8s.api.apps.v1.Deployment"),
+    ("apps", "v1", "ReplicaSet", "io.k8s.api.apps.v1.ReplicaSet"),
+    ("apps", "v1", "StatefulSet", "io.k8s.api.apps.v1.StatefulSet"),
+    ("autoscaling", "v1", "HorizontalPodAutoscaler", "io.k8s.api.autoscaling.v1.HorizontalPodAutoscaler"),
+    ("autoscaling", "v1", "Scale", "io.k8s.api.autoscaling.v1.Scale"),
+    ("autoscaling", "v2", "HorizontalPodAutoscaler", "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler"),
+    ("batch", "v1", "CronJob", "io.k8s.api.batch.v1.CronJob"),
+    ("batch", "v1", "Job", "io.k8s.api.batch.v1.Job"),
+    ("coordination.k8s.io", "v1", "Lease", "io.k8s.api.coordination.v1.Lease"),
+    ("discovery.k8s.io", "v1", "EndpointSlice", "io.k8s.api.discovery.v1.EndpointSlice"),
+    ("events.k8s.io", "v1", "Event", "io.k8s.api.events.v1.Event"),
+    ("networking.k8s.io", "v1", "IPAddress", "io.k8s.api.networking.v1.IPAddress"),
+    ("networking.k8s.io", "v1", "Ingress", "io.k8s.api.networking.v1.Ingress"),
+    ("networking.k8s.io", "v1", "IngressClass", "io.k8s.api.networking.v1.IngressClass"),
+    ("networking.k8s.io", "v1", "NetworkPolicy", "io.k8s.api.networking.v1.NetworkPolicy"),
+    ("networking.k8s.io", "v1", "ServiceCIDR", "io.k8s.api.networking.v1.ServiceCIDR"),
+    ("policy", "v1", "Eviction", "io.k8s.api.policy.v1.Eviction"),
+    ("policy", "v1", "PodDisruptionBudget", "io.k8s.api.policy.v1.PodDisruptionBudget"),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRole", "io.k8s.api.rbac.v1.ClusterRole"),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "io.k8s.api.rbac.v1.ClusterRoleBinding"),
+    ("rbac.authorization.k8s.io", "v1", "Role", "io.k8s.api.rbac.v1.Role"),
+    ("rbac.authorization.k8s.io", "v1", "RoleBinding", "io.k8s.api.rbac.v1.RoleBinding"),
+    ("storage.k8s.io", "v1", "CSIDriver", "io.k8s.api.storage.v1.CSIDriver"),
+    ("storage.k8s.io", "v1", "CSINode", "io.k8s.api.storage.v1.CSINode"),
+    ("storage.k8s.io", "v1", "CSIStorageCapacity", "io.k8s.api.storage.v1.CSIStorageCapacity"),
+    ("storage.k8s.io", "v1", "StorageClass", "io.k8s.api.storage.v1.StorageClass"),
+    ("storage.k8s.io", "v1", "VolumeAttachment", "io.k8s.api.storage.v1.VolumeAttachment"),
+];
+
+/// The JSON of each served kind's Go zero value: what upstream compares a created object with,
+/// so that fields present in every object (`spec`, `spec.template`) are not recorded as added.
+pub(crate) static ZEROS: &[(&str, &str, &str, &str)] = &[
+    ("", "v1", "Binding", "{\"metadata\":{\"creationTimestamp\":null},\"target\":{}}"),
+    ("", "v1", "ComponentStatus", "{\"metadata\":{\"creationTimestamp\":null}}"),
+    ("", "v1", "ConfigMap", "{\"metadata\":{\"creationTimestamp\":null}}"),
+    ("", "v1", "Endpoints", "{\"metadata\":{\"creationTimestamp\":null}}"),
+    ("", "v1", "Event", "{\"metadata\":{\"creationTimestamp\":null},\"involvedObject\":{},\"source\":{},\"firstTimestamp\":null,\"lastTimestamp\":null,\"eventTime\":null,\"reportingComponent\":\"\",\"reportingInstance\":\"\"}"),
+    ("", "v1", "LimitRange", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{\"limits\":null}}"),
+    ("", "v1", "Namespace", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{},\"status\":{}}"),
+    ("", "v1", "Node", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{},\"status\":{\"daemonEndpoints\":{\"kubeletEndpoint\":{\"Port\":0}},\"nodeInfo\":{\"machineID\":\"\",\"systemUUID\":\"\",\"bootID\":\"\",\"kernelVersion\":\"\",\"osImage\":\"\",\"containerRuntimeVersion\":\"\",\"kubeletVersion\":\"\",\"kubeProxyVersion\":\"\",\"operatingSystem\":\"\",\"architecture\":\"\"}}}"),
+    ("", "v1", "PersistentVolume", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{},\"status\":{}}"),
+    ("", "v1", "PersistentVolumeClaim", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{\"resources\":{}},\"status\":{}}"),
+    ("", "v1", "Pod", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{\"containers\":null},\"status\":{}}"),
+    ("", "v1", "PodTemplate", "{\"metadata\":{\"creationTimestamp\":null},\"template\":{\"metadata\":{\"creationTimestamp\":null},\"spec\":{\"containers\":null}}}"),
+    ("", "v1", "ReplicationController", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{},\"status\":{\"replicas\":0}}"),
+    ("", "v1", "ResourceQuota", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{},\"status\":{}}"),
+    ("", "v1", "Secret", "{\"metadata\":{\"creationTimestamp\":null}}"),
+    ("", "v1", "Service", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{},\"status\":{\"loadBalancer\":{}}}"),
+    ("", "v1", "ServiceAccount", "{\"metadata\":{\"creationTimestamp\":null}}"),
+    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{\"group\":\"\",\"names\":{\"plural\":\"\",\"kind\":\"\"},\"scope\":\"\",\"versions\":null},\"status\":{\"conditions\":null,\"acceptedNames\":{\"plural\":\"\",\"kind\":\"\"},\"storedVersions\":null}}"),
+    ("apps", "v1", "ControllerRevision", "{\"metadata\":{\"creationTimestamp\":null},\"data\":null,\"revision\":0}"),
+    ("apps", "v1", "DaemonSet", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{\"selector\":null,\"template\":{\"metadata\":{\"creationTimestamp\":null},\"spec\":{\"containers\":null}},\"updateStrategy\":{}},\"status\":{\"currentNumberScheduled\":0,\"numberMisscheduled\":0,\"desiredNumberScheduled\":0,\"numberReady\":0}}"),
+    ("apps", "v1", "Deployment", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{\"selector\":null,\"template\":{\"metadata\":{\"creationTimestamp\":null},\"spec\":{\"containers\":null}},\"strategy\":{}},\"status\":{}}"),
+    ("apps", "v1", "ReplicaSet", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{\"selector\":null,\"template\":{\"metadata\":{\"creationTimestamp\":null},\"spec\":{\"containers\":null}}},\"status\":{\"replicas\":0}}"),
+    ("apps", "v1", "StatefulSet", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{\"selector\":null,\"template\":{\"metadata\":{\"creationTimestamp\":null},\"spec\":{\"containers\":null}},\"serviceName\":\"\",\"updateStrategy\":{}},\"status\":{\"replicas\":0,\"availableReplicas\":0}}"),
+    ("autoscaling", "v1", "HorizontalPodAutoscaler", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{\"scaleTargetRef\":{\"kind\":\"\",\"name\":\"\"},\"maxReplicas\":0},\"status\":{\"currentReplicas\":0,\"desiredReplicas\":0}}"),
+    ("autoscaling", "v1", "Scale", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{},\"status\":{\"replicas\":0}}"),
+    ("autoscaling", "v2", "HorizontalPodAutoscaler", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{\"scaleTargetRef\":{\"kind\":\"\",\"name\":\"\"},\"maxReplicas\":0},\"status\":{\"desiredReplicas\":0,\"currentMetrics\":null}}"),
+    ("batch", "v1", "CronJob", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{\"schedule\":\"\",\"jobTemplate\":{\"metadata\":{\"creationTimestamp\":null},\"spec\":{\"template\":{\"metadata\":{\"creationTimestamp\":null},\"spec\":{\"containers\":null}}}}},\"status\":{}}"),
+    ("batch", "v1", "Job", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{\"template\":{\"metadata\":{\"creationTimestamp\":null},\"spec\":{\"containers\":null}}},\"status\":{}}"),
+    ("coordination.k8s.io", "v1", "Lease", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{}}"),
+    ("discovery.k8s.io", "v1", "EndpointSlice", "{\"metadata\":{\"creationTimestamp\":null},\"addressType\":\"\",\"endpoints\":null,\"ports\":null}"),
+    ("events.k8s.io", "v1", "Event", "{\"metadata\":{\"creationTimestamp\":null},\"eventTime\":null,\"regarding\":{},\"deprecatedSource\":{},\"deprecatedFirstTimestamp\":null,\"deprecatedLastTimestamp\":null}"),
+    ("networking.k8s.io", "v1", "IPAddress", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{}}"),
+    ("networking.k8s.io", "v1", "Ingress", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{},\"status\":{\"loadBalancer\":{}}}"),
+    ("networking.k8s.io", "v1", "IngressClass", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{}}"),
+    ("networking.k8s.io", "v1", "NetworkPolicy", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{\"podSelector\":{}}}"),
+    ("networking.k8s.io", "v1", "ServiceCIDR", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{},\"status\":{}}"),
+    ("policy", "v1", "Eviction", "{\"metadata\":{\"creationTimestamp\":null}}"),
+    ("policy", "v1", "PodDisruptionBudget", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{},\"status\":{\"disruptionsAllowed\":0,\"currentHealthy\":0,\"desiredHealthy\":0,\"expectedPods\":0}}"),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRole", "{\"metadata\":{\"creationTimestamp\":null},\"rules\":null}"),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "{\"metadata\":{\"creationTimestamp\":null},\"roleRef\":{\"apiGroup\":\"\",\"kind\":\"\",\"name\":\"\"}}"),
+    ("rbac.authorization.k8s.io", "v1", "Role", "{\"metadata\":{\"creationTimestamp\":null},\"rules\":null}"),
+    ("rbac.authorization.k8s.io", "v1", "RoleBinding", "{\"metadata\":{\"creationTimestamp\":null},\"roleRef\":{\"apiGroup\":\"\",\"kind\":\"\",\"name\":\"\"}}"),
+    ("storage.k8s.io", "v1", "CSIDriver", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{}}"),
+    ("storage.k8s.io", "v1", "CSINode", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{\"drivers\":null}}"),
+    ("storage.k8s.io", "v1", "CSIStorageCapacity", "{\"metadata\":{\"creationTimestamp\":null},\"storageClassName\":\"\"}"),
+    ("storage.k8s.io", "v1", "StorageClass", "{\"metadata\":{\"creationTimestamp\":null},\"provisioner\":\"\"}"),
+    ("storage.k8s.io", "v1", "VolumeAttachment", "{\"metadata\":{\"creationTimestamp\":null},\"spec\":{\"attacher\":\"\",\"source\":{},\"nodeName\":\"\"},\"status\":{\"attached\":false}}"),
+];
