@@ -233,6 +233,7 @@ async fn serve_verb(
     content_type: Option<String>,
 ) -> ApiResult<Response<Body>> {
     let (state, def, ns, name, q) = (state.clone(), def.clone(), ns.to_string(), name.to_string(), q.clone());
+    let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
     // Writes go through the stored form's resource (events.k8s.io events are v1 events).
     let sdef = if convert::converts(&def) { state.def("", "v1", "events")? } else { def.clone() };
     match verb {
@@ -257,7 +258,7 @@ async fn serve_verb(
             let obj = decode(content_type.as_deref(), &body)?;
             let warnings = check_fields(&state, &def, &q, content_type.as_deref(), &body, &obj)?;
             let obj = convert::to_storage(&def, obj);
-            let opts = WriteOptions::from_query(&q)?;
+            let opts = write_options(&q, &user_agent)?;
             let created = state.create(&sdef, &ns, obj, &opts).await?;
             render_object(&state, &def, &created, shape, format, &q).map(|mut r| {
                 *r.status_mut() = StatusCode::CREATED;
@@ -269,14 +270,14 @@ async fn serve_verb(
             let obj = decode(content_type.as_deref(), &body)?;
             let warnings = check_fields(&state, &def, &q, content_type.as_deref(), &body, &obj)?;
             let obj = convert::to_storage(&def, obj);
-            let opts = WriteOptions::from_query(&q)?;
+            let opts = write_options(&q, &user_agent)?;
             let updated = state.update(&sdef, &ns, &name, obj, &opts).await?;
             render_object(&state, &def, &updated, shape, format, &q).map(|r| with_warnings(r, &warnings))
         }
         "patch" => {
             let body = read_body(req.into_body()).await?;
-            let opts = WriteOptions::from_query(&q)?;
-            let (obj, created) = patch_object(&state, &def, &sdef, &ns, &name, content_type.as_deref(), &body, &opts, Mode::Main, &q).await?;
+            let opts = write_options(&q, &user_agent)?;
+            let (obj, created) = patch_object(&state, &def, &sdef, &ns, &name, content_type.as_deref(), &body, &opts, Mode::Main).await?;
             render_object(&state, &def, &obj, shape, format, &q).map(|mut r| {
                 if created {
                     *r.status_mut() = StatusCode::CREATED;
@@ -346,6 +347,12 @@ fn with_warnings(mut r: Response<Body>, warnings: &[String]) -> Response<Body> {
         }
     }
     r
+}
+
+fn write_options(q: &Query, user_agent: &Option<String>) -> ApiResult<WriteOptions> {
+    let mut o = WriteOptions::from_query(q)?;
+    o.user_agent = user_agent.clone();
+    Ok(o)
 }
 
 /// Decodes a create/update body: JSON, YAML or Kubernetes protobuf (kubectl ≥ 1.32).
@@ -446,7 +453,6 @@ async fn patch_object(
     body: &Bytes,
     opts: &WriteOptions,
     mode: Mode,
-    q: &Query,
 ) -> ApiResult<(Value, bool)> {
     let ct = content_type.unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     let patch_doc = match ct.as_str() {
@@ -459,20 +465,14 @@ async fn patch_object(
             ))
         }
     };
-    if ct == "application/apply-patch+yaml" {
-        if q.get("fieldManager").is_none_or(str::is_empty) {
-            return Err(ApiError::bad_request("PATCH, application/apply-patch+yaml requires fieldManager to be set"));
-        }
-        if mode == Mode::Main {
-            match state.get(def, ns, name).await {
-                Err(e) if e.code == 404 => {
-                    let created = state.create(def, ns, convert::to_storage(served, patch_doc), opts).await?;
-                    return Ok((created, true));
-                }
-                Err(e) => return Err(e),
-                Ok(_) => {}
-            }
-        }
+    if ct == "application/apply-patch+yaml" || ct == "application/apply-patch+cbor" {
+        return server_side_apply(state, served, def, ns, name, patch_doc, opts, mode).await;
+    }
+    if ct == "application/strategic-merge-patch+json" && !patch::strategic::supports(&served.group, &served.version, &served.kind) {
+        return Err(ApiError::unsupported_media_type(
+            &ct,
+            "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+        ));
     }
     let (group, version, kind) = (served.group.clone(), served.version.clone(), served.kind.clone());
     let mutate = |stored: &Value| -> ApiResult<Value> {
@@ -481,8 +481,6 @@ async fn patch_object(
         let out = match ct.as_str() {
             "application/json-patch+json" => patch::json_patch(old, &patch_doc),
             "application/merge-patch+json" => Ok(patch::merge_patch(old, &patch_doc)),
-            // Server-side apply without field ownership yet: the applied configuration is
-            // merged in as a strategic merge patch.
             _ => patch::strategic::apply(old, &patch_doc, &group, &version, &kind),
         };
         let mut out = out.map_err(|e| match e {
@@ -506,6 +504,67 @@ async fn patch_object(
     Ok((obj, false))
 }
 
+fn apply_error(e: patch::apply::ApplyError) -> ApiError {
+    let status = e.to_status();
+    ApiError {
+        code: e.code(),
+        reason: if e.code() == 409 { "Conflict" } else { "BadRequest" },
+        message: status["message"].as_str().unwrap_or("").to_string(),
+        details: status.get("details").cloned(),
+    }
+}
+
+/// Server-side apply: the configuration is merged into the live object by field ownership
+/// (creating it when absent), then goes through defaulting and validation like any write.
+#[allow(clippy::too_many_arguments)]
+async fn server_side_apply(
+    state: &Arc<ApiState>,
+    served: &Arc<ResourceDef>,
+    def: &Arc<ResourceDef>,
+    ns: &str,
+    name: &str,
+    applied: Value,
+    opts: &WriteOptions,
+    mode: Mode,
+) -> ApiResult<(Value, bool)> {
+    if opts.field_manager.is_none() {
+        return Err(ApiError::bad_request("PATCH, application/apply-patch+yaml requires fieldManager to be set"));
+    }
+    if !applied.is_object() {
+        return Err(ApiError::bad_request("the applied configuration must be an object"));
+    }
+    let manager = opts.manager();
+    let scope = match mode {
+        Mode::Status => patch::apply::Scope::status_subresource(&served.group, &served.version, &served.kind),
+        _ => patch::apply::Scope::main_resource(&served.group, &served.version, &served.kind),
+    };
+    let mut managed_opts = opts.clone();
+    managed_opts.managed = true;
+    if mode == Mode::Main {
+        match state.get(def, ns, name).await {
+            Err(e) if e.code == 404 => {
+                let mut cfg = applied.clone();
+                if let Some(m) = cfg.get_mut("metadata").and_then(Value::as_object_mut) {
+                    m.entry("name").or_insert_with(|| json!(name));
+                }
+                let obj = patch::apply::apply_in(&scope, None, &cfg, &manager, opts.force, &crate::rest::now_rfc3339()).map_err(apply_error)?;
+                let created = state.create(def, ns, convert::to_storage(served, obj), &managed_opts).await?;
+                return Ok((created, true));
+            }
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+    }
+    let force = opts.force;
+    let mutate = |stored: &Value| -> ApiResult<Value> {
+        let live = convert::from_storage(served, stored);
+        let out = patch::apply::apply_in(&scope, Some(&live), &applied, &manager, force, &crate::rest::now_rfc3339()).map_err(apply_error)?;
+        Ok(convert::to_storage(served, out))
+    };
+    let obj = state.guaranteed_update(def, ns, name, None, &managed_opts, mutate, mode).await?;
+    Ok((obj, false))
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn subresource(
     state: Arc<ApiState>,
@@ -521,9 +580,10 @@ async fn subresource(
         return Err(ApiError::path_not_found());
     }
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
     let method = req.method().clone();
     let (shape, format) = negotiate::negotiate(accept)?;
-    let opts = WriteOptions::from_query(q)?;
+    let opts = write_options(q, &user_agent)?;
     match (sub, &method) {
         ("status", &Method::GET) => {
             let obj = state.get(def, ns, name).await?;
@@ -538,7 +598,7 @@ async fn subresource(
         }
         ("status", &Method::PATCH) => {
             let body = read_body(req.into_body()).await?;
-            let (obj, _) = patch_object(&state, def, def, ns, name, content_type.as_deref(), &body, &opts, Mode::Status, q).await?;
+            let (obj, _) = patch_object(&state, def, def, ns, name, content_type.as_deref(), &body, &opts, Mode::Status).await?;
             render_object(&state, def, &obj, shape, format, q)
         }
         ("binding", &Method::POST) => {

@@ -99,6 +99,12 @@ fn check_type(def: &ResourceDef, obj: &mut Value, kind: &str, api_version: &str)
 pub struct WriteOptions {
     pub dry_run: bool,
     pub field_manager: Option<String>,
+    /// The manager when the request names none: the User-Agent's product, as upstream.
+    pub user_agent: Option<String>,
+    /// `force` of a server-side apply.
+    pub force: bool,
+    /// The object's managedFields were already computed (server-side apply).
+    pub managed: bool,
 }
 
 impl WriteOptions {
@@ -117,7 +123,37 @@ impl WriteOptions {
                 )));
             }
         }
-        Ok(WriteOptions { dry_run, field_manager: q.get("fieldManager").map(str::to_string) })
+        let field_manager = q.get("fieldManager").filter(|m| !m.is_empty()).map(str::to_string);
+        if let Some(m) = &field_manager {
+            if m.len() > 128 {
+                return Err(ApiError::bad_request(format!("fieldManager: Too long: may not be more than 128 bytes")));
+            }
+        }
+        Ok(WriteOptions { dry_run, field_manager, force: q.flag("force"), ..Default::default() })
+    }
+
+    /// Who the write is recorded under in managedFields.
+    pub fn manager(&self) -> String {
+        if let Some(m) = &self.field_manager {
+            return m.clone();
+        }
+        let ua = self.user_agent.as_deref().unwrap_or("unknown");
+        ua.split('/').next().unwrap_or("unknown").chars().take(128).collect()
+    }
+}
+
+/// Records who changed which fields (managedFields) for a non-apply write.
+fn track(def: &ResourceDef, old: Option<&Value>, new: &Value, opts: &WriteOptions, mode: Mode) -> Value {
+    if opts.managed {
+        return new.clone();
+    }
+    let now = now_rfc3339();
+    match mode {
+        Mode::Status => {
+            let scope = timonier_api::patch::apply::Scope::status_subresource(&def.group, &def.version, &def.kind);
+            timonier_api::patch::apply::track_update_in(&scope, old, new, &opts.manager(), &now)
+        }
+        _ => timonier_api::patch::apply::track_update(old, new, &opts.manager(), &def.group, &def.version, &def.kind, &now),
     }
 }
 
@@ -179,6 +215,7 @@ impl ApiState {
         }
         strategy::default(def, &mut obj);
         strategy::prepare_for_create(def, &mut obj);
+        obj = track(def, None, &obj, opts, Mode::Main);
         let name = meta_str(&obj, "name").to_string();
         let mut errs = strategy::validate(def, &obj);
         errs.extend(self.validate_custom(def, &mut obj));
@@ -399,6 +436,7 @@ impl ApiState {
             if !errs.is_empty() {
                 return Err(ApiError::invalid(def, name, errs));
             }
+            new = track(def, Some(&old), &new, opts, mode);
             if new == old {
                 return Ok(old);
             }

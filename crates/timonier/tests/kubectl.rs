@@ -518,3 +518,120 @@ fn events_in_both_apis_and_describe() {
         assert!(text.lines().any(|l| l.starts_with("Labels:") && l.trim_end().ends_with("app=web")), "{text}");
     });
 }
+
+const APP: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: app
+  labels: {tier: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: app}
+  template:
+    metadata:
+      labels: {app: app}
+    spec:
+      containers:
+      - name: app
+        image: nginx:1.26
+        env:
+        - {name: MODE, value: one}
+";
+
+#[test]
+fn apply_diff_edit_patch_wait_and_delete() {
+    each_version(|s, k, v| {
+        let validate: &[&str] = &[];
+        let apply = |manifest: &str, extra: &[&str]| {
+            let mut args = vec!["apply", "-f", "-"];
+            args.extend_from_slice(extra);
+            args.extend_from_slice(validate);
+            k.run_with_input(&args, Some(manifest))
+        };
+        assert!(apply(APP, &[]).ok().contains("deployment.apps/app created"));
+        assert!(apply(APP, &[]).ok().contains("deployment.apps/app unchanged"));
+        let changed = APP.replace("replicas: 2", "replicas: 3").replace("nginx:1.26", "nginx:1.27");
+        let d = k.run_with_input(&["diff", "-f", "-"], Some(&changed));
+        assert_eq!(d.code, 1, "kubectl {v} diff: {}{}", d.stdout, d.stderr);
+        assert!(d.stdout.contains("-  replicas: 2") && d.stdout.contains("+  replicas: 3"), "{}", d.stdout);
+        assert!(apply(&changed, &[]).ok().contains("deployment.apps/app configured"));
+        assert_eq!(k.run(&["get", "deploy", "app", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.metadata.generation}"]).ok(), "3 nginx:1.27 2");
+        // Removing a field from the applied manifest removes it from the object.
+        let no_env = changed.replace("        env:\n        - {name: MODE, value: one}\n", "");
+        apply(&no_env, &[]).ok();
+        assert_eq!(k.run(&["get", "deploy", "app", "-o", "jsonpath={.spec.template.spec.containers[0].env}"]).ok(), "");
+        // Server-side apply takes over.
+        let ssa = apply(&changed.replace("replicas: 3", "replicas: 4"), &["--server-side", "--force-conflicts"]);
+        assert!(ssa.ok().contains("serverside-applied"), "{}", ssa.stdout);
+        assert_eq!(k.run(&["get", "deploy", "app", "-o", "jsonpath={.spec.replicas}"]).ok(), "4");
+
+        // patch, every type.
+        k.run(&["patch", "deploy", "app", "-p", "{\"spec\":{\"template\":{\"spec\":{\"containers\":[{\"name\":\"app\",\"image\":\"nginx:1.28\"}]}}}}"]).ok();
+        k.run(&["patch", "deploy", "app", "--type=merge", "-p", "{\"metadata\":{\"labels\":{\"tier\":\"front\"}}}"]).ok();
+        k.run(&["patch", "deploy", "app", "--type=json", "-p", "[{\"op\":\"test\",\"path\":\"/spec/replicas\",\"value\":4},{\"op\":\"replace\",\"path\":\"/spec/replicas\",\"value\":1}]"]).ok();
+        let failed = k.run(&["patch", "deploy", "app", "--type=json", "-p", "[{\"op\":\"test\",\"path\":\"/spec/replicas\",\"value\":9}]"]);
+        assert_ne!(failed.code, 0);
+        assert_eq!(k.run(&["get", "deploy", "app", "-o", "jsonpath={.spec.template.spec.containers[0].image} {.metadata.labels.tier} {.spec.replicas}"]).ok(), "nginx:1.28 front 1");
+        k.run(&["set", "env", "deploy/app", "COLOR=blue"]).ok();
+        assert_eq!(k.run(&["get", "deploy", "app", "-o", "jsonpath={.spec.template.spec.containers[0].env[?(@.name==\"COLOR\")].value}"]).ok(), "blue");
+
+        // edit with EDITOR set to a script.
+        let editor = s.dir.path().join(format!("editor-{v}.sh"));
+        std::fs::write(&editor, "#!/bin/sh\nsed -i 's/replicas: 1/replicas: 5/' \"$1\"\n").unwrap();
+        std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let mut edit = k.command(&["edit", "deploy", "app"]);
+        edit.env("EDITOR", &editor).env("KUBE_EDITOR", &editor);
+        let out = edit.output().unwrap();
+        assert!(out.status.success(), "edit: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(k.run(&["get", "deploy", "app", "-o", "jsonpath={.spec.replicas}"]).ok(), "5");
+
+        // wait: for a jsonpath, for a condition, for deletion.
+        k.run(&["wait", "deploy/app", "--for=jsonpath={.spec.replicas}=5", "--timeout=10s"]).ok();
+        let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: waiting\n";
+        k.run_with_input(&["create", "-f", "-", "--validate=false"], Some(ns)).ok();
+        k.run(&["wait", "namespace/waiting", "--for=jsonpath={.status.phase}=Active", "--timeout=10s"]).ok();
+        let mut waiter = k.command(&["wait", "namespace/waiting", "--for=delete", "--timeout=30s"]);
+        let waiter = waiter.stdout(std::process::Stdio::piped()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        k.run(&["delete", "namespace", "waiting", "--wait=false"]).ok();
+        let out = waiter.wait_with_output().unwrap();
+        assert!(out.status.success(), "wait --for=delete: {}", String::from_utf8_lossy(&out.stdout));
+
+        // delete -l and --all.
+        for i in 0..3 {
+            let cm = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: del-{i}\n  labels: {{batch: \"{}\"}}\n", i % 2);
+            k.run_with_input(&["create", "-f", "-", "--validate=false"], Some(&cm)).ok();
+        }
+        assert!(k.run(&["delete", "cm", "-l", "batch=0"]).ok().contains("configmap \"del-0\" deleted"));
+        assert_eq!(k.run(&["get", "cm", "-l", "batch", "-o", "name"]).ok().trim(), "configmap/del-1");
+        k.run(&["delete", "cm", "--all"]).ok();
+        assert!(k.run(&["get", "cm", "-l", "batch", "-o", "name"]).ok().trim().is_empty());
+        k.run(&["delete", "-f", "-"]).ok();
+    });
+}
+
+#[test]
+fn server_side_apply_conflicts_and_managed_fields() {
+    each_version(|_, k, _| {
+        k.run_with_input(&["apply", "-f", "-"], Some(APP)).ok();
+        // kubectl's own server-side apply takes over what its client-side apply managed
+        // (the last-applied annotation), without conflicts, as upstream.
+        k.run_with_input(&["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(&APP.replace("replicas: 2", "replicas: 3"))).ok();
+        assert_eq!(k.run(&["get", "deploy", "app", "-o", "jsonpath={.spec.replicas}"]).ok(), "3");
+        let yaml = k.run(&["get", "deploy", "app", "-o", "yaml", "--show-managed-fields"]);
+        assert!(yaml.ok().contains("manager: kubectl") && yaml.stdout.contains("operation: Apply") && yaml.stdout.contains("f:replicas: {}"), "{}", yaml.stdout);
+        // Another manager's update of a field makes a later apply conflict...
+        k.run(&["scale", "deploy", "app", "--replicas=4"]).ok();
+        let conflict = k.run_with_input(&["apply", "--server-side", "-f", "-"], Some(&APP.replace("replicas: 2", "replicas: 3")));
+        assert!(conflict.err().contains("Apply failed with 1 conflict: conflict with"), "{}", conflict.stderr);
+        assert!(conflict.stderr.contains(".spec.replicas"), "{}", conflict.stderr);
+        k.run_with_input(&["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(&APP.replace("replicas: 2", "replicas: 3"))).ok();
+        // ...and a second applier conflicts with the first, then shares a field whose value
+        // it agrees on.
+        let other = k.run_with_input(&["apply", "--server-side", "--field-manager=ops", "-f", "-"], Some(&APP.replace("replicas: 2", "replicas: 5")));
+        assert!(other.err().contains("conflict with \"kubectl\""), "{}", other.stderr);
+        k.run_with_input(&["apply", "--server-side", "--field-manager=ops", "-f", "-"], Some(&APP.replace("replicas: 2", "replicas: 3"))).ok();
+        k.run(&["delete", "deploy", "app"]).ok();
+    });
+}
