@@ -255,8 +255,8 @@ async fn serve_verb(
         }
         "create" => {
             let body = read_body(req.into_body()).await?;
-            let obj = decode(content_type.as_deref(), &body)?;
-            let warnings = check_fields(&state, &def, &q, content_type.as_deref(), &body, &obj)?;
+            let mut obj = decode(content_type.as_deref(), &body)?;
+            let warnings = check_fields(&state, &def, &q, content_type.as_deref(), &body, &mut obj)?;
             let obj = convert::to_storage(&def, obj);
             let opts = write_options(&q, &user_agent)?;
             let created = state.create(&sdef, &ns, obj, &opts).await?;
@@ -267,8 +267,8 @@ async fn serve_verb(
         }
         "update" => {
             let body = read_body(req.into_body()).await?;
-            let obj = decode(content_type.as_deref(), &body)?;
-            let warnings = check_fields(&state, &def, &q, content_type.as_deref(), &body, &obj)?;
+            let mut obj = decode(content_type.as_deref(), &body)?;
+            let warnings = check_fields(&state, &def, &q, content_type.as_deref(), &body, &mut obj)?;
             let obj = convert::to_storage(&def, obj);
             let opts = write_options(&q, &user_agent)?;
             let updated = state.update(&sdef, &ns, &name, obj, &opts).await?;
@@ -323,12 +323,12 @@ async fn serve_verb(
 /// Strict field validation of a create/update body (`fieldValidation`: Strict, kubectl's
 /// default, refuses unknown and duplicate fields with upstream's 400; Warn, the default, returns
 /// them as warnings; Ignore skips). Protobuf bodies cannot carry unknown fields.
-fn check_fields(state: &ApiState, def: &ResourceDef, q: &Query, content_type: Option<&str>, body: &[u8], obj: &Value) -> ApiResult<Vec<String>> {
+/// Field validation of a request body: unknown or duplicate fields are an error with
+/// `fieldValidation=Strict`, a warning otherwise (`Warn`, the default) or nothing (`Ignore`);
+/// unknown fields of built-in kinds are dropped, as upstream's typed decoding drops them.
+fn check_fields(state: &ApiState, def: &ResourceDef, q: &Query, content_type: Option<&str>, body: &[u8], obj: &mut Value) -> ApiResult<Vec<String>> {
     let directive = q.get("fieldValidation").unwrap_or("");
     let ct = content_type.unwrap_or("application/json").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if directive == "Ignore" || ct == "application/vnd.kubernetes.protobuf" {
-        return Ok(vec![]);
-    }
     let raw = matches!(ct.as_str(), "application/json" | "").then_some(body);
     let errors = state.openapi().field_errors(&def.group, &def.version, &def.kind, obj, raw);
     if directive == "Strict" && !errors.is_empty() {
@@ -336,7 +336,52 @@ fn check_fields(state: &ApiState, def: &ResourceDef, q: &Query, content_type: Op
         let version = obj.get("apiVersion").and_then(Value::as_str).map(|v| v.rsplit('/').next().unwrap_or(v)).unwrap_or(&def.version);
         return Err(ApiError::bad_request(timonier_api::openapi::strict_decoding_message(kind, version, &errors)));
     }
+    prune_unknown(obj, &errors);
+    if directive == "Ignore" || ct == "application/vnd.kubernetes.protobuf" {
+        return Ok(vec![]);
+    }
     Ok(errors)
+}
+
+/// Removes the fields named by `unknown field "a.b[0].c"` errors.
+fn prune_unknown(obj: &mut Value, errors: &[String]) {
+    for e in errors {
+        let Some(path) = e.strip_prefix("unknown field \"").and_then(|p| p.strip_suffix('"')) else { continue };
+        let mut steps: Vec<Result<usize, &str>> = Vec::new();
+        for part in path.split('.') {
+            let (name, rest) = part.split_once('[').map_or((part, ""), |(n, r)| (n, r));
+            if !name.is_empty() {
+                steps.push(Err(name));
+            }
+            for idx in rest.split('[').filter(|s| !s.is_empty()) {
+                if let Ok(i) = idx.trim_end_matches(']').parse() {
+                    steps.push(Ok(i));
+                }
+            }
+        }
+        remove_at(obj, &steps);
+    }
+}
+
+fn remove_at(v: &mut Value, steps: &[Result<usize, &str>]) {
+    match steps {
+        [Err(k)] => {
+            if let Some(m) = v.as_object_mut() {
+                m.remove(*k);
+            }
+        }
+        [Ok(i), rest @ ..] if !rest.is_empty() => {
+            if let Some(n) = v.get_mut(*i) {
+                remove_at(n, rest);
+            }
+        }
+        [Err(k), rest @ ..] if !rest.is_empty() => {
+            if let Some(n) = v.get_mut(*k) {
+                remove_at(n, rest);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Adds `Warning: 299 - "<text>"` headers, as upstream sends warnings.
@@ -475,6 +520,7 @@ async fn patch_object(
         ));
     }
     let (group, version, kind) = (served.group.clone(), served.version.clone(), served.kind.clone());
+    let strict = opts.strict;
     let mutate = |stored: &Value| -> ApiResult<Value> {
         // Patches apply to the served form.
         let old = &convert::from_storage(served, stored);
@@ -498,6 +544,13 @@ async fn patch_object(
         if let Some(m) = out.get_mut("metadata").and_then(Value::as_object_mut) {
             m.remove("resourceVersion");
         }
+        // What the patch produced is decoded as a body would be: unknown fields are an
+        // error when strict, and dropped otherwise.
+        let errors = state.openapi().field_errors(&group, &version, &kind, &out, None);
+        if strict && !errors.is_empty() {
+            return Err(ApiError::bad_request(format!("strict decoding error: {}", errors.join(", "))));
+        }
+        prune_unknown(&mut out, &errors);
         Ok(convert::to_storage(served, out))
     };
     let obj = state.guaranteed_update(def, ns, name, None, opts, mutate, mode).await?;

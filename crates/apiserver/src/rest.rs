@@ -105,6 +105,8 @@ pub struct WriteOptions {
     pub force: bool,
     /// The object's managedFields were already computed (server-side apply).
     pub managed: bool,
+    /// `fieldValidation=Strict`: unknown fields are errors.
+    pub strict: bool,
 }
 
 impl WriteOptions {
@@ -129,7 +131,8 @@ impl WriteOptions {
                 return Err(ApiError::bad_request(format!("fieldManager: Too long: may not be more than 128 bytes")));
             }
         }
-        Ok(WriteOptions { dry_run, field_manager, force: q.flag("force"), ..Default::default() })
+        let strict = q.get("fieldValidation") == Some("Strict");
+        Ok(WriteOptions { dry_run, field_manager, force: q.flag("force"), strict, ..Default::default() })
     }
 
     /// Who the write is recorded under in managedFields.

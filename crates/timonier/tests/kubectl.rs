@@ -572,6 +572,10 @@ fn apply_diff_edit_patch_wait_and_delete() {
         k.run(&["patch", "deploy", "app", "--type=json", "-p", "[{\"op\":\"test\",\"path\":\"/spec/replicas\",\"value\":4},{\"op\":\"replace\",\"path\":\"/spec/replicas\",\"value\":1}]"]).ok();
         let failed = k.run(&["patch", "deploy", "app", "--type=json", "-p", "[{\"op\":\"test\",\"path\":\"/spec/replicas\",\"value\":9}]"]);
         assert_ne!(failed.code, 0);
+        // kubectl patch sends no fieldValidation: unknown fields are dropped, with a warning.
+        let unknown = k.run(&["patch", "deploy", "app", "--type=merge", "-p", "{\"spec\":{\"replicass\":3}}"]);
+        assert_eq!(unknown.code, 0, "{}", unknown.stderr);
+        assert!(!k.run(&["get", "deploy", "app", "-o", "yaml"]).ok().contains("replicass"));
         assert_eq!(k.run(&["get", "deploy", "app", "-o", "jsonpath={.spec.template.spec.containers[0].image} {.metadata.labels.tier} {.spec.replicas}"]).ok(), "nginx:1.28 front 1");
         k.run(&["set", "env", "deploy/app", "COLOR=blue"]).ok();
         assert_eq!(k.run(&["get", "deploy", "app", "-o", "jsonpath={.spec.template.spec.containers[0].env[?(@.name==\"COLOR\")].value}"]).ok(), "blue");
