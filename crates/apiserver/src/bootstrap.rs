@@ -64,11 +64,28 @@ pub async fn ensure(state: &Arc<ApiState>, secure_port: u16, advertise: &str) ->
 /// The namespace lifecycle controller: level-triggered over the cache, it deletes everything
 /// in each terminating namespace, then clears the namespace's `kubernetes` finalizer.
 pub async fn namespace_controller(state: Arc<ApiState>) {
+    on_change(state, Duration::from_millis(500), "namespace", |state| async move { reconcile_namespaces(&state).await }).await
+}
+
+/// Runs a level-triggered pass of an in-process controller whenever the cache has moved
+/// (checked every `period`), so that an idle cluster costs no passes; a failed pass is
+/// retried at the next tick.
+pub async fn on_change<F, Fut>(state: Arc<ApiState>, period: Duration, name: &'static str, pass: F)
+where
+    F: Fn(Arc<ApiState>) -> Fut,
+    Fut: std::future::Future<Output = ApiResult<()>>,
+{
+    let mut last = -1;
     loop {
-        if let Err(e) = reconcile_namespaces(&state).await {
-            tracing::warn!(error = %e, "namespace controller");
+        let rev = state.cache.revision();
+        if rev != last {
+            last = rev;
+            if let Err(e) = pass(state.clone()).await {
+                tracing::warn!(controller = name, error = %e, "controller pass failed; will retry");
+                last = -1;
+            }
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(period).await;
     }
 }
 
@@ -115,11 +132,7 @@ async fn reconcile_namespaces(state: &Arc<ApiState>) -> ApiResult<()> {
                         Ok(new)
                     }, Mode::Main)
                     .await;
-                if let Err(e) = r {
-                    if e.code != 404 {
-                        return Err(e);
-                    }
-                }
+                crate::rest::ignore_not_found(r)?;
             }
         }
     }

@@ -183,20 +183,11 @@ pub fn validate_crd(obj: &Value) -> Vec<FieldError> {
 /// The CRD lifecycle: keeps the registry in step with the CRDs, and when one is deleted,
 /// deletes its custom resources before letting it go.
 pub async fn controller(state: Arc<ApiState>) {
-    let mut last = -1;
-    loop {
-        let rev = state.cache.revision();
-        if rev != last {
-            last = rev;
-            if let Err(e) = state.sync_crds().await {
-                tracing::warn!(error = %e, "CRD sync");
-            }
-            if let Err(e) = cleanup_deleted(&state).await {
-                tracing::warn!(error = %e, "CRD cleanup");
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    crate::bootstrap::on_change(state, Duration::from_millis(200), "CRD", |state| async move {
+        state.sync_crds().await?;
+        cleanup_deleted(&state).await
+    })
+    .await
 }
 
 async fn cleanup_deleted(state: &Arc<ApiState>) -> ApiResult<()> {
@@ -226,11 +217,7 @@ async fn cleanup_deleted(state: &Arc<ApiState>) -> ApiResult<()> {
                 Ok(new)
             }, Mode::Main)
             .await;
-        if let Err(e) = r {
-            if e.code != 404 {
-                return Err(e);
-            }
-        }
+        crate::rest::ignore_not_found(r)?;
     }
     Ok(())
 }

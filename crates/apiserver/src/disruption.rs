@@ -130,17 +130,7 @@ impl ApiState {
 
 /// Keeps every PodDisruptionBudget's status current.
 pub async fn controller(state: Arc<ApiState>) {
-    let mut last = -1;
-    loop {
-        let rev = state.cache.revision();
-        if rev != last {
-            last = rev;
-            if let Err(e) = sync(&state).await {
-                tracing::debug!(error = %e, "disruption controller");
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    crate::bootstrap::on_change(state, Duration::from_millis(500), "disruption", |state| async move { sync(&state).await }).await
 }
 
 async fn sync(state: &Arc<ApiState>) -> ApiResult<()> {

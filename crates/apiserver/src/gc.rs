@@ -18,7 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::cache::{CacheEvent, EventType};
 use crate::error::ApiResult;
-use crate::rest::{finalizers, meta_str, DeleteOptions, Mode, WriteOptions};
+use crate::rest::{finalizers, ignore_not_found, meta_str, DeleteOptions, Mode, WriteOptions};
 use crate::state::ApiState;
 
 const RESYNC: Duration = Duration::from_secs(60);
@@ -243,11 +243,7 @@ async fn remove_owner_refs(state: &Arc<ApiState>, graph: &Graph, defs: &HashMap<
             Ok(new)
         }, Mode::Main)
         .await;
-    match r {
-        Ok(_) => Ok(()),
-        Err(e) if e.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
+    ignore_not_found(r)
 }
 
 async fn remove_finalizer(state: &Arc<ApiState>, def: &Arc<ResourceDef>, node: &Node, finalizer: &str) -> ApiResult<()> {
@@ -265,9 +261,5 @@ async fn remove_finalizer(state: &Arc<ApiState>, def: &Arc<ResourceDef>, node: &
             Ok(new)
         }, Mode::Main)
         .await;
-    match r {
-        Ok(_) => Ok(()),
-        Err(e) if e.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
+    ignore_not_found(r)
 }

@@ -44,6 +44,28 @@ fn meta_mut(obj: &mut Value) -> ApiResult<&mut Map<String, Value>> {
     meta.as_object_mut().ok_or_else(|| ApiError::bad_request("metadata must be an object"))
 }
 
+/// Fills in the request's namespace, refusing a body that names another.
+fn set_namespace(meta: &mut Map<String, Value>, ns: &str) -> ApiResult<()> {
+    match meta.get("namespace").and_then(Value::as_str) {
+        Some(n) if !n.is_empty() && n != ns => {
+            Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"))
+        }
+        _ => {
+            meta.insert("namespace".into(), Value::String(ns.into()));
+            Ok(())
+        }
+    }
+}
+
+/// Turns "not found" into success: for controllers, an object that is gone needs nothing.
+pub fn ignore_not_found<T>(r: ApiResult<T>) -> ApiResult<()> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Serializes an object for the store: without resourceVersion, which is the store's
 /// revision and is stamped on read.
 fn to_stored(obj: &Value) -> ApiResult<Bytes> {
@@ -185,16 +207,7 @@ impl ApiState {
         check_type(def, &mut obj, &def.kind, &def.api_version())?;
         let meta = meta_mut(&mut obj)?;
         if def.namespaced {
-            match meta.get("namespace").and_then(Value::as_str) {
-                Some(n) if !n.is_empty() && n != ns => {
-                    return Err(ApiError::bad_request(
-                        "the namespace of the provided object does not match the namespace sent on the request",
-                    ))
-                }
-                _ => {
-                    meta.insert("namespace".into(), Value::String(ns.into()));
-                }
-            }
+            set_namespace(meta, ns)?;
         } else {
             meta.remove("namespace");
         }
@@ -374,16 +387,7 @@ impl ApiState {
             }
         }
         if def.namespaced {
-            match meta.get("namespace").and_then(Value::as_str) {
-                Some(n) if !n.is_empty() && n != ns => {
-                    return Err(ApiError::bad_request(
-                        "the namespace of the provided object does not match the namespace sent on the request",
-                    ))
-                }
-                _ => {
-                    meta.insert("namespace".into(), Value::String(ns.into()));
-                }
-            }
+            set_namespace(meta, ns)?;
         }
         let precondition = meta.get("resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
         let precondition = match precondition {
