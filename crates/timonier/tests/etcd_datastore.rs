@@ -1,0 +1,58 @@
+//! Several servers share one etcd cluster (`--datastore etcd://…`): what one writes, the
+//! others serve and watch, and Service IPs are never handed out twice.
+
+use std::time::{Duration, Instant};
+
+use timonier_testkit::{Etcd, Server};
+
+#[test]
+fn two_servers_share_one_etcd() {
+    let etcd = Etcd::start().expect("etcd (install Debian's etcd-server)");
+    let datastore = format!("etcd://{}", etcd.endpoint);
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_timonier"));
+    let a = Server::start(bin, &["--datastore", &datastore]);
+    let b = Server::start(bin, &["--datastore", &datastore]);
+    let (ka, kb) = (a.kubectl("1.33"), b.kubectl("1.27"));
+
+    // System objects made by the first server are not duplicated by the second.
+    let svcs = kb.run(&["get", "svc", "-n", "default", "-o", "name"]);
+    assert_eq!(svcs.ok().trim(), "service/kubernetes");
+
+    // A watch on B sees what A writes.
+    let mut watch = kb.command(&["get", "cm", "-w", "--output-watch-events"]);
+    watch.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+    let mut child = timonier_testkit::ChildGuard(watch.spawn().unwrap());
+    let stdout = child.0.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout).lines().map_while(Result::ok).find(|l| l.contains("from-a"))
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    ka.run(&["create", "configmap", "from-a", "--from-literal=k=v"]).ok();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !reader.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(child);
+    let line = reader.join().unwrap();
+    assert!(line.is_some_and(|l| l.starts_with("ADDED")), "B's watch did not see A's write");
+    assert_eq!(kb.run(&["get", "cm", "from-a", "-o", "jsonpath={.data.k}"]).ok(), "v");
+
+    // Writes through both, conflicts detected across servers, IPs unique.
+    kb.run(&["label", "cm", "from-a", "via=b"]).ok();
+    assert_eq!(ka.run(&["get", "cm", "from-a", "-o", "jsonpath={.metadata.labels.via}"]).ok(), "b");
+    let mut ips = Vec::new();
+    for (i, k) in [&ka, &kb, &ka, &kb, &ka, &kb].iter().enumerate() {
+        k.run(&["create", "service", "clusterip", &format!("s{i}"), "--tcp=80:80"]).ok();
+        ips.push(k.run(&["get", "svc", &format!("s{i}"), "-o", "jsonpath={.spec.clusterIP}"]).ok().to_string());
+    }
+    let mut unique = ips.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ips.len(), "{ips:?}");
+    // A namespace deleted through A empties on B too.
+    kb.run(&["create", "namespace", "shared"]).ok();
+    ka.run(&["create", "configmap", "inside", "-n", "shared"]).ok();
+    ka.run(&["delete", "namespace", "shared", "--timeout=30s"]).ok();
+    assert!(kb.run(&["get", "namespace", "shared"]).err().contains("not found"));
+}
