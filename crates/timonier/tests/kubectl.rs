@@ -119,6 +119,18 @@ fn deployment_lifecycle_with_the_seed_commands() {
         let cc = k.run(&["get", "deploy", "-o", "custom-columns=NAME:.metadata.name,REPLICAS:.spec.replicas"]);
         assert_eq!(lines(cc.ok())[1], ["kubernetes-bootcamp", "4"]);
 
+        // -o json, then replace with the edited object.
+        let json_out = k.run(&["get", "deploy", "kubernetes-bootcamp", "-o", "json"]);
+        let mut obj: serde_json::Value = serde_json::from_str(json_out.ok()).expect("kubectl -o json is JSON");
+        assert_eq!(obj["kind"], "Deployment");
+        obj["spec"]["replicas"] = serde_json::json!(2);
+        let replaced = k.run_with_input(&["replace", "-f", "-"], Some(&obj.to_string()));
+        assert!(replaced.ok().contains("deployment.apps/kubernetes-bootcamp replaced"), "{}", replaced.stdout);
+        assert_eq!(k.run(&["get", "deploy", "kubernetes-bootcamp", "-o", "jsonpath={.spec.replicas}"]).ok(), "2");
+        let list: serde_json::Value = serde_json::from_str(k.run(&["get", "deploy", "-o", "json"]).ok()).unwrap();
+        assert_eq!(list["kind"], "List");
+        assert_eq!(list["items"][0]["metadata"]["name"], "kubernetes-bootcamp");
+
         k.run(&["delete", "deployment", "kubernetes-bootcamp"]).ok();
         let gone = k.run(&["get", "deploy", "kubernetes-bootcamp"]);
         assert!(gone.err().contains("Error from server (NotFound): deployments.apps \"kubernetes-bootcamp\" not found"), "{}", gone.stderr);
