@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use timonier_store::Datastore;
 
 mod cluster;
+mod image;
 
 #[derive(Parser)]
 #[command(name = "timonier", version, about = "A Kubernetes-compatible cluster in one binary")]
@@ -28,6 +29,8 @@ enum Command {
     Delete(cluster::ClusterArgs),
     /// Say whether the local cluster runs.
     Status(cluster::ClusterArgs),
+    /// Manage the node's images: import, ls, rm.
+    Image(image::ImageArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -71,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         Command::Stop(args) => cluster::stop(args),
         Command::Delete(args) => cluster::delete(args),
         Command::Status(args) => cluster::status(args),
+        Command::Image(args) => image::run(args),
     }
 }
 

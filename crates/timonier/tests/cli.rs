@@ -62,3 +62,50 @@ fn start_status_stop_delete() {
     let cfg = std::fs::read_to_string(home.path().join(".kube/config")).unwrap();
     assert!(!cfg.contains("timonier") && cfg.contains("name: other"), "{cfg}");
 }
+
+/// A one-layer docker archive (`docker save` format) holding busybox, made in memory.
+fn busybox_archive(path: &std::path::Path, tag: &str) {
+    use sha2::{Digest, Sha256};
+    let hex = |b: &[u8]| Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut layer = tar::Builder::new(Vec::new());
+    let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (Debian's busybox-static)");
+    let mut h = tar::Header::new_gnu();
+    h.set_size(busybox.len() as u64);
+    h.set_mode(0o755);
+    h.set_cksum();
+    layer.append_data(&mut h, "bin/busybox", busybox.as_slice()).unwrap();
+    let layer = layer.into_inner().unwrap();
+    let diff = hex(&layer);
+    let config = format!(r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["/bin/busybox","sh"]}},"rootfs":{{"type":"layers","diff_ids":["sha256:{diff}"]}}}}"#);
+    let config_hex = hex(config.as_bytes());
+    let manifest = format!(r#"[{{"Config":"{config_hex}.json","RepoTags":["{tag}"],"Layers":["{diff}/layer.tar"]}}]"#);
+    let mut out = tar::Builder::new(std::fs::File::create(path).unwrap());
+    for (name, data) in [(format!("{config_hex}.json"), config.into_bytes()), (format!("{diff}/layer.tar"), layer), ("manifest.json".to_string(), manifest.into_bytes())] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        out.append_data(&mut h, name, data.as_slice()).unwrap();
+    }
+    out.finish().unwrap();
+}
+
+#[test]
+fn image_import_ls_rm() {
+    let home = timonier_testkit::temp_dir("timonier-images-");
+    let archive = home.path().join("busybox.tar");
+    busybox_archive(&archive, "busybox:test");
+    let d = home.path().join("agent");
+    let d = d.to_str().unwrap();
+    let out = timonier(home.path(), &["image", "--data-dir", d, "import", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imported docker.io/library/busybox:test"));
+    let ls = String::from_utf8_lossy(&timonier(home.path(), &["image", "--data-dir", d, "ls"]).stdout).to_string();
+    assert!(ls.lines().any(|l| l.starts_with("docker.io/library/busybox") && l.contains(" test ")), "{ls}");
+    let rm = timonier(home.path(), &["image", "--data-dir", d, "rm", "busybox:test"]);
+    assert!(String::from_utf8_lossy(&rm.stdout).contains("Untagged: docker.io/library/busybox:test"));
+    let ls = String::from_utf8_lossy(&timonier(home.path(), &["image", "--data-dir", d, "ls"]).stdout).to_string();
+    assert_eq!(ls.lines().count(), 1, "{ls}");
+    let bad = timonier(home.path(), &["image", "--data-dir", d, "import", "/etc/hostname"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("invalid image in /etc/hostname"), "{}", String::from_utf8_lossy(&bad.stderr));
+}
