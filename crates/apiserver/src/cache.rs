@@ -11,7 +11,9 @@
 //! that history still covers, and gets 410 Expired below it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use bytes::Bytes;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -21,8 +23,9 @@ use tokio::sync::{broadcast, watch};
 
 use crate::error::{ApiError, ApiResult};
 
-/// Events kept per resource, by default, for watches that resume from a past revision.
-pub const DEFAULT_HISTORY: usize = 10_000;
+/// Events kept per resource, by default, for watches that resume from a past revision (a
+/// watcher further behind gets 410 and relists, as with upstream's smaller default of 100).
+pub const DEFAULT_HISTORY: usize = 1_000;
 /// Events buffered per watcher before it is considered too slow and ended.
 const WATCH_BUFFER: usize = 4096;
 
@@ -53,6 +56,15 @@ pub struct CacheEvent {
     pub object: Arc<Value>,
     /// The state before the change (none for an add), for selector transitions.
     pub prev: Option<Arc<Value>>,
+    /// `object` serialized, made once for all the watchers that send it as is.
+    json: OnceLock<Bytes>,
+}
+
+impl CacheEvent {
+    /// The object as JSON, serialized at most once however many watchers send it.
+    pub fn object_json(&self) -> Bytes {
+        self.json.get_or_init(|| Bytes::from(serde_json::to_vec(&*self.object).unwrap_or_default())).clone()
+    }
 }
 
 struct State {
@@ -63,6 +75,8 @@ struct State {
     /// While a cache added at run time (a CRD's) loads its initial list, the events that
     /// arrive meanwhile wait here.
     loading: Option<Vec<Arc<CacheEvent>>>,
+    /// The revision of the last change applied to this resource.
+    last_change: i64,
 }
 
 /// One resource's objects and recent events.
@@ -90,7 +104,7 @@ impl ResourceCache {
         ResourceCache {
             prefix,
             history,
-            state: RwLock::new(State { objects: BTreeMap::new(), history: VecDeque::new(), complete_after: revision, loading: None }),
+            state: RwLock::new(State { objects: BTreeMap::new(), history: VecDeque::new(), complete_after: revision, loading: None, last_change: 0 }),
             events,
         }
     }
@@ -109,6 +123,31 @@ impl ResourceCache {
         st.objects.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
+    /// Up to `limit` objects under `prefix` whose keys come after `after`, in key order, and
+    /// whether more follow — if this resource has not changed since `revision` (else None:
+    /// the snapshot is gone from memory).
+    pub fn list_after(&self, prefix: &str, after: &str, revision: i64, limit: usize, matches: impl Fn(&Value) -> bool) -> Option<(Vec<(String, Arc<Value>)>, bool)> {
+        use std::ops::Bound;
+        let st = self.read();
+        if st.last_change > revision || st.loading.is_some() {
+            return None;
+        }
+        let mut out = Vec::new();
+        for (k, v) in st.objects.range::<str, _>((Bound::Excluded(after), Bound::Unbounded)) {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            if !matches(v) {
+                continue;
+            }
+            if out.len() == limit {
+                return Some((out, true));
+            }
+            out.push((k.clone(), v.clone()));
+        }
+        Some((out, false))
+    }
+
     pub fn get(&self, key: &str) -> Option<Arc<Value>> {
         self.read().objects.get(key).cloned()
     }
@@ -121,9 +160,12 @@ impl ResourceCache {
         self.len() == 0
     }
 
-    fn apply(&self, ev: CacheEvent) -> Arc<CacheEvent> {
-        let ev = Arc::new(ev);
+    /// Applies one change. The previous state is the cached object itself (shared, not a
+    /// second decoded copy).
+    fn apply(&self, kind: EventType, revision: i64, key: String, object: Arc<Value>) -> Arc<CacheEvent> {
         let mut st = self.write();
+        let prev = st.objects.get(&key).cloned();
+        let ev = Arc::new(CacheEvent { kind, revision, key, object, prev, json: OnceLock::new() });
         if let Some(pending) = st.loading.as_mut() {
             pending.push(ev.clone());
             return ev;
@@ -136,6 +178,7 @@ impl ResourceCache {
     }
 
     fn apply_locked(st: &mut State, ev: &Arc<CacheEvent>, history: usize) {
+        st.last_change = st.last_change.max(ev.revision);
         match ev.kind {
             EventType::Deleted => {
                 st.objects.remove(&ev.key);
@@ -169,6 +212,7 @@ impl ResourceCache {
                         key: k.clone(),
                         object: v.clone(),
                         prev: None,
+                        json: OnceLock::new(),
                     })
                 })
                 .collect(),
@@ -315,18 +359,18 @@ impl WatchCache {
         let revision = ev.revision();
         let cache = find(&self.caches.read().unwrap_or_else(|e| e.into_inner()), &ev.kv.key);
         if let Some(cache) = cache {
-            let prev = ev.prev.as_ref().and_then(|p| decode(&p.value, p.mod_revision)).map(Arc::new);
-            let (kind, object) = match ev.kind {
-                EventKind::Delete => {
-                    let last = ev.prev.as_ref().and_then(|p| decode(&p.value, revision));
-                    (EventType::Deleted, last)
-                }
-                EventKind::Create => (EventType::Added, decode(&ev.kv.value, revision)),
-                EventKind::Update => (EventType::Modified, decode(&ev.kv.value, revision)),
+            let object = match ev.kind {
+                EventKind::Delete => ev.prev.as_ref().and_then(|p| decode(&p.value, revision)),
+                _ => decode(&ev.kv.value, revision),
+            };
+            let kind = match ev.kind {
+                EventKind::Delete => EventType::Deleted,
+                EventKind::Create => EventType::Added,
+                EventKind::Update => EventType::Modified,
             };
             match object {
                 Some(object) => {
-                    let ev = cache.apply(CacheEvent { kind, revision, key: ev.kv.key, object: Arc::new(object), prev });
+                    let ev = cache.apply(kind, revision, ev.kv.key, Arc::new(object));
                     let _ = self.all.send(ev);
                 }
                 None => tracing::warn!(key = %ev.kv.key, "skipping an undecodable stored object"),
@@ -411,7 +455,9 @@ impl WatchCache {
     pub async fn wait_fresh(&self) -> ApiResult<i64> {
         let target = self.store.current_revision().await.map_err(ApiError::from_store)?;
         let mut rx = self.revision.subscribe();
-        let reached = tokio::time::timeout(Duration::from_secs(1), rx.wait_for(|r| *r >= target)).await;
+        // The borrow `wait_for` returns holds the channel's lock: it must be released before
+        // the revision is read again below, or a writer queued in between deadlocks both.
+        let reached = tokio::time::timeout(Duration::from_secs(1), async { rx.wait_for(|r| *r >= target).await.map(|r| *r) }).await;
         if reached.is_err() {
             tracing::debug!(target, at = self.revision(), "watch cache behind the store");
         }

@@ -297,6 +297,14 @@ impl ApiState {
         let matches = |obj: &Value| selects(&labels, &fields, obj);
         if let Some(token) = q.get("continue").filter(|c| !c.is_empty()) {
             let (rev, start) = decode_continue(token, &prefix)?;
+            // While the resource is unchanged since the first page, the cache holds that very
+            // snapshot; otherwise the store reads it at the first page's revision.
+            if rev <= self.cache.revision() {
+                if let Some((page, more)) = self.cache_of(def)?.list_after(&prefix, &start, rev, limit.unwrap_or(usize::MAX), matches) {
+                    let next = if more { page.last().map(|(k, _)| encode_continue(rev, k, &prefix)) } else { None };
+                    return Ok(ListPage { items: page.into_iter().map(|(_, v)| v).collect(), revision: rev, continue_token: next });
+                }
+            }
             return self.list_from_store(&prefix, rev, Some(start), limit, &matches).await;
         }
         let cache = self.cache_of(def)?;

@@ -32,21 +32,22 @@ impl Filter {
     }
 
     /// The event a watcher with these selectors sees for a change, if any: an object that
-    /// starts or stops matching is seen as added or deleted.
-    fn transform(&self, ev: &CacheEvent) -> Option<(EventType, Value)> {
+    /// starts or stops matching is seen as added or deleted. `None` as the object means the
+    /// event's own object, sent as is.
+    fn transform(&self, ev: &CacheEvent) -> Option<(EventType, Option<Value>)> {
         let cur = self.pass(&ev.object);
         match ev.kind {
-            EventType::Added => cur.then(|| (EventType::Added, (*ev.object).clone())),
-            EventType::Deleted => cur.then(|| (EventType::Deleted, (*ev.object).clone())),
+            EventType::Added => cur.then_some((EventType::Added, None)),
+            EventType::Deleted => cur.then_some((EventType::Deleted, None)),
             EventType::Modified => {
                 let old = ev.prev.as_ref().is_some_and(|p| self.pass(p));
                 match (cur, old) {
-                    (true, true) => Some((EventType::Modified, (*ev.object).clone())),
-                    (true, false) => Some((EventType::Added, (*ev.object).clone())),
+                    (true, true) => Some((EventType::Modified, None)),
+                    (true, false) => Some((EventType::Added, None)),
                     (false, true) => {
                         let mut last = ev.prev.as_deref().cloned().unwrap_or(Value::Null);
                         set_rv(&mut last, ev.revision);
-                        Some((EventType::Deleted, last))
+                        Some((EventType::Deleted, Some(last)))
                     }
                     (false, false) => None,
                 }
@@ -55,7 +56,25 @@ impl Filter {
     }
 }
 
-/// Renders one event line in the requested shape.
+/// The line a watcher sends for an event: when the object goes out as is, its JSON is the
+/// event's, serialized once for all watchers.
+fn event_line(def: &ResourceDef, crd: Option<&Value>, shape: Shape, include: Include, ev: &CacheEvent, kind: EventType, changed: Option<&Value>) -> Bytes {
+    match (changed, shape) {
+        (None, Shape::Object) if !crate::convert::converts(def) => {
+            let json = ev.object_json();
+            let mut out = Vec::with_capacity(json.len() + 40);
+            out.extend_from_slice(b"{\"type\":\"");
+            out.extend_from_slice(kind.as_str().as_bytes());
+            out.extend_from_slice(b"\",\"object\":");
+            out.extend_from_slice(&json);
+            out.extend_from_slice(b"}\n");
+            Bytes::from(out)
+        }
+        (None, _) => line(def, crd, shape, include, kind.as_str(), &ev.object),
+        (Some(obj), _) => line(def, crd, shape, include, kind.as_str(), obj),
+    }
+}
+
 fn line(def: &ResourceDef, crd: Option<&Value>, shape: Shape, include: Include, kind: &str, obj: &Value) -> Bytes {
     let converted;
     let obj = if crate::convert::converts(def) {
@@ -150,8 +169,8 @@ pub async fn start(state: &Arc<ApiState>, def: Arc<ResourceDef>, ns: &str, q: &Q
                 let mut last = revision;
                 for ev in &initial {
                     last = last.max(ev.revision);
-                    if let Some((kind, obj)) = filter.transform(ev) {
-                        if tx.send(line(&def, crd.as_deref(), shape, include, kind.as_str(), &obj)).await.is_err() {
+                    if let Some((kind, changed)) = filter.transform(ev) {
+                        if tx.send(event_line(&def, crd.as_deref(), shape, include, ev, kind, changed.as_ref())).await.is_err() {
                             return;
                         }
                     }
@@ -173,8 +192,8 @@ pub async fn start(state: &Arc<ApiState>, def: Arc<ResourceDef>, ns: &str, q: &Q
                         ev = events.recv() => {
                             let Some(ev) = ev else { return };
                             last = ev.revision;
-                            if let Some((kind, obj)) = filter.transform(&ev) {
-                                if tx.send(line(&def, crd.as_deref(), shape, include, kind.as_str(), &obj)).await.is_err() {
+                            if let Some((kind, changed)) = filter.transform(&ev) {
+                                if tx.send(event_line(&def, crd.as_deref(), shape, include, &ev, kind, changed.as_ref())).await.is_err() {
                                     return;
                                 }
                             }
