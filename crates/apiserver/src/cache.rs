@@ -95,6 +95,9 @@ pub enum WatchStart {
     After(i64),
 }
 
+/// Keyed objects of one list page, and whether more follow.
+pub type Page = (Vec<(String, Arc<Value>)>, bool);
+
 /// What a watcher receives: events in revision order, or the end of its stream.
 pub type WatchReceiver = tokio::sync::mpsc::Receiver<Arc<CacheEvent>>;
 
@@ -126,7 +129,7 @@ impl ResourceCache {
     /// Up to `limit` objects under `prefix` whose keys come after `after`, in key order, and
     /// whether more follow — if this resource has not changed since `revision` (else None:
     /// the snapshot is gone from memory).
-    pub fn list_after(&self, prefix: &str, after: &str, revision: i64, limit: usize, matches: impl Fn(&Value) -> bool) -> Option<(Vec<(String, Arc<Value>)>, bool)> {
+    pub fn list_after(&self, prefix: &str, after: &str, revision: i64, limit: usize, matches: impl Fn(&Value) -> bool) -> Option<Page> {
         use std::ops::Bound;
         let st = self.read();
         if st.last_change > revision || st.loading.is_some() {

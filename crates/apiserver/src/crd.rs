@@ -162,7 +162,7 @@ pub fn validate_crd(obj: &Value) -> Vec<FieldError> {
     }
     let name = meta_str(obj, "name");
     if !group.is_empty() && !plural.is_empty() && name != format!("{plural}.{group}") {
-        errs.push(FieldError::invalid("metadata.name", &json!(name), &format!("must be spec.names.plural+\".\"+spec.group")));
+        errs.push(FieldError::invalid("metadata.name", &json!(name), "must be spec.names.plural+\".\"+spec.group"));
     }
     match spec.get("versions").and_then(Value::as_array) {
         Some(vs) if !vs.is_empty() => {

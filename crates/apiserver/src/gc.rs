@@ -185,11 +185,11 @@ async fn attend(state: &Arc<ApiState>, graph: &Graph, defs: &HashMap<String, Arc
         for d in &deps {
             remove_owner_refs(state, graph, defs, d, &[uid.to_string()]).await?;
         }
-        return remove_finalizer(state, def, &node, "orphan").await;
+        return remove_finalizer(state, def, node, "orphan").await;
     }
     if deleting && fins.iter().any(|f| f == "foregroundDeletion") {
         if deps.is_empty() {
-            return remove_finalizer(state, def, &node, "foregroundDeletion").await;
+            return remove_finalizer(state, def, node, "foregroundDeletion").await;
         }
         for d in &deps {
             delete_dependent(state, graph, defs, d, "Foreground").await?;

@@ -89,12 +89,11 @@ async fn route(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, user: 
     // Health and version are public, as upstream's system:public-info-viewer allows.
     match &endpoint {
         Ok(Endpoint::Version) => return Ok(json_response(StatusCode::OK, &version_info())),
-        Ok(Endpoint::Health(check)) => {
+        Ok(Endpoint::Health(_)) => {
             let ready = req.uri().path().starts_with("/readyz");
             if ready && !state.is_ready() {
                 return Ok(respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", b"[-]informer-sync failed: not ready\nreadyz check failed\n".to_vec()));
             }
-            let _ = check;
             return Ok(respond(StatusCode::OK, "text/plain; charset=utf-8", b"ok".to_vec()));
         }
         _ => {}
@@ -205,7 +204,7 @@ async fn resource(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, pat
         return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
     }
     if !def.has_verb(verb) {
-        return Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource")));
+        return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource".to_string()));
     }
     let (shape, format) = negotiate::negotiate(accept)?;
     let name = path.name.clone().unwrap_or_default();

@@ -150,7 +150,7 @@ impl WriteOptions {
         let field_manager = q.get("fieldManager").filter(|m| !m.is_empty()).map(str::to_string);
         if let Some(m) = &field_manager {
             if m.len() > 128 {
-                return Err(ApiError::bad_request(format!("fieldManager: Too long: may not be more than 128 bytes")));
+                return Err(ApiError::bad_request("fieldManager: Too long: may not be more than 128 bytes".to_string()));
             }
         }
         let strict = q.get("fieldValidation") == Some("Strict");
@@ -407,6 +407,7 @@ impl ApiState {
 
     /// Read-modify-write with retries on conflict: `mutate` gets the current object and
     /// returns the desired one, which then goes through the strategy and validation.
+    #[allow(clippy::too_many_arguments)]
     pub async fn guaranteed_update(
         &self,
         def: &Arc<ResourceDef>,
@@ -584,7 +585,7 @@ impl ApiState {
     /// The grace period of a deletion: pods bound to a node get one (their node agent
     /// confirms the deletion); everything else is deleted at once.
     fn grace_period(&self, def: &ResourceDef, obj: &Value, requested: Option<i64>) -> Option<i64> {
-        if def.group != "" || def.kind != "Pod" {
+        if !def.group.is_empty() || def.kind != "Pod" {
             return None;
         }
         let bound = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());

@@ -172,7 +172,7 @@ pub fn validate_metadata(meta: &Value, rule: NameRule, namespaced: bool) -> Vec<
                 match v.as_str() {
                     Some(s) => {
                         for e in is_label_value(s) {
-                            errs.push(FieldError::invalid(format!("metadata.labels"), v, &e));
+                            errs.push(FieldError::invalid("metadata.labels".to_string(), v, &e));
                         }
                     }
                     None => errs.push(FieldError::invalid("metadata.labels", v, "must be a string")),

@@ -50,7 +50,7 @@ pub fn run(args: ImageArgs) -> anyhow::Result<()> {
             }
         }
         ImageCommand::Ls => {
-            println!("{:<60} {:<20} {:<14} {}", "IMAGE", "TAG", "IMAGE ID", "SIZE");
+            println!("{:<60} {:<20} {:<14} SIZE", "IMAGE", "TAG", "IMAGE ID");
             for image in store.list() {
                 let id: String = image.config_digest.trim_start_matches("sha256:").chars().take(13).collect();
                 let refs = if image.references.is_empty() { vec!["<none>:<none>".to_string()] } else { image.references.clone() };

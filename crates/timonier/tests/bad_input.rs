@@ -59,7 +59,7 @@ fn malformed_and_mistyped_bodies_get_400() {
         assert_eq!(status["reason"], reason, "{ct} {:?}: {status}", String::from_utf8_lossy(body));
         assert_eq!(status["kind"], "Status");
         assert_eq!(code as i64, status["code"].as_i64().unwrap());
-        assert!(code >= 400 && code < 500);
+        assert!((400..500).contains(&code));
     }
 }
 

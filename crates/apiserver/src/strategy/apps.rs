@@ -37,7 +37,7 @@ pub fn default_deployment(obj: &mut Value) {
 }
 
 /// ReplicaSets and ReplicationControllers.
-pub fn default_replicated(obj: &mut Value, _apps: bool) {
+pub fn default_replicated(obj: &mut Value) {
     let Some(spec) = obj_at(obj, &["spec"]) else { return };
     set_default(spec, "replicas", json!(1));
     default_template(spec);
@@ -97,11 +97,6 @@ pub fn default_job(obj: &mut Value) {
                 ps.remove("restartPolicy");
             }
         }
-    }
-    // The job controller's selector and labels (manualSelector unset).
-    let uid_less = spec.get("selector").is_none();
-    if uid_less {
-        // The selector uses the job's uid, set once the uid exists (see `prepare_job`).
     }
 }
 

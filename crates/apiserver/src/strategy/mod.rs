@@ -90,9 +90,9 @@ pub fn default(def: &ResourceDef, obj: &mut Value) {
                 set_default(m, "type", Value::String("Opaque".into()));
             }
         }
-        ("", "ReplicationController") => apps::default_replicated(obj, false),
+        ("", "ReplicationController") => apps::default_replicated(obj),
         ("apps", "Deployment") => apps::default_deployment(obj),
-        ("apps", "ReplicaSet") => apps::default_replicated(obj, true),
+        ("apps", "ReplicaSet") => apps::default_replicated(obj),
         ("apps", "StatefulSet") => apps::default_statefulset(obj),
         ("apps", "DaemonSet") => apps::default_daemonset(obj),
         ("batch", "Job") => apps::default_job(obj),
@@ -180,15 +180,14 @@ pub fn validate(def: &ResourceDef, obj: &Value) -> Vec<FieldError> {
 /// Validates an update: everything `validate` checks, plus immutable fields.
 pub fn validate_update(def: &ResourceDef, new: &Value, old: &Value) -> Vec<FieldError> {
     let mut errs = validate(def, new);
-    if is(def, "apps", "Deployment") || is(def, "apps", "ReplicaSet") || is(def, "apps", "StatefulSet") || is(def, "apps", "DaemonSet") {
-        if new.pointer("/spec/selector") != old.pointer("/spec/selector") {
+    if (is(def, "apps", "Deployment") || is(def, "apps", "ReplicaSet") || is(def, "apps", "StatefulSet") || is(def, "apps", "DaemonSet"))
+        && new.pointer("/spec/selector") != old.pointer("/spec/selector") {
             errs.push(FieldError::invalid(
                 "spec.selector",
                 new.pointer("/spec/selector").unwrap_or(&Value::Null),
                 "field is immutable",
             ));
         }
-    }
     if is(def, "batch", "Job") && new.pointer("/spec/template") != old.pointer("/spec/template") {
         errs.push(FieldError::invalid("spec.template", new.pointer("/spec/template").unwrap_or(&Value::Null), "field is immutable"));
     }
