@@ -153,7 +153,7 @@ async fn sync(state: &Arc<ApiState>) -> ApiResult<()> {
             continue;
         }
         let name = meta_str(&pdb, "name").to_string();
-        let _ = state
+        let updated = state
             .guaranteed_update(&pdb_def, &ns, &name, None, &WriteOptions::default(), |old| {
                 let mut new = old.clone();
                 if !same(old) {
@@ -162,6 +162,8 @@ async fn sync(state: &Arc<ApiState>) -> ApiResult<()> {
                 Ok(new)
             }, Mode::Status)
             .await;
+        // A budget deleted meanwhile needs no status; anything else is retried next pass.
+        crate::rest::ignore_not_found(updated)?;
     }
     Ok(())
 }
