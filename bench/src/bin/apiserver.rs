@@ -22,6 +22,7 @@
 //! the guard drops, also on error, on the overall timeout and on Ctrl-C.
 
 use std::path::{Path, PathBuf};
+use timonier_bench::{cpu_model, loadavg, sh};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -849,27 +850,6 @@ async fn run(ctx: &Ctx, args: &Args, sizes: Sizes, report: &mut Report) -> Resul
     report.rss(ctx, format!("after the watch phases ({} pods)", thousands(sizes.list_pods + phases * (sizes.watch_events / 2))));
     report.hwm_kb = proc_status_kb(ctx.pid, "VmHWM:");
     Ok(())
-}
-
-fn sh(cmd: &str, args: &[&str]) -> String {
-    Command::new(cmd)
-        .args(args)
-        .stderr(Stdio::null())
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_string())
-        .unwrap_or_else(|| "?".into())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, m)| m.trim().to_string()))
-        .unwrap_or_else(|| "?".into())
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_else(|_| "?".into())
 }
 
 fn mib(kb: Option<u64>) -> String {
