@@ -1,4 +1,5 @@
-//! What the benchmark programs share: describing the machine a run happened on.
+//! What the benchmark programs share: describing the machine a run happened on, and starting
+//! many watchers.
 
 use std::process::{Command, Stdio};
 
@@ -24,4 +25,32 @@ pub fn cpu_model() -> String {
 /// The 1, 5 and 15 minute load averages: how quiet the machine was.
 pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_else(|_| "?".into())
+}
+
+/// Waits until `wanted` watcher tasks have signalled on `ready` that their watch is open, so
+/// that the events measured afterwards reach all of them. A watcher that failed to start
+/// closes the channel early; its error is returned.
+pub async fn wait_watchers_started<T: 'static>(
+    ready: &mut tokio::sync::mpsc::Receiver<()>,
+    wanted: usize,
+    deadline: std::time::Instant,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<T>>,
+) -> anyhow::Result<()> {
+    use anyhow::{bail, Context};
+    let mut started = 0;
+    while started < wanted {
+        match tokio::time::timeout_at(deadline.into(), ready.recv()).await {
+            Ok(Some(())) => started += 1,
+            // Every sender gone: some watcher failed to start; its error comes out below.
+            Ok(None) => break,
+            Err(_) => bail!("only {started} of {wanted} watches started before the deadline"),
+        }
+    }
+    if started < wanted {
+        while let Some(r) = tasks.join_next().await {
+            r.context("watcher task failed")??;
+        }
+        bail!("only {started} of {wanted} watches started");
+    }
+    Ok(())
 }

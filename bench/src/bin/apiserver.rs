@@ -578,20 +578,7 @@ async fn watch_phase(ctx: &Ctx, sizes: Sizes, rate: f64, cap: Duration, prefix: 
         tasks.spawn(watcher(client, url.clone(), events, ctx.epoch, phase_deadline, ready_tx.clone()));
     }
     drop(ready_tx);
-    let mut ready = 0;
-    while ready < watchers {
-        match tokio::time::timeout_at(phase_deadline.into(), ready_rx.recv()).await {
-            Ok(Some(())) => ready += 1,
-            Ok(None) => break,
-            Err(_) => bail!("only {ready} of {watchers} watches started before the deadline"),
-        }
-    }
-    if ready < watchers {
-        while let Some(r) = tasks.join_next().await {
-            r.context("watcher task failed")??;
-        }
-        bail!("only {ready} of {watchers} watches started");
-    }
+    timonier_bench::wait_watchers_started(&mut ready_rx, watchers, phase_deadline, &mut tasks).await?;
     let setup = setup_start.elapsed();
 
     let writers = clients(ctx, sizes.watch_writers).await?;

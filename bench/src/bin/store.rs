@@ -374,21 +374,7 @@ async fn watch_phase(
         ));
     }
     drop(ready_tx);
-    let mut ready = 0;
-    while ready < watchers {
-        match tokio::time::timeout_at(phase_deadline.into(), ready_rx.recv()).await {
-            Ok(Some(())) => ready += 1,
-            // Every sender gone: some watcher failed to start; its error comes out below.
-            Ok(None) => break,
-            Err(_) => bail!("only {ready} of {watchers} watches started before the deadline"),
-        }
-    }
-    if ready < watchers {
-        while let Some(r) = tasks.join_next().await {
-            r.context("watcher task failed")??;
-        }
-        bail!("only {ready} of {watchers} watches started");
-    }
+    timonier_bench::wait_watchers_started(&mut ready_rx, watchers, phase_deadline, &mut tasks).await?;
     let setup = setup_start.elapsed();
 
     // Paced open-loop writers: create i is issued at write_start + i/rate (or at once when

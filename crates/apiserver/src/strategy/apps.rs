@@ -17,22 +17,26 @@ fn default_template(spec: &mut Map<String, Value>) {
     }
 }
 
+/// Defaults a workload's update strategy to RollingUpdate, and its `rollingUpdate` fields when
+/// that is the type.
+fn default_rolling_update(spec: &mut Map<String, Value>, field: &str, rolling: &[(&str, Value)]) {
+    let Some(st) = spec.entry(field).or_insert_with(|| json!({})).as_object_mut() else { return };
+    set_default(st, "type", json!("RollingUpdate"));
+    if st.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+        if let Some(ru) = st.entry("rollingUpdate").or_insert_with(|| json!({})).as_object_mut() {
+            for (k, v) in rolling {
+                set_default(ru, k, v.clone());
+            }
+        }
+    }
+}
+
 pub fn default_deployment(obj: &mut Value) {
     let Some(spec) = obj_at(obj, &["spec"]) else { return };
     set_default(spec, "replicas", json!(1));
     set_default(spec, "revisionHistoryLimit", json!(10));
     set_default(spec, "progressDeadlineSeconds", json!(600));
-    let strategy = spec.entry("strategy").or_insert_with(|| json!({}));
-    if let Some(st) = strategy.as_object_mut() {
-        set_default(st, "type", json!("RollingUpdate"));
-        if st.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-            let ru = st.entry("rollingUpdate").or_insert_with(|| json!({}));
-            if let Some(ru) = ru.as_object_mut() {
-                set_default(ru, "maxUnavailable", json!("25%"));
-                set_default(ru, "maxSurge", json!("25%"));
-            }
-        }
-    }
+    default_rolling_update(spec, "strategy", &[("maxUnavailable", json!("25%")), ("maxSurge", json!("25%"))]);
     default_template(spec);
 }
 
@@ -49,33 +53,14 @@ pub fn default_statefulset(obj: &mut Value) {
     set_default(spec, "podManagementPolicy", json!("OrderedReady"));
     set_default(spec, "revisionHistoryLimit", json!(10));
     set_default(spec, "persistentVolumeClaimRetentionPolicy", json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
-    let strategy = spec.entry("updateStrategy").or_insert_with(|| json!({}));
-    if let Some(st) = strategy.as_object_mut() {
-        set_default(st, "type", json!("RollingUpdate"));
-        if st.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-            let ru = st.entry("rollingUpdate").or_insert_with(|| json!({}));
-            if let Some(ru) = ru.as_object_mut() {
-                set_default(ru, "partition", json!(0));
-            }
-        }
-    }
+    default_rolling_update(spec, "updateStrategy", &[("partition", json!(0))]);
     default_template(spec);
 }
 
 pub fn default_daemonset(obj: &mut Value) {
     let Some(spec) = obj_at(obj, &["spec"]) else { return };
     set_default(spec, "revisionHistoryLimit", json!(10));
-    let strategy = spec.entry("updateStrategy").or_insert_with(|| json!({}));
-    if let Some(st) = strategy.as_object_mut() {
-        set_default(st, "type", json!("RollingUpdate"));
-        if st.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-            let ru = st.entry("rollingUpdate").or_insert_with(|| json!({}));
-            if let Some(ru) = ru.as_object_mut() {
-                set_default(ru, "maxUnavailable", json!(1));
-                set_default(ru, "maxSurge", json!(0));
-            }
-        }
-    }
+    default_rolling_update(spec, "updateStrategy", &[("maxUnavailable", json!(1)), ("maxSurge", json!(0))]);
     default_template(spec);
 }
 
