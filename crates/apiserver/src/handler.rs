@@ -653,6 +653,7 @@ async fn subresource(
             let (obj, _) = patch_object(&state, def, def, ns, name, content_type.as_deref(), &body, &opts, Mode::Status).await?;
             render_object(&state, def, &obj, shape, format, q)
         }
+        ("log", &Method::GET) if def.plural == "pods" => crate::kubelet_proxy::pod_log(state.clone(), ns, name, q).await,
         ("binding", &Method::POST) => {
             let body = read_body(req.into_body()).await?;
             let binding = decode(content_type.as_deref(), &body)?;

@@ -16,7 +16,9 @@ mod disruption;
 pub mod error;
 mod gc;
 mod handler;
+mod kubelet_proxy;
 mod negotiate;
+pub mod node_ipam;
 pub mod rbac;
 pub mod pki;
 mod request;
@@ -136,6 +138,9 @@ impl Server {
         let addr = listener.local_addr().map_err(|e| ServerError::Listen { addr, source: e })?;
         let store = open_store(&config).await?;
         let state = ApiState::new(store, config.watch_cache_size).await?;
+        let kubelet_client = pki.issue_client("kube-apiserver-kubelet-client", &["system:masters"])?;
+        let kubelet_tls = kubelet_proxy::client_tls(&kubelet_client).map_err(ServerError::Config)?;
+        let _ = state.kubelet_tls.set(kubelet_tls);
         let advertise = if config.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { config.bind_address.to_string() };
         bootstrap::ensure(&state, addr.port(), &advertise).await.map_err(ServerError::Bootstrap)?;
         rbac::ensure_bootstrap_policy(&state).await.map_err(ServerError::Bootstrap)?;
@@ -154,6 +159,7 @@ impl Server {
         tokio::spawn(gc::run(self.state.clone()));
         tokio::spawn(crd::controller(self.state.clone()));
         tokio::spawn(disruption::controller(self.state.clone()));
+        tokio::spawn(node_ipam::controller(self.state.clone()));
         self.state.ready.store(true, Ordering::Release);
         server::serve(self.state, self.listener, self.tls, self.tokens, shutdown).await;
     }

@@ -41,11 +41,11 @@ pub fn streaming(code: StatusCode, content_type: &str, rx: mpsc::Receiver<Bytes>
         .unwrap_or_else(|_| Response::new(full(Bytes::new())))
 }
 
-fn certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     rustls_pemfile::certs(&mut pem.as_bytes()).collect::<Result<Vec<_>, _>>().map_err(|e| format!("bad certificate PEM: {e}"))
 }
 
-fn key(pem: &str) -> Result<PrivateKeyDer<'static>, String> {
+pub(crate) fn key(pem: &str) -> Result<PrivateKeyDer<'static>, String> {
     rustls_pemfile::private_key(&mut pem.as_bytes())
         .map_err(|e| format!("bad key PEM: {e}"))?
         .ok_or_else(|| "no private key in PEM".to_string())

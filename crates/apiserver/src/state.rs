@@ -54,6 +54,8 @@ pub struct ApiState {
     pub services: crate::alloc::ServiceRanges,
     /// The OpenAPI documents, built for one registry (rebuilt when CRDs change it).
     pub openapi: std::sync::Mutex<Option<(Arc<Registry>, Arc<timonier_api::openapi::OpenApi>)>>,
+    /// TLS for calls to node agents (logs, exec, ...), with the kubelet-client certificate.
+    pub kubelet_tls: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
 }
 
 impl ApiState {
@@ -70,6 +72,7 @@ impl ApiState {
             ready: AtomicBool::new(false),
             services: crate::alloc::ServiceRanges::default(),
             openapi: Default::default(),
+            kubelet_tls: Default::default(),
         }))
     }
 

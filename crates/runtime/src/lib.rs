@@ -1,7 +1,9 @@
-//! The node runtime of Timonier. For now: the image store (`images`), the part of the runtime
-//! that needs no namespaces or cgroups — images imported from OCI layouts and docker archives,
-//! kept content-addressed, with every layer unpacked once as an overlayfs lower directory.
+//! The node runtime of Timonier: the image store (`images`: imports, pulls, layers unpacked
+//! once as overlayfs lower directories), OCI bundles (`bundle`), and the per-pod shim
+//! (`shim`): the single-threaded process that holds a pod's namespaces and creates, watches
+//! and logs its containers with youki's libcontainer.
 
-#![warn(missing_docs)]
 
+pub mod bundle;
 pub mod images;
+pub mod shim;

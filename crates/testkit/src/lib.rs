@@ -1,6 +1,13 @@
 //! Fixtures shared by the test suites and the benchmarks: real servers started on loopback in
 //! temporary directories, and stopped (by PID) when their guard drops, even when a test fails.
 
+#[cfg(feature = "images")]
+pub mod images;
+#[cfg(feature = "images")]
+pub mod registry;
+#[cfg(feature = "images")]
+pub use registry::Registry;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -124,8 +131,18 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts the server binary `bin` (tests pass `env!("CARGO_BIN_EXE_timonier")`).
+    /// Starts the server binary `bin` (tests pass `env!("CARGO_BIN_EXE_timonier")`) without
+    /// its node agent: the control plane alone needs no root and touches no network.
     pub fn start(bin: &Path, extra: &[&str]) -> Server {
+        let mut args = vec!["--disable-agent"];
+        args.extend_from_slice(extra);
+        Server::start_with_agent(bin, &args)
+    }
+
+    /// Starts the server with its in-process node agent (as root); `extra` should give the
+    /// agent its own `--kubelet-port` and `--bridge`. The caller removes what the agent
+    /// leaves (pods outlive it by design).
+    pub fn start_with_agent(bin: &Path, extra: &[&str]) -> Server {
         let dir = temp_dir("timonier-e2e-");
         let mut s = Server {
             kubeconfig: dir.path().join("kubeconfig"),

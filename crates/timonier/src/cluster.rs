@@ -24,6 +24,9 @@ pub struct StartArgs {
     /// `sqlite` (embedded) or `etcd://HOST:PORT[,HOST:PORT...]`.
     #[arg(long, default_value = "sqlite")]
     pub datastore: String,
+    /// Run the control plane only (no pods run on this machine).
+    #[arg(long)]
+    pub disable_agent: bool,
 }
 
 fn home() -> PathBuf {
@@ -84,6 +87,7 @@ pub fn start(args: StartArgs) -> anyhow::Result<()> {
         .arg(&args.datastore)
         .arg("--write-kubeconfig")
         .arg(&kubeconfig)
+        .args(args.disable_agent.then_some("--disable-agent"))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -138,6 +142,12 @@ pub fn stop(args: ClusterArgs) -> anyhow::Result<()> {
 pub fn delete(args: ClusterArgs) -> anyhow::Result<()> {
     let dir = data_dir(&args);
     stop(args.clone())?;
+    // Pods outlive the agent by design: stop them, and remove the pod network, first.
+    let agent_dir = dir.join("server").join("agent");
+    if agent_dir.exists() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
+        rt.block_on(timonier_kubelet::cleanup_node(&agent_dir));
+    }
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
     }

@@ -7,9 +7,11 @@ use timonier_runtime::images::ImageStore;
 
 #[derive(clap::Args)]
 pub struct ImageArgs {
-    /// The node agent's data directory (the images are in its `images/`).
-    #[arg(long, default_value = "/var/lib/timonier/agent")]
-    data_dir: PathBuf,
+    /// The node agent's data directory (the images are in its `images/`). Default: the agent
+    /// of `timonier start` (/var/lib/timonier/server/agent) if there is one, else
+    /// /var/lib/timonier/agent (`timonier agent`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: ImageCommand,
 }
@@ -40,7 +42,15 @@ fn human(bytes: u64) -> String {
 }
 
 pub fn run(args: ImageArgs) -> anyhow::Result<()> {
-    let root = args.data_dir.join("images");
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| {
+        let local = PathBuf::from("/var/lib/timonier/server/agent");
+        if local.exists() {
+            local
+        } else {
+            PathBuf::from("/var/lib/timonier/agent")
+        }
+    });
+    let root = data_dir.join("images");
     let store = ImageStore::open(&root).with_context(|| format!("cannot open the image store in {}", root.display()))?;
     match args.command {
         ImageCommand::Import { file } => {

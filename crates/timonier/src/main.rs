@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use timonier_store::Datastore;
 
+mod agent;
 mod cluster;
 mod image;
 
@@ -29,8 +30,16 @@ enum Command {
     Delete(cluster::ClusterArgs),
     /// Say whether the local cluster runs.
     Status(cluster::ClusterArgs),
+    /// Run a node agent that joins a cluster and runs the pods bound to this node.
+    Agent(agent::AgentArgs),
     /// Manage the node's images: import, ls, rm.
     Image(image::ImageArgs),
+    /// A pod's shim process (started by the agent; not for direct use).
+    #[command(hide = true, disable_help_flag = true)]
+    Shim {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -48,9 +57,11 @@ pub struct ServerArgs {
     /// Write an admin kubeconfig here.
     #[arg(long)]
     write_kubeconfig: Option<PathBuf>,
-    /// Run without the node agent (the agent is not built yet; this is accepted for scripts).
+    /// Run the control plane only, without the node agent that runs pods on this machine.
     #[arg(long)]
     disable_agent: bool,
+    #[command(flatten)]
+    node: agent::NodeArgs,
     /// Static bearer tokens: CSV lines `token,user,uid,"group1,group2"`.
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
@@ -64,17 +75,33 @@ pub struct ServerArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The shim must stay single-threaded: dispatch it before anything starts a thread.
+    let command = match cli.command {
+        Command::Shim { args } => {
+            // Its stderr is the pod's shim.log. libcontainer logs from inside containers land on
+            // their stderr, so it only reports errors.
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("info,libcontainer=error,libcgroups=error"))
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .init();
+            std::process::exit(timonier_runtime::shim::run_shim_from_args(args))
+        }
+        other => other,
+    };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TIMONIER_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    match cli.command {
+    match command {
         Command::Server(args) => runtime()?.block_on(server(args)),
         Command::Start(args) => cluster::start(args),
         Command::Stop(args) => cluster::stop(args),
         Command::Delete(args) => cluster::delete(args),
         Command::Status(args) => cluster::status(args),
         Command::Image(args) => image::run(args),
+        Command::Agent(args) => runtime()?.block_on(agent::run(args)),
+        Command::Shim { .. } => Ok(()),
     }
 }
 
@@ -84,7 +111,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let config = timonier_apiserver::Config {
-        data_dir: args.data_dir,
+        data_dir: args.data_dir.clone(),
         bind_address: args.bind_address,
         secure_port: args.secure_port,
         datastore: args.datastore,
@@ -93,10 +120,22 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         tls_san: args.tls_san,
         watch_cache_size: args.default_watch_cache_size,
     };
-    let _ = args.disable_agent;
+    let agent_dir = args.data_dir.join("agent");
     let started = std::time::Instant::now();
     let server = timonier_apiserver::Server::start(config).await?;
     tracing::info!(address = %server.addr, elapsed_ms = started.elapsed().as_millis() as u64, "API server ready");
+    if !args.disable_agent {
+        let host = if server.addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { server.addr.ip().to_string() };
+        let url_host = if host.contains(':') { format!("[{host}]") } else { host };
+        let kubeconfig = server.pki.admin_kubeconfig(&format!("https://{url_host}:{}", server.addr.port()), "timonier");
+        let (client, ca) = agent::client_from_kubeconfig(&kubeconfig).await?;
+        let config = agent::config(client, ca, agent_dir, &args.node)?;
+        tokio::spawn(async move {
+            if let Err(e) = timonier_kubelet::run(config, std::future::pending()).await {
+                tracing::error!(error = %e, "the node agent stopped; pods on this node are no longer managed");
+            }
+        });
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let shutdown = async move {
         tokio::select! {

@@ -26,7 +26,7 @@ fn start_status_stop_delete() {
     )
     .unwrap();
 
-    let out = timonier(home.path(), &["start", "--data-dir", d, "--secure-port", &port]);
+    let out = timonier(home.path(), &["start", "--data-dir", d, "--secure-port", &port, "--disable-agent"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("kubectl is now configured to use \"timonier\""));
     struct Stop<'a>(&'a std::path::Path, &'a str);
@@ -40,7 +40,7 @@ fn start_status_stop_delete() {
     let status = timonier(home.path(), &["status", "--data-dir", d]);
     assert!(String::from_utf8_lossy(&status.stdout).contains("Running"));
     // Starting again is harmless.
-    assert!(timonier(home.path(), &["start", "--data-dir", d, "--secure-port", &port]).status.success());
+    assert!(timonier(home.path(), &["start", "--data-dir", d, "--secure-port", &port, "--disable-agent"]).status.success());
 
     let kubectl = Command::new(timonier_testkit::kubectl_bin("1.33"))
         .args(["get", "namespaces", "-o", "name"])
@@ -56,7 +56,7 @@ fn start_status_stop_delete() {
     let status = timonier(home.path(), &["status", "--data-dir", d]);
     assert!(!status.status.success() && String::from_utf8_lossy(&status.stdout).contains("Stopped"));
     // State survives a stop/start.
-    assert!(timonier(home.path(), &["start", "--data-dir", d, "--secure-port", &port]).status.success());
+    assert!(timonier(home.path(), &["start", "--data-dir", d, "--secure-port", &port, "--disable-agent"]).status.success());
     assert!(timonier(home.path(), &["delete", "--data-dir", d]).status.success());
     assert!(!dir.exists());
     let cfg = std::fs::read_to_string(home.path().join(".kube/config")).unwrap();

@@ -4,20 +4,31 @@
 //! ```text
 //! <root>/oci-layout, blobs/sha256/<hex>   every manifest, config and layer blob (an OCI layout)
 //! <root>/layers/<diffID hex>/             each layer unpacked once, ready as an overlayfs lowerdir
-//! <root>/images.json                      the index: reference → manifest, config, layers, size
+//! <root>/images.json                      the index: reference → manifest, config, layers, size;
+//!                                         and each image's last-used time (for garbage collection)
 //! <root>/tmp/                             staging, emptied when the store is opened
 //! ```
 //!
 //! Layer directories hold overlayfs-form whiteouts ([`unpack::WhiteoutMode::Overlay`]), so a
 //! container rootfs is `lowerdir=` [`ImageStore::lower_dirs`] joined by `:`.
+//!
+//! [`pull`] fetches images from registries (mirrors from a k3s-style [`RegistriesConfig`]
+//! first), streaming blobs into the store; [`collect_garbage`] deletes least-recently-used
+//! unused images when the disk fills up.
 
 mod error;
+mod gc;
 mod import;
+mod pull;
 pub mod reference;
+pub mod registries;
 mod store;
 pub mod unpack;
 
 pub use error::{Error, Result};
+pub use gc::{collect_garbage, disk_usage_percent, GcReport};
+pub use pull::{pull, PullError};
 pub use reference::normalize;
+pub use registries::{credentials_from_dockerconfigjson, Credentials, RegistriesConfig};
 pub use store::{Image, ImageConfig, ImageStore, Removed};
 pub use unpack::{unpack_layer, UnpackStats, WhiteoutMode};

@@ -5,7 +5,8 @@ use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -74,13 +75,19 @@ pub struct Removed {
 struct Index {
     version: u32,
     images: Vec<Image>,
+    /// Manifest digest → when a container last used the image (or it was stored), in Unix
+    /// milliseconds: what image garbage collection orders by.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    last_used: BTreeMap<String, u64>,
 }
 
 /// A content-addressed image store under one directory. Methods take `&self` and are safe to
-/// call from several threads; commits and removals are serialized by one lock.
+/// call from several threads; commits and removals are serialized by one lock. Clones are
+/// handles on the same store (they share the index), cheap to move into blocking tasks.
+#[derive(Clone)]
 pub struct ImageStore {
     root: PathBuf,
-    index: Mutex<Index>,
+    index: Arc<Mutex<Index>>,
 }
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -114,13 +121,13 @@ impl ImageStore {
             })?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Index {
                 version: 1,
-                images: Vec::new(),
+                ..Index::default()
             },
             Err(e) => return Err(e).at(path),
         };
         Ok(Self {
             root,
-            index: Mutex::new(index),
+            index: Arc::new(Mutex::new(index)),
         })
     }
 
@@ -309,6 +316,9 @@ impl ImageStore {
         for r in refs {
             index.images[pos].references.push(r);
         }
+        index
+            .last_used
+            .insert(manifest_digest.clone(), now_millis());
         let out = index.images[pos].clone();
         self.save(&index)?;
         Ok(out)
@@ -403,6 +413,7 @@ impl ImageStore {
         }
         if index.images[pos].references.is_empty() {
             let image = index.images.remove(pos);
+            index.last_used.remove(&image.manifest_digest);
             removed.deleted = Some(image.manifest_digest.clone());
             let used = |f: &dyn Fn(&Image) -> bool| index.images.iter().any(f);
             let mut blobs = vec![image.manifest_digest.clone(), image.config_digest.clone()];
@@ -430,6 +441,43 @@ impl ImageStore {
         }
         self.save(&index)?;
         Ok(removed)
+    }
+
+    /// Records that a container is being started from the image `reference` names (any form
+    /// [`get`](Self::get) accepts), for least-recently-used garbage collection.
+    pub fn touch(&self, reference: &str) -> Result<()> {
+        let mut index = self.lock();
+        let pos = find(&index, reference)?.ok_or_else(|| Error::NotFound(reference.to_string()))?;
+        let digest = index.images[pos].manifest_digest.clone();
+        index.last_used.insert(digest, now_millis());
+        self.save(&index)
+    }
+
+    /// When the image `reference` names was last used ([`touch`](Self::touch)ed, pulled or
+    /// imported); `None` if unknown (an index written before this was recorded).
+    pub fn last_used(&self, reference: &str) -> Result<Option<SystemTime>> {
+        let index = self.lock();
+        let pos = find(&index, reference)?.ok_or_else(|| Error::NotFound(reference.to_string()))?;
+        Ok(index
+            .last_used
+            .get(&index.images[pos].manifest_digest)
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(*ms)))
+    }
+
+    /// Every image with its last-used time (`None` if unknown), in import order.
+    pub fn list_with_last_used(&self) -> Vec<(Image, Option<SystemTime>)> {
+        let index = self.lock();
+        index
+            .images
+            .iter()
+            .map(|i| {
+                let t = index
+                    .last_used
+                    .get(&i.manifest_digest)
+                    .map(|ms| UNIX_EPOCH + Duration::from_millis(*ms));
+                (i.clone(), t)
+            })
+            .collect()
     }
 
     /// Deletes blobs and layer directories that no image references: what failed imports and
@@ -494,6 +542,13 @@ impl ImageStore {
         let bytes = serde_json::to_vec_pretty(index).expect("the index serializes");
         write_atomic(&self.root, &self.root.join("images.json"), &bytes)
     }
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Finds the image a reference names (see [`ImageStore::get`]).

@@ -1,0 +1,162 @@
+//! Calls from the API server to node agents: `pods/log` (and next exec, attach and
+//! port-forward) are answered by the agent of the pod's node on its HTTPS port, reached at
+//! the node's InternalIP with the API server's kubelet-client certificate. As upstream by
+//! default, the agent's serving certificate is not verified: its client-certificate check is
+//! what protects the channel's other end.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{Response, StatusCode};
+use http_body_util::BodyExt;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::error::{ApiError, ApiResult};
+use crate::pki::CertPair;
+use crate::server::{streaming, Body};
+use crate::state::ApiState;
+
+#[derive(Debug)]
+struct AnyServerCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(&self, _: &CertificateDer<'_>, _: &[CertificateDer<'_>], _: &ServerName<'_>, _: &[u8], _: UnixTime) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &rustls::DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &rustls::DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The TLS client configuration for calls to agents, with `client` as our certificate.
+pub fn client_tls(client: &CertPair) -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs = crate::server::certs(&client.cert_pem)?;
+    let key = crate::server::key(&client.key_pem)?;
+    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider)))
+        .with_client_auth_cert(certs, key)
+        .map_err(|e| format!("bad kubelet client certificate: {e}"))?;
+    Ok(Arc::new(cfg))
+}
+
+/// Where the agent of `node` listens: its InternalIP and `daemonEndpoints.kubeletEndpoint`.
+fn node_endpoint(state: &ApiState, node: &str) -> ApiResult<std::net::SocketAddr> {
+    let def = state.def("", "v1", "nodes")?;
+    let obj = state.cache_of(&def)?.get(&def.key("", node)).ok_or_else(|| ApiError::not_found(&def, node))?;
+    let ip = obj
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP"))
+        .and_then(|x| x["address"].as_str())
+        .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+        .ok_or_else(|| ApiError::bad_request(format!("node \"{node}\" has no InternalIP address to reach its agent")))?;
+    let port = obj.pointer("/status/daemonEndpoints/kubeletEndpoint/Port").and_then(Value::as_u64).unwrap_or(10250) as u16;
+    Ok(std::net::SocketAddr::new(ip, port))
+}
+
+/// The pod's node, or the upstream error when it has none yet.
+fn pod_node(state: &ApiState, ns: &str, name: &str) -> ApiResult<(Arc<Value>, String)> {
+    let def = state.def("", "v1", "pods")?;
+    let pod = state.cache_of(&def)?.get(&def.key(ns, name)).ok_or_else(|| ApiError::not_found(&def, name))?;
+    let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("").to_string();
+    if node.is_empty() {
+        return Err(ApiError::bad_request(format!("pod {name} does not have a host assigned")));
+    }
+    Ok((pod, node))
+}
+
+/// The container a request is about: the one named, or the only one.
+fn pick_container(pod: &Value, name: &str, asked: Option<&str>) -> ApiResult<String> {
+    let names: Vec<String> = ["/spec/containers", "/spec/initContainers", "/spec/ephemeralContainers"]
+        .iter()
+        .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
+        .flatten()
+        .filter_map(|c| c["name"].as_str().map(str::to_string))
+        .collect();
+    match asked.filter(|c| !c.is_empty()) {
+        Some(c) if names.iter().any(|n| n == c) => Ok(c.to_string()),
+        Some(c) => Err(ApiError::bad_request(format!("container {c} is not valid for pod {name}"))),
+        None => {
+            let main: Vec<&str> = pod.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
+            match main.as_slice() {
+                [one] => Ok(one.to_string()),
+                many => Err(ApiError::bad_request(format!("a container name must be specified for pod {name}, choose one of: [{}]", many.join(" ")))),
+            }
+        }
+    }
+}
+
+/// Sends one GET to an agent and returns its response, body still streaming.
+async fn agent_get(state: &ApiState, node: &str, path_and_query: &str) -> ApiResult<Response<hyper::body::Incoming>> {
+    let addr = node_endpoint(state, node)?;
+    let tls = state.kubelet_tls.get().cloned().ok_or_else(|| ApiError::internal("no client certificate for node agents"))?;
+    let unreachable = |e: String| ApiError::internal(format!("cannot reach the agent of node \"{node}\" at {addr}: {e}"));
+    let tcp = tokio::time::timeout(std::time::Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| unreachable("timed out".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+    let name = ServerName::try_from(addr.ip().to_string()).map_err(|e| unreachable(e.to_string()))?;
+    let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.map_err(|e| unreachable(e.to_string()))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| unreachable(e.to_string()))?;
+    tokio::spawn(conn);
+    let req = http::Request::get(path_and_query)
+        .header(http::header::HOST, addr.to_string())
+        .body(http_body_util::Empty::<Bytes>::new())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    sender.send_request(req).await.map_err(|e| unreachable(e.to_string()))
+}
+
+/// `GET pods/{name}/log`: the agent's answer, streamed through.
+pub async fn pod_log(state: Arc<ApiState>, ns: &str, name: &str, query: &crate::request::Query) -> ApiResult<Response<Body>> {
+    let (pod, node) = pod_node(&state, ns, name)?;
+    let container = pick_container(&pod, name, query.get("container"))?;
+    for int in ["tailLines", "sinceSeconds", "limitBytes"] {
+        if query.int(int)?.is_some_and(|v| v < 0 || (int != "tailLines" && v == 0)) {
+            return Err(ApiError::bad_request(format!("{int}: Invalid value: must be greater than 0")));
+        }
+    }
+    let qs = {
+        let mut qs = form_urlencoded::Serializer::new(String::new());
+        for k in ["follow", "previous", "timestamps", "tailLines", "sinceSeconds", "sinceTime", "limitBytes"] {
+            if let Some(v) = query.get(k) {
+                qs.append_pair(k, v);
+            }
+        }
+        qs.finish()
+    };
+    let path = format!("/containerLogs/{ns}/{name}/{container}?{qs}");
+    let resp = agent_get(&state, &node, &path).await?;
+    if resp.status() != StatusCode::OK {
+        let code = resp.status().as_u16();
+        let body = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        let msg = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["message"].as_str().map(str::to_string)).unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        return Err(ApiError { code: if code == 404 { 404 } else { 400 }, reason: if code == 404 { "NotFound" } else { "BadRequest" }, message: msg, details: None });
+    }
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        let mut body = resp.into_body().into_data_stream();
+        while let Some(Ok(chunk)) = body.next().await {
+            if tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(streaming(StatusCode::OK, "text/plain", rx))
+}

@@ -1,0 +1,97 @@
+//! Events about pods, written as core/v1 Events the way the kubelet's recorder does: one
+//! object per (pod, reason, message), whose `count` and `lastTimestamp` grow when it repeats,
+//! so that `kubectl describe pod` shows `Warning BackOff 3m (x12 over 5m)`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::Client;
+use serde_json::json;
+
+use crate::now_rfc3339;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+pub struct Recorder {
+    client: Client,
+    node: String,
+    /// (namespace, event name, count) of the events already written, by their identity.
+    seen: Mutex<HashMap<(String, String, String), (String, i32)>>,
+}
+
+impl Recorder {
+    pub fn new(client: Client, node: &str) -> Recorder {
+        Recorder { client, node: node.to_string(), seen: Mutex::new(HashMap::new()) }
+    }
+
+    /// Records an event about `pod`, optionally about one of its containers (`field_path`
+    /// such as `spec.containers{web}`). Failures are logged, never returned: an event that
+    /// cannot be written must not stop the pod.
+    pub async fn pod_event(&self, pod: &Pod, field_path: Option<String>, kind: EventType, reason: &str, message: &str) {
+        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let key = (format!("{uid}/{}", field_path.as_deref().unwrap_or("")), reason.to_string(), message.to_string());
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+        let now = now_rfc3339();
+        let previous = self.seen.lock().ok().and_then(|s| s.get(&key).cloned());
+        if let Some((name, count)) = previous {
+            let patch = json!({"count": count + 1, "lastTimestamp": now});
+            if api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.is_ok() {
+                if let Ok(mut s) = self.seen.lock() {
+                    s.insert(key, (name, count + 1));
+                }
+                return;
+            }
+        }
+        let nanos = jiff::Timestamp::now().as_nanosecond();
+        let name = format!("{pod_name}.{:x}", nanos as u64);
+        let event = json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": ns},
+            "involvedObject": {
+                "apiVersion": "v1", "kind": "Pod", "name": pod_name, "namespace": ns, "uid": uid,
+                "resourceVersion": pod.metadata.resource_version.clone().unwrap_or_default(),
+                "fieldPath": field_path,
+            },
+            "reason": reason,
+            "message": message,
+            "type": if kind == EventType::Normal { "Normal" } else { "Warning" },
+            "source": {"component": "kubelet", "host": self.node},
+            "reportingComponent": "kubelet",
+            "reportingInstance": self.node,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        });
+        let event: Event = match serde_json::from_value(event) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot build an event");
+                return;
+            }
+        };
+        match api.create(&PostParams::default(), &event).await {
+            Ok(_) => {
+                if let Ok(mut s) = self.seen.lock() {
+                    s.insert(key, (name, 1));
+                }
+            }
+            Err(e) => tracing::debug!(pod = %pod_name, reason, error = %e, "cannot record an event"),
+        }
+    }
+
+    /// Forgets the events of a pod that is gone, so the map does not grow forever.
+    pub fn forget(&self, uid: &str) {
+        if let Ok(mut s) = self.seen.lock() {
+            s.retain(|(k, _, _), _| !k.starts_with(uid));
+        }
+    }
+}

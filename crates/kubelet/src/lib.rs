@@ -1,0 +1,76 @@
+//! The node agent (kubelet): registers the node and keeps its Lease, watches the pods bound
+//! to it and makes each one real — a sandbox (the pod's shim process holding its network,
+//! IPC and UTS namespaces, wired to the node bridge), then its init and app containers from
+//! OCI images — and writes their status back, level-triggered like upstream's pod workers.
+//!
+//! Everything the agent starts outlives it: containers are supervised by their pod's shim,
+//! and the agent re-adopts them on start, so restarting the agent never restarts a pod.
+
+mod backoff;
+mod env;
+mod events;
+mod logs;
+mod node;
+mod pods;
+mod runtime;
+mod server;
+mod status;
+mod volumes;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use runtime::{cleanup_node, pem_certs};
+
+/// The Kubernetes version the node reports (the API server's).
+pub const KUBELET_VERSION: &str = "v1.33.0";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Api(String),
+    #[error("{0}")]
+    Runtime(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// How to run the agent.
+#[derive(Clone)]
+pub struct Config {
+    pub node_name: String,
+    pub node_ip: IpAddr,
+    /// Pods, images, logs and the IPAM leases live here.
+    pub data_dir: PathBuf,
+    pub client: kube::Client,
+    /// The binary and arguments that run a pod shim (`timonier shim`), re-executed because
+    /// containers must be created from a single-threaded process.
+    pub shim_command: Vec<String>,
+    /// Registry mirrors and credentials (k3s' registries.yaml format).
+    pub registries: timonier_runtime::images::RegistriesConfig,
+    /// The node bridge's name.
+    pub bridge: String,
+    /// The port of the agent's HTTPS API (logs, exec, attach, port-forward).
+    pub port: u16,
+    /// The cluster CA (PEM): clients of the agent API must hold a certificate it signed.
+    pub client_ca_pem: String,
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Runs the agent until `shutdown` resolves. Pods keep running after it returns.
+pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+    let node = Arc::new(runtime::NodeRuntime::start(config).await?);
+    tokio::select! {
+        r = node.clone().run() => r,
+        _ = shutdown => {
+            tracing::info!("node agent stopping; pods keep running");
+            Ok(())
+        }
+    }
+}

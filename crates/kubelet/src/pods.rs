@@ -1,0 +1,939 @@
+//! One worker per pod, level-triggered: each pass compares the pod's spec with what runs
+//! (sandbox, containers as the shim reports them) and takes the next step — create the
+//! sandbox, start the next init container, start or restart app containers under the
+//! restart policy and back-off, or tear everything down — then posts the status if it
+//! changed. A pass runs on every change of the pod and at least every second while it lives.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use timonier_runtime::images::{Image, PullError};
+use timonier_runtime::shim::{ContainerState, ErrorKind, ShimClient};
+use tokio::sync::watch;
+
+use crate::backoff::Backoff;
+use crate::env::{self, EnvSources};
+use crate::events::EventType::{Normal, Warning};
+use crate::runtime::{NodeRuntime, CLUSTER_DNS};
+use crate::status::{self, ContainerView, PodView, State};
+use crate::volumes::{self, Source, VolumeSources};
+
+/// One run of a container, as recorded in the pod's directory so that a restarted agent
+/// knows which shim container is which.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Instance {
+    id: String,
+    image: String,
+    image_id: String,
+    /// A start that failed before the process ran (exit 128, StartError).
+    #[serde(default)]
+    start_error: Option<(String, String, String)>,
+    /// How the run ended, once seen: kept here because the shim forgets a container when it
+    /// is removed (restart, or the sandbox stopping once the pod is done).
+    #[serde(default)]
+    exit: Option<LastState>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct ContainerRecord {
+    current: Option<Instance>,
+    restart_count: i32,
+    /// The state of the previous run (`lastState` and `--previous` logs).
+    #[serde(default)]
+    last: Option<LastState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LastState {
+    exit_code: i32,
+    signal: Option<i32>,
+    reason: String,
+    message: Option<String>,
+    started_at: String,
+    finished_at: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct PodRecord {
+    containers: BTreeMap<String, ContainerRecord>,
+    start_time: Option<String>,
+    pod_ip: Option<String>,
+    /// Set once the pod reached Succeeded or Failed: nothing is started again, even after
+    /// an agent restart.
+    #[serde(default)]
+    terminal: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunState {
+    NotStarted,
+    Running,
+    Exited(i32),
+}
+
+struct Worker {
+    node: Arc<NodeRuntime>,
+    uid: String,
+    dir: PathBuf,
+    pod: Arc<Pod>,
+    shim: Option<ShimClient>,
+    record: PodRecord,
+    backoff: Backoff,
+    /// Transient reasons a container waits for (ErrImagePull, CreateContainerConfigError, ...).
+    waiting: HashMap<String, State>,
+    last_status: Option<Value>,
+}
+
+/// Runs the worker of pod `uid` until the pod is gone and cleaned up.
+pub async fn run_worker(node: Arc<NodeRuntime>, uid: String, mut rx: watch::Receiver<Option<Arc<Pod>>>) {
+    let Some(pod) = rx.borrow_and_update().clone() else { return };
+    let dir = node.pods_dir().join(&uid);
+    let record: PodRecord = std::fs::read(dir.join("pod.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let mut record = record;
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
+    if phase == "Succeeded" || phase == "Failed" {
+        record.terminal = true;
+    }
+    let mut w = Worker { node, uid, dir, pod, shim: None, record, backoff: Backoff::default(), waiting: HashMap::new(), last_status: None };
+    loop {
+        let latest = rx.borrow_and_update().clone();
+        match latest {
+            None => {
+                w.teardown(0).await;
+                return;
+            }
+            Some(pod) => {
+                w.pod = pod;
+                if w.pod.metadata.deletion_timestamp.is_some() {
+                    w.terminate().await;
+                    return;
+                }
+                let next = match w.sync().await {
+                    Ok(next) => next,
+                    Err(e) => {
+                        tracing::warn!(pod = %w.name(), error = %e, "pod sync failed; will retry");
+                        Duration::from_secs(1)
+                    }
+                };
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { return },
+                    _ = tokio::time::sleep(next) => {}
+                }
+            }
+        }
+    }
+}
+
+fn container_id(uid: &str, name: &str, attempt: i32) -> String {
+    use sha2::Digest;
+    let nanos = jiff::Timestamp::now().as_nanosecond();
+    hex::encode(sha2::Sha256::digest(format!("{uid}/{name}/{attempt}/{nanos}")))
+}
+
+fn ts(t: &str) -> String {
+    // The shim reports RFC 3339 with fractions; the API shows seconds.
+    t.parse::<jiff::Timestamp>().map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_else(|_| t.to_string())
+}
+
+impl Worker {
+    fn name(&self) -> String {
+        format!("{}/{}", self.pod.metadata.namespace.as_deref().unwrap_or(""), self.pod.metadata.name.as_deref().unwrap_or(""))
+    }
+
+    fn ns(&self) -> String {
+        self.pod.metadata.namespace.clone().unwrap_or_else(|| "default".into())
+    }
+
+    fn spec(&self) -> &k8s_openapi::api::core::v1::PodSpec {
+        static EMPTY: std::sync::OnceLock<k8s_openapi::api::core::v1::PodSpec> = std::sync::OnceLock::new();
+        self.pod.spec.as_ref().unwrap_or_else(|| EMPTY.get_or_init(Default::default))
+    }
+
+    fn save(&self) {
+        if let Ok(b) = serde_json::to_vec(&self.record) {
+            let tmp = self.dir.join("pod.json.tmp");
+            if std::fs::write(&tmp, b).is_ok() {
+                let _ = std::fs::rename(tmp, self.dir.join("pod.json"));
+            }
+        }
+    }
+
+    fn field_path(&self, name: &str, init: bool) -> String {
+        format!("spec.{}{{{name}}}", if init { "initContainers" } else { "containers" })
+    }
+
+    async fn event(&self, container: Option<(&str, bool)>, kind: crate::events::EventType, reason: &str, message: &str) {
+        let fp = container.map(|(n, init)| self.field_path(n, init));
+        self.node.recorder.pod_event(&self.pod, fp, kind, reason, message).await;
+    }
+
+    /// Makes sure the sandbox runs and is wired; returns the pod IP.
+    async fn ensure_sandbox(&mut self) -> Result<String, String> {
+        let state_dir = self.dir.join("sandbox");
+        if self.shim.is_none() {
+            match ShimClient::connect(&state_dir).await {
+                Ok(s) => self.shim = Some(s),
+                Err(_) => {
+                    std::fs::create_dir_all(&self.dir).map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
+                    let hostname = self.spec().hostname.clone().unwrap_or_else(|| self.pod.metadata.name.clone().unwrap_or_default());
+                    let (exe, args) = self.node.config.shim_command.split_first().ok_or("no shim command configured")?;
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    let shim = ShimClient::start(Path::new(exe), &args, &state_dir, &hostname).await.map_err(|e| e.to_string())?;
+                    self.shim = Some(shim);
+                }
+            }
+        }
+        let pid = self.shim.as_ref().map(|s| s.pid()).unwrap_or(0);
+        let host_network = self.spec().host_network == Some(true);
+        let ip = if host_network {
+            self.node.facts.ip.to_string()
+        } else {
+            let addr = self.node.network.attach(&self.uid, pid).await.map_err(|e| format!("failed to set up the pod network: {e}"))?;
+            addr.ip.to_string()
+        };
+        if self.record.pod_ip.as_deref() != Some(&ip) {
+            self.record.pod_ip = Some(ip.clone());
+            self.write_etc_files(&ip).map_err(|e| format!("cannot write the pod's /etc files: {e}"))?;
+            self.save();
+        }
+        Ok(ip)
+    }
+
+    fn write_etc_files(&self, ip: &str) -> std::io::Result<()> {
+        let spec = self.spec();
+        let name = self.pod.metadata.name.clone().unwrap_or_default();
+        let hostname = spec.hostname.clone().unwrap_or(name);
+        let mut hosts = String::from("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n");
+        match &spec.subdomain {
+            Some(sub) if !sub.is_empty() => hosts.push_str(&format!("{ip}\t{hostname}.{sub}.{}.svc.cluster.local\t{hostname}\n", self.ns())),
+            _ => hosts.push_str(&format!("{ip}\t{hostname}\n")),
+        }
+        for alias in spec.host_aliases.iter().flatten() {
+            hosts.push_str(&format!("\n# Entries added by HostAliases.\n{}\t{}\n", alias.ip, alias.hostnames.clone().unwrap_or_default().join("\t")));
+        }
+        std::fs::write(self.dir.join("etc-hosts"), hosts)?;
+        std::fs::write(self.dir.join("etc-hostname"), format!("{hostname}\n"))?;
+        let resolv = match spec.dns_policy.as_deref() {
+            Some("Default") => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            Some("None") => String::new(),
+            _ => format!("search {}.svc.cluster.local svc.cluster.local cluster.local\nnameserver {CLUSTER_DNS}\noptions ndots:5\n", self.ns()),
+        };
+        let mut resolv = resolv;
+        if let Some(cfg) = &spec.dns_config {
+            for ns in cfg.nameservers.iter().flatten() {
+                resolv.push_str(&format!("nameserver {ns}\n"));
+            }
+            if let Some(s) = &cfg.searches {
+                resolv.push_str(&format!("search {}\n", s.join(" ")));
+            }
+        }
+        std::fs::write(self.dir.join("etc-resolv.conf"), resolv)
+    }
+
+    /// One level-triggered pass; returns when the next pass is due at the latest.
+    async fn sync(&mut self) -> Result<Duration, String> {
+        if self.record.start_time.is_none() {
+            self.record.start_time = Some(crate::now_rfc3339());
+        }
+        if self.record.terminal {
+            if self.shim.is_some() || self.dir.join("sandbox").exists() {
+                self.stop_sandbox(0).await;
+            }
+            return Ok(Duration::from_secs(3600));
+        }
+        let ip = match self.ensure_sandbox().await {
+            Ok(ip) => ip,
+            Err(e) => {
+                self.event(None, Warning, "FailedCreatePodSandBox", &format!("Failed to create pod sandbox: {e}")).await;
+                self.post_status(&HashMap::new(), false).await;
+                return Ok(Duration::from_secs(2));
+            }
+        };
+        let shim = self.shim.clone().ok_or("no sandbox")?;
+        let running = self.observe(&shim).await?;
+        let mut next = Duration::from_secs(1);
+        let policy = self.spec().restart_policy.clone().unwrap_or_else(|| "Always".into());
+
+        // Init containers, one at a time and in order; then the app containers together.
+        let inits: Vec<Container> = self.spec().init_containers.clone().unwrap_or_default();
+        let mut inits_done = true;
+        for c in &inits {
+            match self.run_state(&c.name, &running) {
+                RunState::Exited(0) => continue,
+                RunState::Running => {}
+                RunState::NotStarted => {
+                    if let Some(wait) = self.start(c, true, &ip).await {
+                        next = next.min(wait);
+                    }
+                }
+                RunState::Exited(_) if policy == "Never" => {}
+                RunState::Exited(_) => match self.restart(&c.name, true, &running).await {
+                    Some(wait) => next = next.min(wait),
+                    None => {
+                        if let Some(wait) = self.start(c, true, &ip).await {
+                            next = next.min(wait);
+                        }
+                    }
+                },
+            }
+            inits_done = false;
+            break;
+        }
+        if inits_done {
+            let containers: Vec<Container> = self.spec().containers.clone();
+            for c in &containers {
+                let due = match self.run_state(&c.name, &running) {
+                    RunState::Running => continue,
+                    RunState::NotStarted => None,
+                    RunState::Exited(code) => {
+                        if !(policy == "Always" || (policy == "OnFailure" && code != 0)) {
+                            continue;
+                        }
+                        self.restart(&c.name, false, &running).await
+                    }
+                };
+                match due {
+                    Some(wait) => next = next.min(wait),
+                    None => {
+                        if let Some(wait) = self.start(c, false, &ip).await {
+                            next = next.min(wait);
+                        }
+                    }
+                }
+            }
+        }
+        let running = self.observe(&shim).await?;
+        let phase = self.post_status(&running, true).await;
+        if phase == "Succeeded" || phase == "Failed" {
+            self.record.terminal = true;
+            self.save();
+            // Containers are all stopped; the sandbox and its address can go.
+            self.stop_sandbox(0).await;
+        }
+        Ok(next)
+    }
+
+    /// The shim's view of the containers, with every exit seen copied into the record.
+    async fn observe(&mut self, shim: &ShimClient) -> Result<HashMap<String, ContainerState>, String> {
+        let running: HashMap<String, ContainerState> = shim.status().await.map_err(|e| e.to_string())?.into_iter().map(|s| (s.id.clone(), s)).collect();
+        let mut changed = false;
+        for rec in self.record.containers.values_mut() {
+            if let Some(inst) = rec.current.as_mut() {
+                if let Some(s) = running.get(&inst.id).filter(|s| !s.running) {
+                    if inst.exit.is_none() {
+                        inst.exit = Some(exited_state(s));
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if changed {
+            self.save();
+        }
+        Ok(running)
+    }
+
+    /// An exited container is due for a restart: `Some(wait)` while its back-off runs
+    /// (CrashLoopBackOff), `None` once it may start again (the old run is then recorded as
+    /// `lastState` and removed).
+    async fn restart(&mut self, name: &str, init: bool, running: &HashMap<String, ContainerState>) -> Option<Duration> {
+        let key = name.to_string();
+        let now = Instant::now();
+        if let Some(wait) = self.backoff.waiting(&key, now) {
+            let pod = self.pod.metadata.name.clone().unwrap_or_default();
+            let msg = format!("back-off {}s restarting failed container={name} pod={pod}_{}({})", self.backoff.delay(&key).map(|d| d.as_secs()).unwrap_or(10), self.ns(), self.uid);
+            if !matches!(self.waiting.get(name), Some(State::Waiting { reason, .. }) if reason == "CrashLoopBackOff") {
+                self.event(Some((name, init)), Warning, "BackOff", &format!("Back-off restarting failed container {name} in pod {pod}_{}({})", self.ns(), self.uid)).await;
+            }
+            self.waiting.insert(name.to_string(), State::waiting("CrashLoopBackOff", Some(msg)));
+            return Some(wait.min(Duration::from_secs(1)));
+        }
+        let rec = self.record.containers.entry(name.to_string()).or_default();
+        if let Some(inst) = rec.current.take() {
+            let last = match (&inst.start_error, &inst.exit, running.get(&inst.id)) {
+                (Some((reason, message, at)), _, _) => LastState { exit_code: 128, signal: None, reason: reason.clone(), message: Some(message.clone()), started_at: "1970-01-01T00:00:00Z".into(), finished_at: at.clone() },
+                (None, Some(exit), _) => exit.clone(),
+                (None, None, Some(s)) => exited_state(s),
+                (None, None, None) => LastState { exit_code: 128, signal: None, reason: "Error".into(), message: None, started_at: String::new(), finished_at: crate::now_rfc3339() },
+            };
+            // A run of ten minutes or more forgets the back-off.
+            let ran = running.get(&inst.id).and_then(|s| Some((s.finished_at.as_ref()?.parse::<jiff::Timestamp>().ok()?, s.started_at.parse::<jiff::Timestamp>().ok()?)));
+            if let Some((end, start)) = ran {
+                if end.duration_since(start).as_secs() >= crate::backoff::RESET_AFTER.as_secs() as i64 {
+                    self.backoff.reset(&key);
+                }
+            }
+            rec.last = Some(last);
+            rec.restart_count += 1;
+            if let Some(shim) = &self.shim {
+                if let Err(e) = shim.remove(&inst.id).await {
+                    tracing::warn!(pod = %self.name(), container = name, error = %e, "cannot remove an exited container");
+                }
+            }
+        }
+        self.backoff.fail(&key, now);
+        self.save();
+        None
+    }
+
+    /// Pulls (per the pull policy), prepares and starts one container. Returns when to look
+    /// again if it could not start (back-off), `None` when it started or failed to start.
+    async fn start(&mut self, c: &Container, init: bool, ip: &str) -> Option<Duration> {
+        let name = c.name.clone();
+        let image_ref = c.image.clone().unwrap_or_default();
+        let pull_key = format!("pull/{name}");
+        if let Some(wait) = self.backoff.waiting(&pull_key, Instant::now()) {
+            if matches!(self.waiting.get(&name), Some(State::Waiting { reason, .. }) if reason == "ErrImagePull") {
+                self.event(Some((&name, init)), Normal, "BackOff", &format!("Back-off pulling image \"{image_ref}\"")).await;
+                self.event(Some((&name, init)), Warning, "Failed", "Error: ImagePullBackOff").await;
+            }
+            self.waiting.insert(name.clone(), State::waiting("ImagePullBackOff", Some(format!("Back-off pulling image \"{image_ref}\""))));
+            return Some(wait.min(Duration::from_secs(1)));
+        }
+        let image = match self.ensure_image(c, init).await {
+            Ok(i) => i,
+            Err(state) => {
+                self.waiting.insert(name.clone(), state);
+                self.backoff.fail(&pull_key, Instant::now());
+                return Some(Duration::from_secs(1));
+            }
+        };
+        self.backoff.reset(&pull_key);
+        let spec = match self.container_spec(c, &image, ip).await {
+            Ok(s) => s,
+            Err((reason, message)) => {
+                if reason == "FailedMount" {
+                    self.event(None, Warning, "FailedMount", &message).await;
+                    self.waiting.insert(name.clone(), State::waiting("ContainerCreating", None));
+                } else {
+                    self.event(Some((&name, init)), Warning, "Failed", &format!("Error: {message}")).await;
+                    self.waiting.insert(name.clone(), State::waiting(&reason, Some(message)));
+                }
+                return Some(Duration::from_secs(2));
+            }
+        };
+        let id = spec.id.clone();
+        let image_id = image_id(&image);
+        let shim = self.shim.clone()?;
+        let shown_image = image.references.first().cloned().unwrap_or(image_ref.clone());
+        let result = shim.create(&spec).await;
+        self.waiting.remove(&name);
+        let rec = self.record.containers.entry(name.clone()).or_default();
+        match result {
+            Ok(_) => {
+                rec.current = Some(Instance { id, image: shown_image, image_id, start_error: None, exit: None });
+                self.save();
+                self.event(Some((&name, init)), Normal, "Created", &format!("Created container: {name}")).await;
+                self.event(Some((&name, init)), Normal, "Started", &format!("Started container {name}")).await;
+                None
+            }
+            Err(e) => {
+                let message = match e.kind() {
+                    Some(ErrorKind::NotFound) => format!("failed to start container \"{id}\": unable to start container process: {e}: unknown"),
+                    _ => e.to_string(),
+                };
+                rec.current = Some(Instance { id, image: shown_image, image_id, start_error: Some(("StartError".into(), message.clone(), crate::now_rfc3339())), exit: None });
+                self.save();
+                self.event(Some((&name, init)), Normal, "Created", &format!("Created container: {name}")).await;
+                self.event(Some((&name, init)), Warning, "Failed", &format!("Error: {message}")).await;
+                None
+            }
+        }
+    }
+
+    async fn ensure_image(&mut self, c: &Container, init: bool) -> Result<Image, State> {
+        let reference = c.image.clone().unwrap_or_default();
+        let name = c.name.as_str();
+        let tag_latest = !reference.contains('@') && reference.rsplit('/').next().is_some_and(|last| !last.contains(':') || last.ends_with(":latest"));
+        let policy = c.image_pull_policy.clone().unwrap_or_else(|| if tag_latest { "Always".into() } else { "IfNotPresent".into() });
+        let present = self.node.images.get(&reference).ok();
+        match (policy.as_str(), present) {
+            ("Never", Some(i)) | ("IfNotPresent", Some(i)) => {
+                self.event(Some((name, init)), Normal, "Pulled", &format!("Container image \"{reference}\" already present on machine")).await;
+                return Ok(i);
+            }
+            ("Never", None) => {
+                let msg = format!("Container image \"{reference}\" is not present with pull policy of Never");
+                self.event(Some((name, init)), Warning, "ErrImageNeverPull", &msg).await;
+                return Err(State::waiting("ErrImageNeverPull", Some(msg)));
+            }
+            _ => {}
+        }
+        self.event(Some((name, init)), Normal, "Pulling", &format!("Pulling image \"{reference}\"")).await;
+        let started = Instant::now();
+        let creds = self.pull_credentials(&reference).await;
+        match self.node.pull(&reference, creds.as_ref()).await {
+            Ok(image) => {
+                let secs = started.elapsed().as_secs_f64();
+                self.event(
+                    Some((name, init)),
+                    Normal,
+                    "Pulled",
+                    &format!("Successfully pulled image \"{reference}\" in {secs:.3}s ({secs:.3}s including waiting). Image size: {} bytes.", image.size),
+                )
+                .await;
+                Ok(image)
+            }
+            Err(e) => {
+                let msg = pull_message(&reference, &e);
+                self.event(Some((name, init)), Warning, "Failed", &format!("Failed to pull image \"{reference}\": {msg}")).await;
+                self.event(Some((name, init)), Warning, "Failed", "Error: ErrImagePull").await;
+                Err(State::waiting("ErrImagePull", Some(format!("{msg}"))))
+            }
+        }
+    }
+
+    /// Credentials for `reference` from the pod's imagePullSecrets.
+    async fn pull_credentials(&self, reference: &str) -> Option<timonier_runtime::images::Credentials> {
+        let host = timonier_runtime::images::normalize(reference).ok()?.split('/').next()?.to_string();
+        let secrets: Api<Secret> = Api::namespaced(self.node.config.client.clone(), &self.ns());
+        for s in self.spec().image_pull_secrets.iter().flatten() {
+            let Ok(secret) = secrets.get(&s.name).await else { continue };
+            let data = secret.data.unwrap_or_default();
+            let raw = data.get(".dockerconfigjson").or_else(|| data.get(".dockercfg"));
+            if let Some(raw) = raw {
+                if let Some(c) = timonier_runtime::images::credentials_from_dockerconfigjson(&raw.0, &host) {
+                    return Some(c);
+                }
+            }
+        }
+        None
+    }
+
+    async fn fetch_sources(&self, c: Option<&Container>) -> (HashMap<String, ConfigMap>, HashMap<String, Secret>) {
+        let (mut cm_names, mut secret_names) = volumes::referenced_objects(&self.pod);
+        if let Some(c) = c {
+            let (a, b) = env::referenced_objects(c);
+            cm_names.extend(a);
+            secret_names.extend(b);
+        }
+        let cms: Api<ConfigMap> = Api::namespaced(self.node.config.client.clone(), &self.ns());
+        let secrets: Api<Secret> = Api::namespaced(self.node.config.client.clone(), &self.ns());
+        let mut out_cm = HashMap::new();
+        for n in cm_names {
+            if let Ok(Some(o)) = cms.get_opt(&n).await {
+                out_cm.insert(n, o);
+            }
+        }
+        let mut out_s = HashMap::new();
+        for n in secret_names {
+            if let Ok(Some(o)) = secrets.get_opt(&n).await {
+                out_s.insert(n, o);
+            }
+        }
+        (out_cm, out_s)
+    }
+
+    fn downward_field(&self, path: &str, ip: &str) -> Option<String> {
+        let m = &self.pod.metadata;
+        let render = |map: &Option<BTreeMap<String, String>>| {
+            map.iter().flatten().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))).collect::<Vec<_>>().join("\n")
+        };
+        Some(match path {
+            "metadata.labels" => render(&m.labels),
+            "metadata.annotations" => render(&m.annotations),
+            "metadata.name" => m.name.clone().unwrap_or_default(),
+            "metadata.namespace" => self.ns(),
+            "metadata.uid" => self.uid.clone(),
+            "spec.nodeName" => self.node.facts.name.clone(),
+            "status.podIP" => ip.to_string(),
+            "status.hostIP" => self.node.facts.ip.to_string(),
+            _ => {
+                let key = |prefix: &str| path.strip_prefix(prefix).and_then(|r| r.strip_prefix("['")).and_then(|r| r.strip_suffix("']")).map(str::to_string);
+                if let Some(k) = key("metadata.labels") {
+                    m.labels.as_ref().and_then(|l| l.get(&k).cloned()).unwrap_or_default()
+                } else if let Some(k) = key("metadata.annotations") {
+                    m.annotations.as_ref().and_then(|l| l.get(&k).cloned()).unwrap_or_default()
+                } else {
+                    return None;
+                }
+            }
+        })
+    }
+
+    /// Everything the shim needs to create the container: the command line and environment
+    /// resolved, volumes ready, limits, identity. Errors are (reason, message).
+    async fn container_spec(&mut self, c: &Container, image: &Image, ip: &str) -> Result<timonier_runtime::bundle::ContainerSpec, (String, String)> {
+        let (configmaps, secrets) = self.fetch_sources(Some(c)).await;
+        let vols = {
+            let field = |p: &str| self.downward_field(p, ip);
+            let vsrc = VolumeSources { configmaps: &configmaps, secrets: &secrets, field: &field };
+            volumes::prepare(&self.pod, &self.dir, &vsrc).map_err(|e| ("FailedMount".to_string(), e.0))?
+        };
+        let services = self.services().await;
+        let src = EnvSources {
+            configmaps,
+            secrets,
+            services,
+            pod_ip: ip.to_string(),
+            host_ip: self.node.facts.ip.to_string(),
+            node_name: self.node.facts.name.clone(),
+            node_cpu: self.node.facts.cpus as f64,
+            node_memory: self.node.facts.memory_bytes as f64,
+        };
+        let env_vars = env::container_env(&self.pod, c, &src).map_err(|e| ("CreateContainerConfigError".to_string(), e.0))?;
+        let cfg = &image.config;
+        let hostname = self.spec().hostname.clone().unwrap_or_else(|| self.pod.metadata.name.clone().unwrap_or_default());
+        // Image ENV, then HOSTNAME, then the pod's: later values of a name win, first position stays.
+        let mut env_out: Vec<(String, String)> = vec![];
+        fn set(env: &mut Vec<(String, String)>, k: &str, v: &str) {
+            match env.iter_mut().find(|(n, _)| n == k) {
+                Some(e) => e.1 = v.to_string(),
+                None => env.push((k.to_string(), v.to_string())),
+            }
+        }
+        for kv in &cfg.env {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            set(&mut env_out, k, v);
+        }
+        set(&mut env_out, "HOSTNAME", &hostname);
+        for (k, v) in &env_vars {
+            set(&mut env_out, k, v);
+        }
+        let sc = c.security_context.clone().unwrap_or_default();
+        let psc = self.spec().security_context.clone().unwrap_or_default();
+        let (img_uid, img_gid) = parse_user(&cfg.user);
+        let uid = sc.run_as_user.or(psc.run_as_user).map(|u| u as u32).unwrap_or(img_uid);
+        let gid = sc.run_as_group.or(psc.run_as_group).map(|g| g as u32).unwrap_or(img_gid);
+        if !env_out.iter().any(|(n, _)| n == "HOME") {
+            set(&mut env_out, "HOME", if uid == 0 { "/root" } else { "/" });
+        }
+        if !env_out.iter().any(|(n, _)| n == "PATH") {
+            set(&mut env_out, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        }
+        let args = env::command_line(c, cfg.entrypoint.as_deref().unwrap_or(&[]), cfg.cmd.as_deref().unwrap_or(&[]), &env_vars);
+        if args.is_empty() {
+            return Err(("CreateContainerConfigError".into(), "no command specified".into()));
+        }
+        let cwd = c.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| if cfg.working_dir.is_empty() { "/".into() } else { cfg.working_dir.clone() });
+        let mut mounts = vec![
+            bind(self.dir.join("etc-hosts"), "/etc/hosts", false),
+            bind(self.dir.join("etc-hostname"), "/etc/hostname", false),
+            bind(self.dir.join("etc-resolv.conf"), "/etc/resolv.conf", false),
+        ];
+        let term_log = self.dir.join("containers").join(&c.name).join("termination-log");
+        if let Some(parent) = term_log.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let _ = std::fs::write(&term_log, b"");
+        mounts.push(bind(term_log, c.termination_message_path.as_deref().unwrap_or("/dev/termination-log"), false));
+        for vm in c.volume_mounts.iter().flatten() {
+            let ro = vm.read_only == Some(true);
+            match vols.get(&vm.name) {
+                Some(Source::Path(p)) => {
+                    let mut src = p.clone();
+                    if let Some(sub) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
+                        if sub.split('/').any(|c| c == "..") || sub.starts_with('/') {
+                            return Err(("CreateContainerConfigError".into(), format!("failed to prepare subPath for volumeMount \"{}\" of container \"{}\"", vm.name, c.name)));
+                        }
+                        src = src.join(sub);
+                        let _ = std::fs::create_dir_all(&src);
+                    }
+                    mounts.push(bind(src, &vm.mount_path, ro));
+                }
+                Some(Source::Tmpfs(size)) => mounts.push(timonier_runtime::bundle::MountSpec {
+                    source: PathBuf::from("tmpfs"),
+                    destination: vm.mount_path.clone(),
+                    readonly: ro,
+                    kind: timonier_runtime::bundle::MountKind::Tmpfs { size: (*size > 0).then_some(*size) },
+                }),
+                None => return Err(("CreateContainerConfigError".into(), format!("cannot find volume \"{}\" to mount into container \"{}\"", vm.name, c.name))),
+            }
+        }
+        let res = c.resources.clone().unwrap_or_default();
+        let limit = |n: &str| res.limits.as_ref().and_then(|l| l.get(n)).and_then(|q| env::parse_quantity(&q.0));
+        let request = |n: &str| res.requests.as_ref().and_then(|l| l.get(n)).and_then(|q| env::parse_quantity(&q.0));
+        let cpu_request = request("cpu").or_else(|| limit("cpu"));
+        let caps = sc.capabilities.clone().unwrap_or_default();
+        let attempt = self.record.containers.get(&c.name).map(|r| r.restart_count).unwrap_or(0);
+        let id = container_id(&self.uid, &c.name, attempt);
+        let log_dir = self.node.logs_dir().join(format!("{}_{}_{}", self.ns(), self.pod.metadata.name.as_deref().unwrap_or(""), self.uid)).join(&c.name);
+        let _ = std::fs::create_dir_all(&log_dir);
+        let lower_dirs = self.node.images.lower_dirs(image).map_err(|e| ("CreateContainerError".to_string(), e.to_string()))?;
+        Ok(timonier_runtime::bundle::ContainerSpec {
+            id,
+            lower_dirs,
+            args,
+            env: env_out.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            cwd,
+            uid,
+            gid,
+            additional_gids: psc.supplemental_groups.clone().unwrap_or_default().into_iter().map(|g| g as u32).collect(),
+            readonly_rootfs: sc.read_only_root_filesystem == Some(true),
+            privileged: sc.privileged == Some(true),
+            cap_add: caps.add.unwrap_or_default(),
+            cap_drop: caps.drop.unwrap_or_default(),
+            no_new_privileges: sc.allow_privilege_escalation == Some(false),
+            mounts,
+            cgroup_path: format!("{}/pod{}/{}", crate::runtime::CGROUP_ROOT, self.uid, c.name),
+            memory_limit: limit("memory").map(|m| m as i64),
+            cpu_shares: cpu_request.map(|cpu| ((cpu * 1024.0) as u64).max(2)),
+            cpu_quota: limit("cpu").map(|cpu| ((cpu * 100_000.0) as i64).max(1000)),
+            cpu_period: limit("cpu").map(|_| 100_000),
+            pids_limit: None,
+            log_path: log_dir.join(format!("{attempt}.log")),
+            log_max_bytes: 10 * 1024 * 1024,
+            log_max_files: 5,
+            sandbox_pid: self.shim.as_ref().map(|s| s.pid() as u32).unwrap_or(0),
+            hostname: Some(hostname.clone()),
+        })
+    }
+
+    async fn services(&self) -> Vec<Service> {
+        let client = self.node.config.client.clone();
+        let mut out: Vec<Service> = Api::<Service>::namespaced(client.clone(), &self.ns()).list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
+        if self.ns() != "default" {
+            if let Ok(k) = Api::<Service>::namespaced(client, "default").get("kubernetes").await {
+                out.push(k);
+            }
+        }
+        out
+    }
+
+    /// Computes the status from the shim's report and posts it if it changed; returns the phase.
+    async fn post_status(&mut self, running: &HashMap<String, ContainerState>, sandbox_ready: bool) -> String {
+        let spec = self.spec().clone();
+        let view_of = |c: &Container, init: bool| -> ContainerView {
+            let rec = self.record.containers.get(&c.name).cloned().unwrap_or_default();
+            let image_shown = c.image.clone().unwrap_or_default();
+            let last = rec.last.as_ref().map(|l| State::Terminated {
+                exit_code: l.exit_code,
+                signal: l.signal,
+                reason: l.reason.clone(),
+                message: l.message.clone(),
+                started_at: l.started_at.clone(),
+                finished_at: l.finished_at.clone(),
+            });
+            let Some(inst) = &rec.current else {
+                let default = if init || !self.inits_done(running) { "PodInitializing" } else { "ContainerCreating" };
+                let state = self.waiting.get(&c.name).cloned().unwrap_or_else(|| State::waiting(default, None));
+                return ContainerView { name: c.name.clone(), image: image_shown, image_id: String::new(), container_id: None, ready: false, started: false, state, last_state: last, restart_count: rec.restart_count };
+            };
+            let st = if let Some((reason, message, at)) = &inst.start_error {
+                State::Terminated { exit_code: 128, signal: None, reason: reason.clone(), message: Some(message.clone()), started_at: "1970-01-01T00:00:00Z".into(), finished_at: at.clone() }
+            } else if let Some(l) = &inst.exit {
+                State::Terminated { exit_code: l.exit_code, signal: l.signal, reason: l.reason.clone(), message: l.message.clone(), started_at: l.started_at.clone(), finished_at: l.finished_at.clone() }
+            } else {
+                match running.get(&inst.id) {
+                    Some(s) if s.running => State::Running { started_at: ts(&s.started_at) },
+                    Some(s) => {
+                        let l = exited_state(s);
+                        State::Terminated { exit_code: l.exit_code, signal: l.signal, reason: l.reason, message: l.message, started_at: l.started_at, finished_at: l.finished_at }
+                    }
+                    None => State::waiting("ContainerCreating", None),
+                }
+            };
+            // While it waits for its restart, the run that ended is the last state.
+            let (st, last) = match (self.waiting.get(&c.name), &st) {
+                (Some(w @ State::Waiting { .. }), State::Terminated { .. }) => (w.clone(), Some(st.clone())),
+                _ => (st, last),
+            };
+            ContainerView {
+                name: c.name.clone(),
+                image: inst.image.clone(),
+                image_id: inst.image_id.clone(),
+                container_id: Some(format!("timonier://{}", inst.id)),
+                ready: matches!(st, State::Running { .. }) && !init,
+                started: matches!(st, State::Running { .. }),
+                state: st,
+                last_state: last,
+                restart_count: rec.restart_count,
+            }
+        };
+        let init: Vec<ContainerView> = spec.init_containers.iter().flatten().map(|c| view_of(c, true)).collect();
+        let containers: Vec<ContainerView> = spec.containers.iter().map(|c| view_of(c, false)).collect();
+        let previous: Vec<Value> = self
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .map(|cs| cs.into_iter().filter_map(|c| serde_json::to_value(c).ok()).collect())
+            .unwrap_or_default();
+        let view = PodView {
+            restart_policy: spec.restart_policy.as_deref().unwrap_or("Always"),
+            init,
+            containers,
+            sandbox_ready,
+            host_ip: self.node.facts.ip.to_string(),
+            pod_ip: self.record.pod_ip.clone(),
+            start_time: self.record.start_time.clone().unwrap_or_else(crate::now_rfc3339),
+            qos_class: status::qos_class(&spec),
+            readiness_gates: spec.readiness_gates.iter().flatten().map(|g| g.condition_type.clone()).collect(),
+            previous_conditions: previous,
+            now: crate::now_rfc3339(),
+        };
+        let status = status::pod_status(&view);
+        let phase = status["phase"].as_str().unwrap_or("Pending").to_string();
+        if self.last_status.as_ref() != Some(&status) {
+            let pods: Api<Pod> = Api::namespaced(self.node.config.client.clone(), &self.ns());
+            let patch = json!({"status": status});
+            match pods.patch_status(self.pod.metadata.name.as_deref().unwrap_or(""), &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => self.last_status = Some(status),
+                Err(e) => tracing::debug!(pod = %self.name(), error = %e, "cannot post the pod status"),
+            }
+        }
+        phase
+    }
+
+    fn inits_done(&self, running: &HashMap<String, ContainerState>) -> bool {
+        self.spec().init_containers.iter().flatten().all(|c| self.run_state(&c.name, running) == RunState::Exited(0))
+    }
+
+    /// Where the current run of a container stands.
+    fn run_state(&self, name: &str, running: &HashMap<String, ContainerState>) -> RunState {
+        match self.record.containers.get(name).and_then(|r| r.current.as_ref()) {
+            None => RunState::NotStarted,
+            Some(i) if i.start_error.is_some() => RunState::Exited(128),
+            Some(Instance { exit: Some(e), .. }) => RunState::Exited(e.exit_code),
+            Some(i) => match running.get(&i.id) {
+                Some(s) if s.running => RunState::Running,
+                Some(s) => RunState::Exited(s.exit_code.unwrap_or(128)),
+                None => RunState::Exited(128),
+            },
+        }
+    }
+
+    /// The pod is being deleted: stop its containers within the grace period, free the
+    /// sandbox, then remove the pod object for good.
+    async fn terminate(&mut self) {
+        let grace = self
+            .pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or(self.spec().termination_grace_period_seconds)
+            .unwrap_or(30)
+            .max(0) as u64;
+        if self.shim.is_none() {
+            self.shim = ShimClient::connect(&self.dir.join("sandbox")).await.ok();
+        }
+        if let Some(shim) = &self.shim {
+            if let Ok(states) = shim.status().await {
+                for s in states.iter().filter(|s| s.running) {
+                    let name = self.record.containers.iter().find(|(_, r)| r.current.as_ref().is_some_and(|i| i.id == s.id)).map(|(n, _)| n.clone());
+                    if let Some(name) = name {
+                        let init = self.spec().init_containers.iter().flatten().any(|c| c.name == name);
+                        self.event(Some((&name, init)), Normal, "Killing", &format!("Stopping container {name}")).await;
+                    }
+                }
+            }
+        }
+        self.stop_sandbox(grace).await;
+        let pods: Api<Pod> = Api::namespaced(self.node.config.client.clone(), &self.ns());
+        let dp = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(Preconditions { uid: Some(self.uid.clone()), resource_version: None }), ..Default::default() };
+        if let Err(e) = pods.delete(self.pod.metadata.name.as_deref().unwrap_or(""), &dp).await {
+            if !matches!(&e, kube::Error::Api(ae) if ae.code == 404 || ae.code == 409) {
+                tracing::warn!(pod = %self.name(), error = %e, "cannot remove the pod after stopping it");
+            }
+        }
+        self.teardown(0).await;
+    }
+
+    /// Stops every container (SIGTERM, `grace` seconds, SIGKILL) and the sandbox, and frees
+    /// the pod's address. Logs and the record stay until [`Worker::teardown`].
+    async fn stop_sandbox(&mut self, grace: u64) {
+        if let Some(shim) = self.shim.take() {
+            if let Err(e) = shim.shutdown(grace).await {
+                tracing::warn!(pod = %self.name(), error = %e, "the pod's shim did not stop cleanly");
+                cleanup_sandbox(self.dir.join("sandbox")).await;
+            }
+        }
+        if let Err(e) = self.node.network.detach(&self.uid).await {
+            tracing::warn!(pod = %self.name(), error = %e, "cannot release the pod's network");
+        }
+    }
+
+    async fn teardown(&mut self, grace: u64) {
+        self.stop_sandbox(grace).await;
+        teardown_dir(&self.node, &self.uid, &self.dir, grace).await;
+    }
+}
+
+/// Removes what a pod left on the node: its shim (if still there), network lease, volumes
+/// (unmounting tmpfs ones), logs and directory.
+pub async fn teardown_dir(node: &NodeRuntime, uid: &str, dir: &Path, grace: u64) {
+    let sandbox = dir.join("sandbox");
+    match ShimClient::connect(&sandbox).await {
+        Ok(shim) => {
+            if shim.shutdown(grace).await.is_err() {
+                cleanup_sandbox(sandbox).await;
+            }
+        }
+        Err(_) => cleanup_sandbox(sandbox).await,
+    }
+    let _ = node.network.detach(uid).await;
+    node.recorder.forget(uid);
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(%uid, error = %e, "cannot remove the pod's directory");
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(node.logs_dir()) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().ends_with(uid) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+/// Removes what a dead shim left (its containers, mounts, cgroups), off the async threads.
+pub async fn cleanup_sandbox(dir: PathBuf) {
+    if !dir.exists() {
+        return;
+    }
+    let shown = dir.display().to_string();
+    match tokio::task::spawn_blocking(move || timonier_runtime::shim::cleanup_state_dir(&dir)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(sandbox = %shown, error = %e, "cannot clean up a pod sandbox"),
+        Err(e) => tracing::warn!(sandbox = %shown, error = %e, "cannot clean up a pod sandbox"),
+    }
+}
+
+fn exited_state(s: &ContainerState) -> LastState {
+    let code = s.exit_code.unwrap_or(128);
+    let reason = if s.oom_killed {
+        "OOMKilled"
+    } else if code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    };
+    LastState {
+        exit_code: code,
+        signal: s.signal,
+        reason: reason.into(),
+        message: None,
+        started_at: ts(&s.started_at),
+        finished_at: s.finished_at.as_deref().map(ts).unwrap_or_default(),
+    }
+}
+
+fn bind(source: PathBuf, destination: &str, readonly: bool) -> timonier_runtime::bundle::MountSpec {
+    timonier_runtime::bundle::MountSpec { source, destination: destination.to_string(), readonly, kind: timonier_runtime::bundle::MountKind::Bind }
+}
+
+/// `USER` of an image: numeric `uid[:gid]` (names are not resolved yet and fall back to root).
+fn parse_user(user: &str) -> (u32, u32) {
+    let (u, g) = user.split_once(':').unwrap_or((user, ""));
+    let uid = u.parse().unwrap_or(0);
+    let gid = g.parse().unwrap_or(if uid == 0 { 0 } else { uid });
+    (uid, gid)
+}
+
+fn image_id(image: &Image) -> String {
+    match image.references.first().and_then(|r| r.rsplit_once(':')).map(|(n, _)| n) {
+        Some(repo) if !repo.contains('@') => format!("{repo}@{}", image.manifest_digest),
+        _ => image.manifest_digest.clone(),
+    }
+}
+
+fn pull_message(reference: &str, e: &PullError) -> String {
+    let code = if matches!(e, PullError::NotFound { .. }) { "NotFound" } else { "Unknown" };
+    format!("rpc error: code = {code} desc = failed to pull and unpack image \"{reference}\": {e}")
+}

@@ -1,0 +1,143 @@
+//! The agent's own HTTPS API (port 10250), which the API server calls for what only the node
+//! can do: container logs now, exec/attach/port-forward next. Only clients with a
+//! certificate from the cluster CA get in — as upstream, that is the API server.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::logs::{self, LogOptions};
+use crate::runtime::NodeRuntime;
+use crate::{Error, Result};
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn text(code: StatusCode, msg: &str) -> Response<Body> {
+    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": msg,
+        "reason": if code == StatusCode::NOT_FOUND { "NotFound" } else { "BadRequest" }, "code": code.as_u16()});
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(status.to_string())).boxed())
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+}
+
+/// TLS: a serving certificate of our own (the API server does not verify kubelet serving
+/// certificates by default), and client certificates checked against the cluster CA.
+fn tls_config(ca_der: &[Vec<u8>], node: &NodeRuntime) -> Result<Arc<rustls::ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in ca_der {
+        roots.add(rustls::pki_types::CertificateDer::from(c.clone())).map_err(|e| Error::Internal(format!("bad cluster CA: {e}")))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot verify client certificates: {e}")))?;
+    let names = vec![node.facts.name.clone(), node.facts.ip.to_string(), "localhost".to_string()];
+    let cert = rcgen::generate_simple_self_signed(names).map_err(|e| Error::Internal(format!("cannot make the serving certificate: {e}")))?;
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .map_err(|e| Error::Internal(format!("bad serving certificate: {e}")))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Serves the agent API on `addr` until the task is dropped.
+pub async fn serve(node: Arc<NodeRuntime>, addr: std::net::SocketAddr, ca_der: Vec<Vec<u8>>) -> Result<()> {
+    let tls = tls_config(&ca_der, &node)?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::Runtime(format!("cannot listen on {addr} for the agent API: {e}")))?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let acceptor = acceptor.clone();
+        let node = node.clone();
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(tcp).await else { return };
+            let svc = hyper::service::service_fn(move |req| {
+                let node = node.clone();
+                async move { Ok::<_, Infallible>(route(node, req).await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+async fn route(node: Arc<NodeRuntime>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["healthz"] => Response::new(Full::new(Bytes::from_static(b"ok")).boxed()),
+        ["containerLogs", ns, pod, container] => container_logs(node, ns, pod, container, &query).await,
+        _ => text(StatusCode::NOT_FOUND, &format!("the agent does not serve {path}")),
+    }
+}
+
+/// The pod's directory and record, found from its name (log directories are named
+/// `<ns>_<pod>_<uid>`; names never hold `_`).
+fn find_pod_dir(node: &NodeRuntime, ns: &str, pod: &str) -> Option<(String, PathBuf)> {
+    let prefix = format!("{ns}_{pod}_");
+    std::fs::read_dir(node.logs_dir()).ok()?.flatten().find_map(|e| {
+        let n = e.file_name().to_string_lossy().into_owned();
+        n.strip_prefix(&prefix).map(|uid| (uid.to_string(), e.path()))
+    })
+}
+
+async fn container_logs(node: Arc<NodeRuntime>, ns: &str, pod_name: &str, container: &str, query: &str) -> Response<Body> {
+    let previous = form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "previous" && (v == "true" || v == "1"));
+    let opts = LogOptions::from_query(query);
+    let pods: Api<Pod> = Api::namespaced(node.config.client.clone(), ns);
+    let pod = match pods.get(pod_name).await {
+        Ok(p) => p,
+        Err(_) => return text(StatusCode::NOT_FOUND, &format!("pods \"{pod_name}\" not found")),
+    };
+    let statuses = pod.status.as_ref().map(|s| s.container_statuses.iter().flatten().chain(s.init_container_statuses.iter().flatten()).cloned().collect::<Vec<_>>()).unwrap_or_default();
+    let Some(status) = statuses.iter().find(|s| s.name == container) else {
+        return text(StatusCode::BAD_REQUEST, &format!("container \"{container}\" in pod \"{pod_name}\" is waiting to start: ContainerCreating"));
+    };
+    if previous {
+        if status.last_state.as_ref().and_then(|l| l.terminated.as_ref()).is_none() {
+            return text(StatusCode::BAD_REQUEST, &format!("previous terminated container \"{container}\" in pod \"{pod_name}\" not found"));
+        }
+    } else if status.container_id.is_none() {
+        let reason = status.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.clone()).unwrap_or_else(|| "ContainerCreating".into());
+        return text(StatusCode::BAD_REQUEST, &format!("container \"{container}\" in pod \"{pod_name}\" is waiting to start: {reason}"));
+    }
+    let Some((uid, dir)) = find_pod_dir(&node, ns, pod_name) else {
+        return text(StatusCode::NOT_FOUND, &format!("no logs for pod \"{pod_name}\" on this node"));
+    };
+    let attempt = status.restart_count - if previous { 1 } else { 0 };
+    let log_path = dir.join(container).join(format!("{attempt}.log"));
+    let running = status.state.as_ref().is_some_and(|s| s.running.is_some()) && !previous;
+    // Follow ends when this run's exit is recorded by the shim.
+    let exit_marker = status
+        .container_id
+        .as_deref()
+        .and_then(|id| id.strip_prefix("timonier://"))
+        .map(|id| node.pods_dir().join(&uid).join("sandbox").join("containers").join(id).join("exit.json"));
+    let still_running = move || running && exit_marker.as_ref().is_some_and(|m| !m.exists() && m.parent().is_some_and(|d| d.exists()));
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    tokio::spawn(logs::stream(log_path, opts, tx, still_running));
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|b| Ok::<_, Infallible>(Frame::data(b)));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/plain")
+        .body(BodyExt::boxed(StreamBody::new(stream)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+}

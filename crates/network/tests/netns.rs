@@ -1,0 +1,268 @@
+//! End-to-end tests. Each runs in its own throwaway network namespace (a thread that unshared CLONE_NEWNET,
+//! running a current-thread runtime), so the host's interfaces and routes are never touched.
+
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use timonier_network::{blackhole_routes, veth_name, Ipv4Net, NetworkConfig, PodNetwork};
+
+/// Runs `f` in a fresh network namespace on a dedicated thread; panics propagate.
+fn in_netns<F, Fut>(f: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let t = std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET): run tests as root");
+        sh(&["ip", "link", "set", "lo", "up"]);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(f());
+    });
+    if let Err(p) = t.join() {
+        std::panic::resume_unwind(p);
+    }
+}
+
+/// "Pods": processes in their own netns; killed (by PID) and reaped on drop, even when a test fails.
+struct Pods(Vec<Child>);
+
+impl Pods {
+    fn spawn(n: usize) -> Self {
+        let mut v = Vec::new();
+        for _ in 0..n {
+            let mut c = Command::new("sleep");
+            c.arg("120").stdin(Stdio::null());
+            // SAFETY: unshare is async-signal-safe enough here (a single syscall, no allocation).
+            unsafe {
+                c.pre_exec(|| {
+                    if libc::unshare(libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            v.push(c.spawn().expect("spawn pod process"));
+        }
+        Pods(v)
+    }
+    fn pid(&self, i: usize) -> i32 {
+        self.0[i].id() as i32
+    }
+}
+
+impl Drop for Pods {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Removes a state dir on drop, so a failing test leaves no files behind (links and routes die with the netns).
+struct RmDir(PathBuf);
+
+impl Drop for RmDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn sh(args: &[&str]) -> (bool, String) {
+    let out = Command::new(args[0]).args(&args[1..]).output().expect("run command");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+fn ping_from(pid: i32, ip: Ipv4Addr) -> (bool, String) {
+    let p = pid.to_string();
+    let ip = ip.to_string();
+    sh(&["nsenter", "-t", &p, "-n", "ping", "-c1", "-W1", &ip])
+}
+
+fn cfg(tag: &str) -> NetworkConfig {
+    let dir = std::env::temp_dir().join(format!("timonier-net-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    NetworkConfig {
+        bridge: format!("tbr-{tag}"),
+        pod_cidr: "10.244.0.0/24".parse().unwrap(),
+        cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+        service_cidr: "10.96.0.0/12".parse().unwrap(),
+        state_dir: dir,
+    }
+}
+
+fn tx_packets(dev: &str) -> u64 {
+    let (ok, out) = sh(&["ip", "-j", "-s", "link", "show", dev]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("ip -j output");
+    v[0]["stats64"]["tx"]["packets"].as_u64().expect("tx packets")
+}
+
+#[test]
+fn is_send_sync_clone() {
+    fn check<T: Send + Sync + Clone + 'static>() {}
+    check::<PodNetwork>();
+}
+
+#[test]
+fn two_pods_connectivity_idempotence_blackholes_teardown() {
+    in_netns(|| async {
+        let cfg = cfg("e2e");
+        let state_dir: PathBuf = cfg.state_dir.clone();
+        let _cleanup = RmDir(state_dir.clone());
+        let pods = Pods::spawn(2);
+        let net = PodNetwork::new(cfg.clone()).await.expect("new");
+        // new() is idempotent.
+        let net2 = PodNetwork::new(cfg.clone()).await.expect("second new");
+        drop(net2);
+        let (ok, fwd) = sh(&["cat", "/proc/sys/net/ipv4/ip_forward"]);
+        assert!(ok && fwd.trim() == "1", "ip_forward: {fwd}");
+
+        let a = net.attach("default/a", pods.pid(0)).await.expect("attach a");
+        let b = net.attach("default/b", pods.pid(1)).await.expect("attach b");
+        assert_ne!(a.ip, b.ip);
+        assert_eq!(a.gateway, Ipv4Addr::new(10, 244, 0, 1));
+        assert_eq!(a.prefix, 24);
+        assert_eq!(a.host_veth, veth_name("default/a"));
+
+        let (ok, out) = ping_from(pods.pid(0), b.ip);
+        assert!(ok, "pod a -> pod b: {out}");
+        let (ok, out) = ping_from(pods.pid(1), a.ip);
+        assert!(ok, "pod b -> pod a: {out}");
+        let (ok, out) = sh(&["ping", "-c1", "-W1", &a.ip.to_string()]);
+        assert!(ok, "node -> pod a: {out}");
+        let (ok, out) = ping_from(pods.pid(0), a.gateway);
+        assert!(ok, "pod a -> gateway: {out}");
+
+        // Pod side looks as promised.
+        let p0 = pods.pid(0).to_string();
+        let (_, addr) = sh(&["nsenter", "-t", &p0, "-n", "ip", "-br", "addr"]);
+        assert!(addr.contains(&format!("{}/24", a.ip)) && addr.contains("eth0"), "{addr}");
+        assert!(addr.lines().any(|l| l.starts_with("lo ") && l.contains("UNKNOWN")), "lo up: {addr}");
+        let (_, rt) = sh(&["nsenter", "-t", &p0, "-n", "ip", "route"]);
+        assert!(rt.contains("default via 10.244.0.1 dev eth0"), "{rt}");
+        let (_, link) = sh(&["ip", "-d", "link", "show", &a.host_veth]);
+        assert!(link.contains(&format!("master {}", cfg.bridge)) && link.contains("hairpin on"), "{link}");
+
+        // Attach twice: same address, pod still reachable, veth not recreated (same ifindex).
+        let (_, before) = sh(&["ip", "-j", "link", "show", &a.host_veth]);
+        let again = net.attach("default/a", pods.pid(0)).await.expect("re-attach");
+        assert_eq!(again, a);
+        let (_, after) = sh(&["ip", "-j", "link", "show", &a.host_veth]);
+        assert_eq!(before, after, "re-attach must not recreate the veth");
+        // A restarted agent (new PodNetwork on the same state dir) gives the same answer.
+        let restarted = PodNetwork::new(cfg.clone()).await.expect("restart");
+        assert_eq!(restarted.attach("default/a", pods.pid(0)).await.expect("attach after restart"), a);
+        assert_eq!(restarted.leases().len(), 2);
+        drop(restarted);
+        let (ok, out) = ping_from(pods.pid(1), a.ip);
+        assert!(ok, "still reachable after re-attach: {out}");
+
+        // Blackholes present, unassigned pod-range and service traffic dropped, never sent out.
+        let bh = blackhole_routes().await.expect("routes");
+        assert!(bh.contains(&cfg.cluster_cidr) && bh.contains(&cfg.service_cidr), "{bh:?}");
+        let (_, shown) = sh(&["ip", "route", "show", "type", "blackhole"]);
+        assert!(shown.contains("10.244.0.0/16") && shown.contains("10.96.0.0/12"), "{shown}");
+        // An "uplink" with a default route: without the blackholes, packets would leave through it.
+        sh(&["ip", "link", "add", "up0", "type", "veth", "peer", "name", "up1"]);
+        sh(&["ip", "addr", "add", "192.168.250.1/24", "dev", "up0"]);
+        // No IPv6 chatter (router solicitations, MLD) on the uplink, so its counter only sees what we route.
+        sh(&["sysctl", "-qw", "net.ipv6.conf.up0.disable_ipv6=1"]);
+        sh(&["ip", "link", "set", "up0", "up"]);
+        sh(&["ip", "link", "set", "up1", "up"]);
+        let (ok, out) = sh(&["ip", "route", "add", "default", "via", "192.168.250.2"]);
+        assert!(ok, "{out}");
+        let tx0 = tx_packets("up0");
+        let (ok, _) = ping_from(pods.pid(0), Ipv4Addr::new(10, 244, 7, 7));
+        assert!(!ok, "ping to unassigned 10.244.7.7 must fail");
+        let (ok, _) = ping_from(pods.pid(0), Ipv4Addr::new(10, 96, 0, 10));
+        assert!(!ok, "ping to an un-DNATed service IP must fail");
+        let (ok, _) = sh(&["ping", "-c1", "-W1", "10.244.9.9"]);
+        assert!(!ok);
+        let tx1 = tx_packets("up0");
+        assert_eq!(tx0, tx1, "packets to blackholed ranges leaked to the uplink");
+        // Control: traffic that is not blackholed does go out the uplink (ARP for the gateway at least).
+        let (ok, _) = ping_from(pods.pid(0), Ipv4Addr::new(192, 168, 251, 2));
+        assert!(!ok, "nobody at 192.168.251.2");
+        assert!(tx_packets("up0") > tx1, "control ping should have used the uplink");
+        let (_, via) = sh(&["ip", "route", "get", "10.244.7.7"]);
+        assert!(!via.contains("up0"), "{via}");
+
+        // Detach: veth gone, address free, idempotent.
+        net.detach("default/b").await.expect("detach b");
+        net.detach("default/b").await.expect("detach b again");
+        let (exists, _) = sh(&["ip", "link", "show", &b.host_veth]);
+        assert!(!exists, "veth of b still there");
+        assert!(!state_dir.join(timonier_network::LEASES).join(b.ip.to_string()).exists());
+        assert_eq!(net.leases(), vec![("default/a".to_string(), a.ip)]);
+        let (ok, _) = ping_from(pods.pid(0), b.ip);
+        assert!(!ok, "b must be unreachable after detach");
+
+        // Teardown: nothing left.
+        net.teardown().await.expect("teardown");
+        let (_, links) = sh(&["ip", "-br", "link"]);
+        assert!(!links.contains("tbr-e2e") && !links.contains("veth"), "{links}");
+        let bh = blackhole_routes().await.expect("routes");
+        assert!(bh.is_empty(), "{bh:?}");
+        assert!(!state_dir.exists());
+        drop(pods);
+    });
+}
+
+#[test]
+fn timings_50_sequential_200_concurrent() {
+    in_netns(|| async {
+        let mut cfg = cfg("perf");
+        cfg.pod_cidr = "10.244.0.0/23".parse::<Ipv4Net>().unwrap();
+        let _cleanup = RmDir(cfg.state_dir.clone());
+        let pods = Pods::spawn(250);
+        let net = PodNetwork::new(cfg).await.expect("new");
+        let mut att = Vec::new();
+        for i in 0..50 {
+            let t = Instant::now();
+            net.attach(&format!("seq/{i}"), pods.pid(i)).await.expect("attach");
+            att.push(t.elapsed());
+        }
+        let mut det = Vec::new();
+        for i in 0..50 {
+            let t = Instant::now();
+            net.detach(&format!("seq/{i}")).await.expect("detach");
+            det.push(t.elapsed());
+        }
+        att.sort();
+        det.sort();
+        let t = Instant::now();
+        let futs = (0..200).map(|i| {
+            let net = net.clone();
+            let pid = pods.pid(50 + i);
+            async move { net.attach(&format!("par/{i}"), pid).await }
+        });
+        let res = futures::future::join_all(futs).await;
+        let par = t.elapsed();
+        let ips: std::collections::HashSet<_> = res.into_iter().map(|r| r.expect("concurrent attach").ip).collect();
+        assert_eq!(ips.len(), 200);
+        let (ok, out) = ping_from(pods.pid(50), *ips.iter().next().unwrap());
+        assert!(ok, "{out}");
+        let t = Instant::now();
+        let futs = (0..200).map(|i| {
+            let net = net.clone();
+            async move { net.detach(&format!("par/{i}")).await }
+        });
+        for r in futures::future::join_all(futs).await {
+            r.expect("concurrent detach");
+        }
+        let par_det = t.elapsed();
+        eprintln!(
+            "TIMINGS attach median {:?} (p90 {:?}), detach median {:?} (p90 {:?}), 200 concurrent attach {:?}, 200 concurrent detach {:?}",
+            att[25], att[45], det[25], det[45], par, par_det
+        );
+        assert!(par < Duration::from_secs(3), "200 attaches took {par:?}");
+        net.teardown().await.expect("teardown");
+        drop(pods);
+    });
+}

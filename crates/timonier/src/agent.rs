@@ -1,0 +1,166 @@
+//! `timonier agent` (a node joining a cluster) and the agent that `timonier server` runs
+//! in-process, plus the hidden `shim` subcommand each pod's shim process runs.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+/// Options shared by `agent` and the agent inside `server`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct NodeArgs {
+    /// The node's name (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// The address other nodes and the API server reach this node at (default: the first
+    /// non-loopback IPv4 address).
+    #[arg(long)]
+    pub node_ip: Option<IpAddr>,
+    /// Registry mirrors and credentials, in k3s' registries.yaml format
+    /// (default: /etc/timonier/registries.yaml when it exists).
+    #[arg(long)]
+    pub registry_config: Option<PathBuf>,
+    /// The port of the agent's HTTPS API (logs, exec, attach, port-forward).
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
+    /// The node bridge pods are attached to.
+    #[arg(long, default_value = "timonier0", hide = true)]
+    pub bridge: String,
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct AgentArgs {
+    /// The API server's URL (with --token).
+    #[arg(long, requires = "token")]
+    pub server: Option<String>,
+    /// A bearer token accepted by the API server (with --server).
+    #[arg(long, requires = "server")]
+    pub token: Option<String>,
+    /// The cluster CA the API server's certificate is checked against (with --server).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// A kubeconfig to reach the API server with (instead of --server/--token).
+    #[arg(long, conflicts_with_all = ["server", "token"])]
+    pub kubeconfig: Option<PathBuf>,
+    /// Where pods, images and logs live.
+    #[arg(long, default_value = "/var/lib/timonier/agent")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_lowercase()).unwrap_or_else(|_| "node".into())
+}
+
+/// The first non-loopback IPv4 address of the host, as the kubelet picks its node IP.
+fn default_node_ip() -> IpAddr {
+    let mut addrs: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a linked list we free below; we only read IPv4 entries.
+    if unsafe { libc::getifaddrs(&mut addrs) } == 0 {
+        let mut cur = addrs;
+        while !cur.is_null() {
+            let ifa = unsafe { &*cur };
+            if !ifa.ifa_addr.is_null() && unsafe { (*ifa.ifa_addr).sa_family } as i32 == libc::AF_INET {
+                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                if !ip.is_loopback() && !ip.is_link_local() {
+                    unsafe { libc::freeifaddrs(addrs) };
+                    return IpAddr::V4(ip);
+                }
+            }
+            cur = ifa.ifa_next;
+        }
+        unsafe { libc::freeifaddrs(addrs) };
+    }
+    IpAddr::from([127, 0, 0, 1])
+}
+
+fn registries(path: Option<&Path>) -> anyhow::Result<timonier_runtime::images::RegistriesConfig> {
+    let default = Path::new("/etc/timonier/registries.yaml");
+    let path = match path {
+        Some(p) => p,
+        None if default.exists() => default,
+        None => return Ok(Default::default()),
+    };
+    timonier_runtime::images::RegistriesConfig::load(path).with_context(|| format!("cannot read the registry configuration {}", path.display()))
+}
+
+/// The command that runs a pod shim: this very binary.
+fn shim_command() -> anyhow::Result<Vec<String>> {
+    let exe = std::env::current_exe().context("cannot find the timonier binary to run pod shims")?;
+    Ok(vec![exe.to_string_lossy().into_owned(), "shim".into()])
+}
+
+fn check_root() -> anyhow::Result<()> {
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the node agent runs containers and must run as root (or pass --disable-agent to run the control plane alone)");
+    }
+    Ok(())
+}
+
+/// Builds the agent configuration for a client that already reaches the API server.
+pub fn config(client: kube::Client, ca_pem: String, data_dir: PathBuf, node: &NodeArgs) -> anyhow::Result<timonier_kubelet::Config> {
+    check_root()?;
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    Ok(timonier_kubelet::Config {
+        node_name: node.node_name.clone().unwrap_or_else(hostname),
+        node_ip: node.node_ip.unwrap_or_else(default_node_ip),
+        data_dir,
+        client,
+        shim_command: shim_command()?,
+        registries: registries(node.registry_config.as_deref())?,
+        bridge: node.bridge.clone(),
+        port: node.kubelet_port,
+        client_ca_pem: ca_pem,
+    })
+}
+
+/// A client from kubeconfig text, and the CA it trusts (PEM).
+pub async fn client_from_kubeconfig(text: &str) -> anyhow::Result<(kube::Client, String)> {
+    let kc = kube::config::Kubeconfig::from_yaml(text).context("the kubeconfig is not valid")?;
+    let ca = kc
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.certificate_authority_data.clone())
+        .and_then(|d| base64_decode(&d))
+        .unwrap_or_default();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.context("cannot use the kubeconfig")?;
+    Ok((kube::Client::try_from(cfg).context("cannot build an API client")?, ca))
+}
+
+fn base64_decode(s: &str) -> Option<String> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s.trim()).ok().and_then(|b| String::from_utf8(b).ok())
+}
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let (client, ca) = match (&args.kubeconfig, &args.server, &args.token) {
+        (Some(path), _, _) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            client_from_kubeconfig(&text).await?
+        }
+        (None, Some(server), Some(token)) => {
+            let ca_file = args.ca_file.clone().unwrap_or_else(|| args.data_dir.join("ca.crt"));
+            let ca = std::fs::read_to_string(&ca_file).with_context(|| {
+                format!("cannot read the cluster CA {} (copy the server's <data-dir>/pki/ca.crt there, or pass --ca-file)", ca_file.display())
+            })?;
+            let mut cfg = kube::Config::new(server.parse().context("--server is not a URL")?);
+            cfg.root_cert = Some(timonier_kubelet::pem_certs(&ca));
+            cfg.auth_info.token = Some(token.clone().into());
+            (kube::Client::try_from(cfg).context("cannot build an API client")?, ca)
+        }
+        _ => bail!("say how to reach the API server: --kubeconfig FILE, or --server URL --token TOKEN"),
+    };
+    let config = config(client, ca, args.data_dir.clone(), &args.node)?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    timonier_kubelet::run(config, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,395 @@
+//! Pods as real containers, end to end: a `timonier server` with its in-process node agent,
+//! images pulled from Debian's docker-registry on loopback through registry mirrors, and the
+//! stock kubectl. Needs root (CI runs as root); each test removes what it created.
+//!
+//! The tests share one node bridge name and pod range, so they run one at a time.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use timonier_testkit::{free_port, Kubectl, Registry, Server};
+
+const BRIDGE: &str = "tmntest0";
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The registry and images, built once for the whole binary.
+struct Images {
+    registry: Registry,
+    _dir: tempfile::TempDir,
+}
+
+fn images() -> &'static Images {
+    static IMAGES: OnceLock<Images> = OnceLock::new();
+    IMAGES.get_or_init(|| {
+        let registry = Registry::start().expect("cannot start docker-registry (apt-get install docker-registry)");
+        let dir = timonier_testkit::temp_dir("timonier-images-");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let busybox = dir.path().join("busybox");
+        timonier_testkit::images::busybox_image(&busybox).expect("busybox image");
+        rt.block_on(timonier_testkit::images::push(&registry.addr(), &busybox, "library/busybox:latest")).expect("push busybox");
+        for v in [1u8, 2] {
+            let layout = dir.path().join(format!("bootcamp-{v}"));
+            timonier_testkit::images::bootcamp_image(&layout, v).expect("bootcamp image");
+            let name = if v == 1 { "google-samples/kubernetes-bootcamp:v1" } else { "jocatalin/kubernetes-bootcamp:v2" };
+            rt.block_on(timonier_testkit::images::push(&registry.addr(), &layout, name)).expect("push bootcamp");
+        }
+        Images { registry, _dir: dir }
+    })
+}
+
+/// A server with its agent; on drop the server stops and everything the agent left (pods'
+/// shims, mounts, cgroups, veths, the bridge, the blackhole routes) is removed.
+struct Node {
+    server: Server,
+    kubectl: Kubectl,
+}
+
+impl Node {
+    fn start() -> Node {
+        let images = images();
+        let cfg_dir = timonier_testkit::temp_dir("timonier-regcfg-");
+        let reg = cfg_dir.path().join("registries.yaml");
+        let endpoint = format!("http://{}", images.registry.addr());
+        std::fs::write(
+            &reg,
+            format!("mirrors:\n  docker.io:\n    endpoint: [\"{endpoint}\"]\n  gcr.io:\n    endpoint: [\"{endpoint}\"]\n"),
+        )
+        .unwrap();
+        let reg_path = reg.to_string_lossy().into_owned();
+        let port = free_port().to_string();
+        let server = Server::start_with_agent(
+            Path::new(env!("CARGO_BIN_EXE_timonier")),
+            &["--node-name", "node1", "--node-ip", "127.0.0.1", "--kubelet-port", &port, "--bridge", BRIDGE, "--registry-config", &reg_path],
+        );
+        std::mem::forget(cfg_dir);
+        let kubectl = server.kubectl("1.33");
+        let node = Node { server, kubectl };
+        node.wait("node Ready", Duration::from_secs(30), |k| {
+            k.run(&["get", "node", "node1", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]).stdout == "True"
+        });
+        node
+    }
+
+    fn agent_dir(&self) -> PathBuf {
+        self.server.dir.path().join("data").join("agent")
+    }
+
+    #[track_caller]
+    fn wait(&self, what: &str, timeout: Duration, mut f: impl FnMut(&Kubectl) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if f(&self.kubectl) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let pods = self.kubectl.run(&["get", "pods", "-A", "-o", "wide"]).stdout;
+        let events = self.kubectl.run(&["get", "events", "-A"]).stdout;
+        panic!("timed out waiting for {what}\n{pods}\n{events}\n--- server log ---\n{}", tail(&self.server.log(), 60));
+    }
+
+    fn pod_json(&self, name: &str) -> Value {
+        serde_json::from_str(&self.kubectl.run(&["get", "pod", name, "-o", "json"]).stdout).unwrap_or(Value::Null)
+    }
+
+    fn apply(&self, yaml: &str) {
+        self.kubectl.run_with_input(&["apply", "-f", "-"], Some(yaml)).ok();
+    }
+
+    fn wait_phase(&self, pod: &str, phase: &str) {
+        self.wait(&format!("pod {pod} {phase}"), Duration::from_secs(60), |k| k.run(&["get", "pod", pod, "-o", "jsonpath={.status.phase}"]).stdout == phase);
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.server.stop();
+        let dir = self.agent_dir();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(timonier_kubelet::cleanup_node(&dir));
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn pod_yaml(name: &str, image: &str, extra_spec: &str, container_extra: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels:\n    app: {name}\nspec:\n  nodeName: node1\n  terminationGracePeriodSeconds: 2\n{extra_spec}  containers:\n  - name: main\n    image: {image}\n{container_extra}"
+    )
+}
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[test]
+fn bootcamp_pod_runs_serves_and_logs() {
+    let _g = lock();
+    let node = Node::start();
+    let k = &node.kubectl;
+    node.apply(&pod_yaml("bootcamp", "gcr.io/google-samples/kubernetes-bootcamp:v1", "", ""));
+    node.wait_phase("bootcamp", "Running");
+    node.wait("bootcamp Ready", Duration::from_secs(30), |k| k.run(&["get", "pod", "bootcamp", "-o", "jsonpath={.status.containerStatuses[0].ready}"]).stdout == "true");
+    let pod = node.pod_json("bootcamp");
+    let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.244."), "pod IP {ip}");
+    assert_eq!(pod["status"]["hostIP"], "127.0.0.1");
+    assert_eq!(pod["status"]["qosClass"], "BestEffort");
+    let cs = &pod["status"]["containerStatuses"][0];
+    assert!(cs["containerID"].as_str().unwrap().starts_with("timonier://"));
+    assert!(cs["imageID"].as_str().unwrap().contains("@sha256:"), "{cs}");
+    // The app answers on the pod's IP (the pod's own network namespace, on the node bridge).
+    let body = http_get(&format!("{ip}:8080"));
+    assert!(body.contains("Hello Kubernetes bootcamp! | Running on: bootcamp | v=1"), "{body}");
+    // kubectl get / describe / logs.
+    let wide = k.run(&["get", "pods", "-o", "wide"]).ok().to_string();
+    assert!(wide.contains("bootcamp") && wide.contains("1/1") && wide.contains("Running") && wide.contains(&ip) && wide.contains("node1"), "{wide}");
+    let logs = k.run(&["logs", "bootcamp"]).ok().to_string();
+    assert!(logs.contains("Kubernetes Bootcamp App Started At:") && logs.contains("Running On:  bootcamp"), "{logs}");
+    assert!(logs.contains("Total Requests: 1"), "{logs}");
+    let ts = k.run(&["logs", "bootcamp", "--timestamps", "--tail=1"]).ok().to_string();
+    assert!(ts.starts_with("20") && ts.lines().count() == 1, "{ts}");
+    let describe = k.run(&["describe", "pod", "bootcamp"]).ok().to_string();
+    for want in ["Pulling", "Pulled", "Created", "Started", "Successfully pulled image \"gcr.io/google-samples/kubernetes-bootcamp:v1\"", "Started container main", "Status:           Running"] {
+        assert!(describe.contains(want), "describe lacks {want:?}:\n{describe}");
+    }
+    // A second pod of the same image reuses it.
+    node.apply(&pod_yaml("bootcamp2", "gcr.io/google-samples/kubernetes-bootcamp:v1", "", "    imagePullPolicy: IfNotPresent\n"));
+    node.wait_phase("bootcamp2", "Running");
+    let describe = k.run(&["describe", "pod", "bootcamp2"]).ok().to_string();
+    assert!(describe.contains("already present on machine"), "{describe}");
+    // Deleting waits for the containers to stop, then the pod is gone.
+    k.run(&["delete", "pod", "bootcamp", "bootcamp2", "--wait=true", "--timeout=60s"]).ok();
+    assert!(k.run(&["get", "pod", "bootcamp"]).err().contains("NotFound"));
+}
+
+fn http_get(addr: &str) -> String {
+    http_get_path(addr, "/")
+}
+
+fn http_get_path(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(1)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+            let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            if !out.is_empty() {
+                return out;
+            }
+        }
+        assert!(Instant::now() < deadline, "no answer from {addr}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn restart_policies_exit_codes_and_crash_loop() {
+    let _g = lock();
+    let node = Node::start();
+    let k = &node.kubectl;
+    let cmd = |c: &str| format!("    command: [\"sh\", \"-c\", \"{c}\"]\n");
+    node.apply(&pod_yaml("never", "busybox", "  restartPolicy: Never\n", &cmd("echo bye; exit 3")));
+    node.apply(&pod_yaml("onfailure", "busybox", "  restartPolicy: OnFailure\n", &cmd("exit 0")));
+    node.apply(&pod_yaml("crash", "busybox", "", &cmd("echo run; exit 1")));
+    node.wait_phase("never", "Failed");
+    let t = &node.pod_json("never")["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(t["exitCode"], 3);
+    assert_eq!(t["reason"], "Error");
+    assert_eq!(k.run(&["logs", "never"]).ok(), "bye\n");
+    node.wait_phase("onfailure", "Succeeded");
+    assert_eq!(node.pod_json("onfailure")["status"]["containerStatuses"][0]["state"]["terminated"]["reason"], "Completed");
+    let get = k.run(&["get", "pod", "never", "onfailure"]).ok().to_string();
+    assert!(get.contains("Error") && get.contains("Completed"), "{get}");
+    // Always: restarted at once, then with back-off; the status says CrashLoopBackOff.
+    node.wait("crash restarted and backing off", Duration::from_secs(40), |k| {
+        let out = k.run(&["get", "pod", "crash", "-o", "jsonpath={.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].state.waiting.reason}"]).stdout;
+        out.split(' ').next().and_then(|n| n.parse::<i32>().ok()).is_some_and(|n| n >= 1) && out.ends_with("CrashLoopBackOff")
+    });
+    let pod = node.pod_json("crash");
+    assert_eq!(pod["status"]["phase"], "Running");
+    assert_eq!(pod["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 1);
+    assert_eq!(k.run(&["logs", "crash", "--previous"]).ok(), "run\n");
+    let get = k.run(&["get", "pod", "crash"]).ok().to_string();
+    assert!(get.contains("CrashLoopBackOff"), "{get}");
+    let events = k.run(&["get", "events", "--field-selector", "involvedObject.name=crash"]).ok().to_string();
+    assert!(events.contains("BackOff") && events.contains("Back-off restarting failed container main"), "{events}");
+}
+
+#[test]
+fn bad_images_commands_and_config_end_in_upstream_reasons() {
+    let _g = lock();
+    let node = Node::start();
+    let k = &node.kubectl;
+    node.apply(&pod_yaml("noimage", "docker.io/library/doesnotexist:1.0", "", ""));
+    node.apply(&pod_yaml("nocmd", "busybox", "", "    command: [\"no-such-binary\"]\n"));
+    node.apply(&pod_yaml(
+        "nocm",
+        "busybox",
+        "",
+        "    command: [\"sleep\", \"60\"]\n    env:\n    - name: X\n      valueFrom:\n        configMapKeyRef: {name: missing, key: k}\n",
+    ));
+    node.wait("ErrImagePull then ImagePullBackOff", Duration::from_secs(40), |k| {
+        k.run(&["get", "pod", "noimage", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}"]).stdout == "ImagePullBackOff"
+    });
+    let events = k.run(&["describe", "pod", "noimage"]).ok().to_string();
+    assert!(events.contains("Failed to pull image \"docker.io/library/doesnotexist:1.0\"") && events.contains("ErrImagePull"), "{events}");
+    node.wait("StartError", Duration::from_secs(30), |k| {
+        k.run(&["get", "pod", "nocmd", "-o", "jsonpath={.status.containerStatuses[0].lastState.terminated.reason}{.status.containerStatuses[0].state.terminated.reason}"]).stdout.contains("StartError")
+    });
+    let cs = &node.pod_json("nocmd")["status"]["containerStatuses"][0];
+    let term = if cs["state"]["terminated"].is_object() { &cs["state"]["terminated"] } else { &cs["lastState"]["terminated"] };
+    assert_eq!(term["exitCode"], 128);
+    assert!(term["message"].as_str().unwrap_or("").contains("no-such-binary"), "{term}");
+    node.wait("CreateContainerConfigError", Duration::from_secs(30), |k| {
+        k.run(&["get", "pod", "nocm", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}"]).stdout == "CreateContainerConfigError"
+    });
+    let msg = k.run(&["get", "pod", "nocm", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.message}"]).stdout;
+    assert_eq!(msg, "configmap \"missing\" not found");
+    // Fixing the input lets the pod start.
+    k.run(&["create", "configmap", "missing", "--from-literal=k=v"]).ok();
+    node.wait_phase("nocm", "Running");
+}
+
+#[test]
+fn init_containers_env_volumes_and_shared_network() {
+    let _g = lock();
+    let node = Node::start();
+    let k = &node.kubectl;
+    k.run(&["create", "configmap", "cfg", "--from-literal=greeting=hello", "--from-literal=file.txt=from-configmap"]).ok();
+    k.run(&["create", "secret", "generic", "sec", "--from-literal=password=s3cret"]).ok();
+    let yaml = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: full
+  labels: {tier: web}
+spec:
+  nodeName: node1
+  terminationGracePeriodSeconds: 2
+  volumes:
+  - name: shared
+    emptyDir: {}
+  - name: cfg
+    configMap: {name: cfg}
+  - name: sec
+    secret: {secretName: sec}
+  - name: info
+    downwardAPI:
+      items:
+      - path: labels
+        fieldRef: {fieldPath: metadata.labels}
+  initContainers:
+  - name: init
+    image: busybox
+    command: ["sh", "-c", "echo from-init > /shared/init.txt"]
+    volumeMounts: [{name: shared, mountPath: /shared}]
+  containers:
+  - name: web
+    image: busybox
+    command: ["httpd", "-f", "-p", "8080", "-h", "/shared"]
+    volumeMounts: [{name: shared, mountPath: /shared}]
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "env > /shared/env.txt; hostname > /shared/hostname.txt; cat /etc/cfg/greeting > /shared/cfg.txt; sleep 3600"]
+    env:
+    - {name: GREETING, valueFrom: {configMapKeyRef: {name: cfg, key: greeting}}}
+    - {name: PASSWORD, valueFrom: {secretKeyRef: {name: sec, key: password}}}
+    - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    - {name: COMBINED, value: "$(GREETING)-$(POD_NAME)"}
+    volumeMounts:
+    - {name: shared, mountPath: /shared}
+    - {name: cfg, mountPath: /etc/cfg}
+    - {name: sec, mountPath: /etc/sec, readOnly: true}
+    - {name: info, mountPath: /etc/info}
+"#;
+    node.apply(yaml);
+    node.wait_phase("full", "Running");
+    node.wait("both containers ready", Duration::from_secs(30), |k| k.run(&["get", "pod", "full", "-o", "jsonpath={.status.containerStatuses[*].ready}"]).stdout == "true true");
+    let pod = node.pod_json("full");
+    assert_eq!(pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["reason"], "Completed");
+    let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
+    // The init container's file, served by the web container, from the host.
+    let served = http_get_path(&format!("{ip}:8080"), "/init.txt");
+    assert!(served.contains("200 OK") && served.contains("from-init"), "{served}");
+    let dir = node.agent_dir().join("pods").join(pod["metadata"]["uid"].as_str().unwrap());
+    assert_eq!(std::fs::read_to_string(dir.join("volumes/shared/init.txt")).unwrap(), "from-init\n");
+    assert_eq!(std::fs::read_to_string(dir.join("volumes/cfg/file.txt")).unwrap(), "from-configmap");
+    assert_eq!(std::fs::read_to_string(dir.join("volumes/info/labels")).unwrap(), "tier=\"web\"");
+    node.wait("env written", Duration::from_secs(10), |_| dir.join("volumes/shared/cfg.txt").exists());
+    let env = std::fs::read_to_string(dir.join("volumes/shared/env.txt")).unwrap();
+    for want in ["GREETING=hello", "PASSWORD=s3cret", "POD_NAME=full", &format!("POD_IP={ip}"), "COMBINED=hello-full", "HOSTNAME=full", "KUBERNETES_SERVICE_HOST=10.96.0.1", "KUBERNETES_SERVICE_PORT=443", "HOME=/root"] {
+        assert!(env.lines().any(|l| l == want), "{want} missing from:\n{env}");
+    }
+    assert_eq!(std::fs::read_to_string(dir.join("volumes/shared/hostname.txt")).unwrap(), "full\n");
+    assert_eq!(std::fs::read_to_string(dir.join("volumes/shared/cfg.txt")).unwrap(), "hello");
+    let hosts = std::fs::read_to_string(dir.join("etc-hosts")).unwrap();
+    assert!(hosts.contains(&format!("{ip}\tfull")), "{hosts}");
+    let _ = k;
+}
+
+#[test]
+fn deleted_pods_leave_nothing_behind() {
+    let _g = lock();
+    let node = Node::start();
+    let k = &node.kubectl;
+    let cycles: usize = std::env::var("TIMONIER_POD_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    for i in 0..cycles {
+        let name = format!("cycle-{i}");
+        node.apply(&pod_yaml(&name, "busybox", "", "    command: [\"sleep\", \"3600\"]\n    imagePullPolicy: IfNotPresent\n"));
+        node.wait_phase(&name, "Running");
+        k.run(&["delete", "pod", &name, "--wait=true", "--timeout=60s"]).ok();
+    }
+    // Nothing of those pods is left: no shim, no mount, no veth, no lease, no cgroup.
+    let pods_dir = node.agent_dir().join("pods");
+    node.wait("pod directories removed", Duration::from_secs(10), |_| std::fs::read_dir(&pods_dir).map(|d| d.count() == 0).unwrap_or(true));
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&node.agent_dir().to_string_lossy().to_string()), "mounts left:\n{mounts}");
+    let links = std::process::Command::new("ip").args(["-o", "link", "show", "master", BRIDGE]).output().unwrap();
+    assert!(String::from_utf8_lossy(&links.stdout).trim().is_empty(), "veths left: {}", String::from_utf8_lossy(&links.stdout));
+    let leases = node.agent_dir().join("network");
+    let left: Vec<_> = walk_files(&leases).into_iter().filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("10.244."))).collect();
+    assert!(left.is_empty(), "leases left: {left:?}");
+    assert!(!Path::new("/sys/fs/cgroup/memory/timonier").exists() || std::fs::read_dir("/sys/fs/cgroup/memory/timonier").unwrap().flatten().all(|e| !e.path().is_dir()));
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.path().is_dir() {
+                out.extend(walk_files(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn restarting_the_agent_keeps_pods_running() {
+    let _g = lock();
+    let mut node = Node::start();
+    node.apply(&pod_yaml("steady", "busybox", "", "    command: [\"sleep\", \"3600\"]\n"));
+    node.wait_phase("steady", "Running");
+    let before = node.pod_json("steady")["status"]["containerStatuses"][0].clone();
+    node.server.stop();
+    node.server.restart();
+    node.kubectl = node.server.kubectl("1.33");
+    std::thread::sleep(Duration::from_secs(3));
+    let after = node.pod_json("steady")["status"]["containerStatuses"][0].clone();
+    assert_eq!(before["containerID"], after["containerID"], "the container was replaced");
+    assert_eq!(after["restartCount"], 0);
+    assert_eq!(after["state"]["running"]["startedAt"], before["state"]["running"]["startedAt"]);
+    // Still managed: deleting it works.
+    node.kubectl.run(&["delete", "pod", "steady", "--wait=true", "--timeout=60s"]).ok();
+}
