@@ -12,6 +12,7 @@ mod events;
 mod logs;
 mod node;
 mod pods;
+mod probes;
 mod runtime;
 mod server;
 mod status;

@@ -18,6 +18,7 @@ use timonier_runtime::shim::{ContainerState, ErrorKind, ShimClient};
 use tokio::sync::watch;
 
 use crate::backoff::Backoff;
+use crate::probes;
 use crate::env::{self, EnvSources};
 use crate::events::EventType::{Normal, Warning};
 use crate::runtime::{NodeRuntime, CLUSTER_DNS};
@@ -88,6 +89,11 @@ struct Worker {
     /// Transient reasons a container waits for (ErrImagePull, CreateContainerConfigError, ...).
     waiting: HashMap<String, State>,
     last_status: Option<Value>,
+    /// Settled probe results, and the prober tasks of each running container (by id).
+    results: Arc<probes::Results>,
+    probers: HashMap<String, Vec<tokio::task::JoinHandle<()>>>,
+    /// Containers being stopped after a failed liveness or startup probe.
+    killing: std::collections::HashSet<String>,
 }
 
 /// Runs the worker of pod `uid` until the pod is gone and cleaned up.
@@ -100,17 +106,32 @@ pub async fn run_worker(node: Arc<NodeRuntime>, uid: String, mut rx: watch::Rece
     if phase == "Succeeded" || phase == "Failed" {
         record.terminal = true;
     }
-    let mut w = Worker { node, uid, dir, pod, shim: None, record, backoff: Backoff::default(), waiting: HashMap::new(), last_status: None };
+    let mut w = Worker {
+        node,
+        uid,
+        dir,
+        pod,
+        shim: None,
+        record,
+        backoff: Backoff::default(),
+        waiting: HashMap::new(),
+        last_status: None,
+        results: Arc::new(probes::Results::default()),
+        probers: HashMap::new(),
+        killing: Default::default(),
+    };
     loop {
         let latest = rx.borrow_and_update().clone();
         match latest {
             None => {
+                w.stop_probers();
                 w.teardown(0).await;
                 return;
             }
             Some(pod) => {
                 w.pod = pod;
                 if w.pod.metadata.deletion_timestamp.is_some() {
+                    w.stop_probers();
                     w.terminate().await;
                     return;
                 }
@@ -121,8 +142,10 @@ pub async fn run_worker(node: Arc<NodeRuntime>, uid: String, mut rx: watch::Rece
                         Duration::from_secs(1)
                     }
                 };
+                let results = w.results.clone();
                 tokio::select! {
-                    changed = rx.changed() => if changed.is_err() { return },
+                    changed = rx.changed() => if changed.is_err() { w.stop_probers(); return },
+                    _ = results.changed.notified() => {}
                     _ = tokio::time::sleep(next) => {}
                 }
             }
@@ -257,6 +280,7 @@ impl Worker {
         };
         let shim = self.shim.clone().ok_or("no sandbox")?;
         let running = self.observe(&shim).await?;
+        self.manage_probes(&shim, &running, &ip).await;
         let mut next = Duration::from_secs(1);
         let policy = self.spec().restart_policy.clone().unwrap_or_else(|| "Always".into());
 
@@ -317,6 +341,58 @@ impl Worker {
             self.stop_sandbox(0).await;
         }
         Ok(next)
+    }
+
+    fn stop_probers(&mut self) {
+        for (_, handles) in self.probers.drain() {
+            for h in handles {
+                h.abort();
+            }
+        }
+    }
+
+    /// Starts the probers of newly running containers, stops those of ended runs, and acts
+    /// on failed liveness and startup probes (the container is stopped, then restarted by
+    /// its restart policy).
+    async fn manage_probes(&mut self, shim: &ShimClient, running: &HashMap<String, ContainerState>, ip: &str) {
+        let containers = self.spec().containers.clone();
+        let mut live_ids = std::collections::HashSet::new();
+        for c in &containers {
+            let Some(inst) = self.record.containers.get(&c.name).and_then(|r| r.current.clone()) else { continue };
+            if !running.get(&inst.id).is_some_and(|s| s.running) {
+                continue;
+            }
+            live_ids.insert(inst.id.clone());
+            if !self.probers.contains_key(&inst.id) {
+                self.results.clear(&c.name);
+                let handles = probes::probes_of(c)
+                    .into_iter()
+                    .map(|(kind, probe)| {
+                        let target = probes::Target { shim: shim.clone(), container_id: inst.id.clone(), pod_ip: ip.to_string(), container: c.clone() };
+                        probes::spawn(self.node.clone(), self.pod.clone(), kind, probe, target, self.results.clone())
+                    })
+                    .collect();
+                self.probers.insert(inst.id.clone(), handles);
+            }
+            let failed = [(probes::Kind::Liveness, "liveness"), (probes::Kind::Startup, "startup")]
+                .into_iter()
+                .find(|(k, _)| self.results.get(&c.name, *k) == Some(false));
+            if let Some((_, which)) = failed {
+                if self.killing.insert(inst.id.clone()) {
+                    self.event(Some((&c.name, false)), Normal, "Killing", &format!("Container {} failed {which} probe, will be restarted", c.name)).await;
+                    let grace = self.spec().termination_grace_period_seconds.unwrap_or(30).max(0) as u64;
+                    tokio::spawn(stop_container(shim.clone(), inst.id.clone(), grace));
+                }
+            }
+        }
+        self.probers.retain(|id, handles| {
+            let keep = live_ids.contains(id);
+            if !keep {
+                handles.iter().for_each(|h| h.abort());
+            }
+            keep
+        });
+        self.killing.retain(|id| live_ids.contains(id));
     }
 
     /// The shim's view of the containers, with every exit seen copied into the record.
@@ -427,10 +503,18 @@ impl Worker {
         let rec = self.record.containers.entry(name.clone()).or_default();
         match result {
             Ok(_) => {
-                rec.current = Some(Instance { id, image: shown_image, image_id, start_error: None, exit: None });
+                rec.current = Some(Instance { id: id.clone(), image: shown_image, image_id, start_error: None, exit: None });
                 self.save();
                 self.event(Some((&name, init)), Normal, "Created", &format!("Created container: {name}")).await;
                 self.event(Some((&name, init)), Normal, "Started", &format!("Started container {name}")).await;
+                if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+                    let target = probes::Target { shim: shim.clone(), container_id: id.clone(), pod_ip: ip.to_string(), container: c.clone() };
+                    if let Err(e) = probes::run_hook(hook, &target, Duration::from_secs(30)).await {
+                        self.event(Some((&name, init)), Warning, "FailedPostStartHook", &format!("PostStartHook failed: {e}")).await;
+                        let grace = self.spec().termination_grace_period_seconds.unwrap_or(30).max(0) as u64;
+                        stop_container(shim.clone(), id, grace).await;
+                    }
+                }
                 None
             }
             Err(e) => {
@@ -734,13 +818,16 @@ impl Worker {
                 (Some(w @ State::Waiting { .. }), State::Terminated { .. }) => (w.clone(), Some(st.clone())),
                 _ => (st, last),
             };
+            let is_running = matches!(st, State::Running { .. });
+            let started = is_running && (c.startup_probe.is_none() || self.results.get(&c.name, probes::Kind::Startup) == Some(true));
+            let ready = started && !init && (c.readiness_probe.is_none() || self.results.get(&c.name, probes::Kind::Readiness) == Some(true));
             ContainerView {
                 name: c.name.clone(),
                 image: inst.image.clone(),
                 image_id: inst.image_id.clone(),
                 container_id: Some(format!("timonier://{}", inst.id)),
-                ready: matches!(st, State::Running { .. }) && !init,
-                started: matches!(st, State::Running { .. }),
+                ready,
+                started,
                 state: st,
                 last_state: last,
                 restart_count: rec.restart_count,
@@ -823,7 +910,10 @@ impl Worker {
                 }
             }
         }
-        self.stop_sandbox(grace).await;
+        let started = Instant::now();
+        self.run_pre_stop_hooks(Duration::from_secs(grace)).await;
+        let left = grace.saturating_sub(started.elapsed().as_secs());
+        self.stop_sandbox(left).await;
         let pods: Api<Pod> = Api::namespaced(self.node.config.client.clone(), &self.ns());
         let dp = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(Preconditions { uid: Some(self.uid.clone()), resource_version: None }), ..Default::default() };
         if let Err(e) = pods.delete(self.pod.metadata.name.as_deref().unwrap_or(""), &dp).await {
@@ -832,6 +922,29 @@ impl Worker {
             }
         }
         self.teardown(0).await;
+    }
+
+    /// Runs the preStop hooks of the running containers, together, within `budget`.
+    async fn run_pre_stop_hooks(&mut self, budget: Duration) {
+        let Some(shim) = self.shim.clone() else { return };
+        let Ok(states) = shim.status().await else { return };
+        let ip = self.record.pod_ip.clone().unwrap_or_default();
+        let mut hooks = vec![];
+        for c in self.spec().containers.clone() {
+            let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.clone()) else { continue };
+            let Some(inst) = self.record.containers.get(&c.name).and_then(|r| r.current.clone()) else { continue };
+            if !states.iter().any(|s| s.id == inst.id && s.running) {
+                continue;
+            }
+            let target = probes::Target { shim: shim.clone(), container_id: inst.id, pod_ip: ip.clone(), container: c.clone() };
+            hooks.push(async move { (c.name.clone(), probes::run_hook(&hook, &target, budget).await) });
+        }
+        let results = tokio::time::timeout(budget, futures::future::join_all(hooks)).await.unwrap_or_default();
+        for (name, r) in results {
+            if let Err(e) = r {
+                self.event(Some((&name, false)), Warning, "FailedPreStopHook", &format!("PreStopHook failed: {e}")).await;
+            }
+        }
     }
 
     /// Stops every container (SIGTERM, `grace` seconds, SIGKILL) and the sandbox, and frees
@@ -880,6 +993,23 @@ pub async fn teardown_dir(node: &NodeRuntime, uid: &str, dir: &Path, grace: u64)
             }
         }
     }
+}
+
+/// Stops one container: SIGTERM, then SIGKILL once `grace` seconds passed.
+async fn stop_container(shim: ShimClient, id: String, grace: u64) {
+    let running = |states: &[ContainerState]| states.iter().any(|s| s.id == id && s.running);
+    if let Err(e) = shim.kill(&id, libc::SIGTERM).await {
+        tracing::debug!(container = %id, error = %e, "cannot signal a container");
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(grace);
+    while Instant::now() < deadline {
+        match shim.status().await {
+            Ok(states) if running(&states) => tokio::time::sleep(Duration::from_millis(100)).await,
+            _ => return,
+        }
+    }
+    let _ = shim.kill(&id, libc::SIGKILL).await;
 }
 
 /// Removes what a dead shim left (its containers, mounts, cgroups), off the async threads.

@@ -393,3 +393,56 @@ fn restarting_the_agent_keeps_pods_running() {
     // Still managed: deleting it works.
     node.kubectl.run(&["delete", "pod", "steady", "--wait=true", "--timeout=60s"]).ok();
 }
+
+#[test]
+fn probes_and_lifecycle_hooks() {
+    let _g = lock();
+    let node = Node::start();
+    let k = &node.kubectl;
+    let host_dir = timonier_testkit::temp_dir("timonier-hooks-");
+    let hd = host_dir.path().to_string_lossy().into_owned();
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: probed}}
+spec:
+  nodeName: node1
+  terminationGracePeriodSeconds: 5
+  volumes: [{{name: host, hostPath: {{path: "{hd}"}}}}]
+  containers:
+  - name: late
+    image: busybox
+    command: ["sh", "-c", "sleep 3; touch /tmp/ready; sleep 3600"]
+    readinessProbe: {{exec: {{command: ["cat", "/tmp/ready"]}}, periodSeconds: 1}}
+  - name: web
+    image: busybox
+    command: ["httpd", "-f", "-p", "8080"]
+    readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
+    startupProbe: {{httpGet: {{path: /etc/hostname, port: 8080}}, periodSeconds: 1, failureThreshold: 30}}
+    lifecycle:
+      postStart: {{exec: {{command: ["sh", "-c", "echo started > /host/poststart"]}}}}
+      preStop: {{exec: {{command: ["sh", "-c", "echo stopping > /host/prestop"]}}}}
+    volumeMounts: [{{name: host, mountPath: /host}}]
+  - name: dying
+    image: busybox
+    command: ["sh", "-c", "touch /tmp/alive; sleep 2; rm /tmp/alive; sleep 3600"]
+    livenessProbe: {{exec: {{command: ["test", "-f", "/tmp/alive"]}}, periodSeconds: 1, failureThreshold: 1}}
+"#
+    );
+    node.apply(&yaml);
+    node.wait_phase("probed", "Running");
+    let ready = |k: &Kubectl, name: &str| {
+        k.run(&["get", "pod", "probed", "-o", &format!("jsonpath={{.status.containerStatuses[?(@.name==\"{name}\")].ready}}")]).stdout == "true"
+    };
+    assert!(!ready(k, "late"), "ready before its probe passed");
+    node.wait("late ready", Duration::from_secs(20), |k| ready(k, "late"));
+    node.wait("web ready", Duration::from_secs(20), |k| ready(k, "web"));
+    assert_eq!(std::fs::read_to_string(host_dir.path().join("poststart")).unwrap_or_default(), "started\n");
+    node.wait("liveness restart", Duration::from_secs(30), |k| {
+        k.run(&["get", "pod", "probed", "-o", "jsonpath={.status.containerStatuses[?(@.name==\"dying\")].restartCount}"]).stdout.parse::<i32>().is_ok_and(|n| n >= 1)
+    });
+    let events = k.run(&["get", "events", "--field-selector", "involvedObject.name=probed"]).ok().to_string();
+    assert!(events.contains("Liveness probe failed") && events.contains("Container dying failed liveness probe, will be restarted"), "{events}");
+    k.run(&["delete", "pod", "probed", "--wait=true", "--timeout=60s"]).ok();
+    assert_eq!(std::fs::read_to_string(host_dir.path().join("prestop")).unwrap_or_default(), "stopping\n");
+}
