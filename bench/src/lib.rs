@@ -54,3 +54,51 @@ pub async fn wait_watchers_started<T: 'static>(
     }
     Ok(())
 }
+
+/// The workspace root (this crate is `bench/` in it).
+pub fn workspace_root() -> std::path::PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// The `timonier` binary to measure: `given`, or the workspace's release build (built first
+/// unless `no_build`).
+pub fn server_binary(given: Option<&std::path::Path>, no_build: bool) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::{bail, ensure, Context};
+    use std::time::{Duration, Instant};
+    if let Some(b) = given {
+        ensure!(b.exists(), "{} does not exist", b.display());
+        return Ok(b.to_path_buf());
+    }
+    let root = workspace_root();
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(t) => root.join(t),
+        None => root.join("target"),
+    };
+    let bin = target.join("release").join("timonier");
+    if !no_build {
+        eprintln!("cargo build --release -p timonier ...");
+        let mut child = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args(["build", "--release", "-p", "timonier"])
+            .current_dir(&root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("cannot run cargo (or pass --no-build / --server-bin)")?;
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        let status = loop {
+            if let Some(s) = child.try_wait()? {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("cargo build --release -p timonier took more than an hour");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        ensure!(status.success(), "cargo build --release -p timonier failed: {status}");
+    }
+    ensure!(bin.exists(), "{} does not exist: run `cargo build --release -p timonier` (or pass --server-bin)", bin.display());
+    Ok(bin)
+}

@@ -1137,55 +1137,6 @@ fn print_stacks(pid: u32) {
     }
 }
 
-/// The workspace root (this crate is `bench/` in it).
-fn workspace_root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
-}
-
-/// The server binary: `--server-bin`, or the workspace's release build (built first unless
-/// `--no-build`).
-fn server_binary(args: &Args, root: &Path) -> Result<PathBuf> {
-    if let Some(b) = &args.server_bin {
-        ensure!(b.exists(), "{} does not exist", b.display());
-        return Ok(b.clone());
-    }
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(t) => root.join(t),
-        None => root.join("target"),
-    };
-    let bin = target.join("release").join("timonier");
-    if !args.no_build {
-        eprintln!("cargo build --release -p timonier ...");
-        let mut child = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .args(["build", "--release", "-p", "timonier"])
-            .current_dir(root)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .context("cannot run cargo (or pass --no-build / --server-bin)")?;
-        let deadline = Instant::now() + Duration::from_secs(3600);
-        let status = loop {
-            if let Some(s) = child.try_wait()? {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("cargo build --release -p timonier took more than an hour");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        ensure!(status.success(), "cargo build --release -p timonier failed: {status}");
-    }
-    ensure!(
-        bin.exists(),
-        "{} does not exist: run `cargo build --release -p timonier` (or pass --server-bin)",
-        bin.display()
-    );
-    Ok(bin)
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     let mut sizes = if args.quick {
@@ -1229,8 +1180,8 @@ fn main() -> ExitCode {
     if let Some(e) = args.watch_events {
         sizes.watch_events = e;
     }
-    let root = workspace_root();
-    let bin = match server_binary(&args, &root) {
+    let root = timonier_bench::workspace_root();
+    let bin = match timonier_bench::server_binary(args.server_bin.as_deref(), args.no_build) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("apiserver benchmark: {e:#}");
