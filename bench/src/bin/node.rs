@@ -61,9 +61,19 @@ fn running(p: &Pod) -> bool {
     p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
 }
 
+fn kb_field(path: &str, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(path).ok()?;
+    s.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 fn rss_kb(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    kb_field(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
+/// Proportional set size: shared pages (the binary's text, shared by every shim) divided
+/// among the processes sharing them — what a process really costs.
+fn pss_kb(pid: u32) -> Option<u64> {
+    kb_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:")
 }
 
 /// PIDs of the pod shims of an agent data dir.
@@ -206,6 +216,7 @@ async fn measure(args: &Args, bin: &Path, server: &Server, agent: &ChildGuard, a
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_kb = rss_kb(agent.pid());
+    let idle_pss = pss_kb(agent.pid());
 
     let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
     let notify = Arc::new(tokio::sync::Notify::new());
@@ -268,8 +279,10 @@ async fn measure(args: &Args, bin: &Path, server: &Server, agent: &ChildGuard, a
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
     let busy_kb = rss_kb(agent.pid());
+    let busy_pss = pss_kb(agent.pid());
     let shims = shim_pids(agent_dir);
     let shim_kb: u64 = shims.iter().filter_map(|p| rss_kb(*p)).sum();
+    let shim_pss: u64 = shims.iter().filter_map(|p| pss_kb(*p)).sum();
     w.abort();
 
     println!("## Node agent benchmark ({})", jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC"));
@@ -292,7 +305,15 @@ async fn measure(args: &Args, bin: &Path, server: &Server, agent: &ChildGuard, a
     println!("{} pods created at once (32 clients; creates took {:.2} s): all Running after {:.2} s, all Ready after {:.2} s.", args.pods, created.as_secs_f64(), all_running.as_secs_f64(), all_ready.as_secs_f64());
     println!();
     let mib = |kb: Option<u64>| kb.map(|k| format!("{:.1} MiB", k as f64 / 1024.0)).unwrap_or_else(|| "?".into());
-    println!("Agent RSS: idle {} ; holding {} pods {} ; their {} shims {} in all ({:.0} KiB each).", mib(idle_kb), args.pods, mib(busy_kb), shims.len(), mib(Some(shim_kb)), shim_kb as f64 / shims.len().max(1) as f64);
+    println!("Agent RSS (PSS): idle {} ({}); holding {} pods {} ({}).", mib(idle_kb), mib(idle_pss), args.pods, mib(busy_kb), mib(busy_pss));
+    println!(
+        "Their {} shims: RSS {} in all ({:.0} KiB each), PSS {} in all ({:.0} KiB each; RSS counts the binary's shared text once per shim).",
+        shims.len(),
+        mib(Some(shim_kb)),
+        shim_kb as f64 / shims.len().max(1) as f64,
+        mib(Some(shim_pss)),
+        shim_pss as f64 / shims.len().max(1) as f64
+    );
 
     // Leave nothing running.
     for n in &names {

@@ -631,6 +631,9 @@ async fn subresource(
     if def.subresource(sub).is_none() || name.is_empty() {
         return Err(ApiError::path_not_found());
     }
+    if def.plural == "pods" && matches!(sub, "exec" | "attach" | "portforward") {
+        return crate::kubelet_proxy::stream(state, req, ns, name, sub).await;
+    }
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
     let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
     let method = req.method().clone();

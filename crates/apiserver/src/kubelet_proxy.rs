@@ -103,8 +103,8 @@ fn pick_container(pod: &Value, name: &str, asked: Option<&str>) -> ApiResult<Str
     }
 }
 
-/// Sends one GET to an agent and returns its response, body still streaming.
-async fn agent_get(state: &ApiState, node: &str, path_and_query: &str) -> ApiResult<Response<hyper::body::Incoming>> {
+/// Opens an HTTP/1.1 connection (TLS, our client certificate) to the agent of `node`.
+async fn agent_connection(state: &ApiState, node: &str) -> ApiResult<(hyper::client::conn::http1::SendRequest<http_body_util::Empty<Bytes>>, std::net::SocketAddr)> {
     let addr = node_endpoint(state, node)?;
     let tls = state.kubelet_tls.get().cloned().ok_or_else(|| ApiError::internal("no client certificate for node agents"))?;
     let unreachable = |e: String| ApiError::internal(format!("cannot reach the agent of node \"{node}\" at {addr}: {e}"));
@@ -114,8 +114,15 @@ async fn agent_get(state: &ApiState, node: &str, path_and_query: &str) -> ApiRes
         .map_err(|e| unreachable(e.to_string()))?;
     let name = ServerName::try_from(addr.ip().to_string()).map_err(|e| unreachable(e.to_string()))?;
     let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.map_err(|e| unreachable(e.to_string()))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| unreachable(e.to_string()))?;
-    tokio::spawn(conn);
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| unreachable(e.to_string()))?;
+    tokio::spawn(conn.with_upgrades());
+    Ok((sender, addr))
+}
+
+/// Sends one GET to an agent and returns its response, body still streaming.
+async fn agent_get(state: &ApiState, node: &str, path_and_query: &str) -> ApiResult<Response<hyper::body::Incoming>> {
+    let (mut sender, addr) = agent_connection(state, node).await?;
+    let unreachable = |e: String| ApiError::internal(format!("cannot reach the agent of node \"{node}\" at {addr}: {e}"));
     let req = http::Request::get(path_and_query)
         .header(http::header::HOST, addr.to_string())
         .body(http_body_util::Empty::<Bytes>::new())
@@ -159,4 +166,60 @@ pub async fn pod_log(state: Arc<ApiState>, ns: &str, name: &str, query: &crate::
         }
     });
     Ok(streaming(StatusCode::OK, "text/plain", rx))
+}
+
+/// `pods/{name}/exec|attach|portforward`: the upgrade request goes to the agent as it came
+/// (WebSocket or SPDY, the agent negotiates); once the agent switches protocols, both
+/// connections are spliced and the API server only copies bytes.
+pub async fn stream(state: Arc<ApiState>, mut req: http::Request<hyper::body::Incoming>, ns: &str, name: &str, sub: &str) -> ApiResult<Response<Body>> {
+    let (pod, node) = pod_node(&state, ns, name)?;
+    let raw_query = req.uri().query().unwrap_or("").to_string();
+    let path = if sub == "portforward" {
+        format!("/portForward/{ns}/{name}?{raw_query}")
+    } else {
+        let asked = form_urlencoded::parse(raw_query.as_bytes()).find(|(k, _)| k == "container").map(|(_, v)| v.into_owned());
+        let container = pick_container(&pod, name, asked.as_deref())?;
+        let verb = if sub == "exec" { "exec" } else { "attach" };
+        format!("/{verb}/{ns}/{name}/{container}?{raw_query}")
+    };
+    let (mut sender, addr) = agent_connection(&state, &node).await?;
+    let mut out = http::Request::builder().method(req.method().clone()).uri(path);
+    for (k, v) in req.headers() {
+        if k != http::header::HOST && k != http::header::AUTHORIZATION && k != http::header::CONTENT_LENGTH {
+            out = out.header(k, v);
+        }
+    }
+    let out = out.header(http::header::HOST, addr.to_string()).body(http_body_util::Empty::<Bytes>::new()).map_err(|e| ApiError::internal(e.to_string()))?;
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    let mut resp = sender.send_request(out).await.map_err(|e| ApiError::internal(format!("the agent of node \"{node}\" failed: {e}")))?;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let code = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        let mut r = Response::builder().status(code);
+        for (k, v) in headers.iter() {
+            if k != http::header::CONTENT_LENGTH && k != http::header::TRANSFER_ENCODING {
+                r = r.header(k, v);
+            }
+        }
+        return r.body(crate::server::full(body)).map_err(|e| ApiError::internal(e.to_string()));
+    }
+    let agent_upgrade = hyper::upgrade::on(&mut resp);
+    let mut r = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
+    for (k, v) in resp.headers() {
+        r = r.header(k, v);
+    }
+    tokio::spawn(async move {
+        let (client, agent) = match tokio::join!(client_upgrade, agent_upgrade) {
+            (Ok(c), Ok(a)) => (c, a),
+            (c, a) => {
+                tracing::debug!(client = ?c.err(), agent = ?a.err(), "a streaming upgrade failed");
+                return;
+            }
+        };
+        let mut client = hyper_util::rt::TokioIo::new(client);
+        let mut agent = hyper_util::rt::TokioIo::new(agent);
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut agent).await;
+    });
+    r.body(crate::server::full(Bytes::new())).map_err(|e| ApiError::internal(e.to_string()))
 }

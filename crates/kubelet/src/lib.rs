@@ -16,6 +16,8 @@ mod probes;
 mod runtime;
 mod server;
 mod status;
+mod stream_handlers;
+pub mod streaming;
 mod volumes;
 
 use std::net::IpAddr;

@@ -19,6 +19,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::logs::{self, LogOptions};
+use crate::{stream_handlers, streaming};
 use crate::runtime::NodeRuntime;
 use crate::{Error, Result};
 
@@ -85,6 +86,9 @@ async fn route(node: Arc<NodeRuntime>, req: Request<hyper::body::Incoming>) -> R
     match parts.as_slice() {
         ["healthz"] => Response::new(Full::new(Bytes::from_static(b"ok")).boxed()),
         ["containerLogs", ns, pod, container] => container_logs(node, ns, pod, container, &query).await,
+        ["exec", ns, pod, container] => exec_or_attach(node, req, ns, pod, container, &query, true).await,
+        ["attach", ns, pod, container] => exec_or_attach(node, req, ns, pod, container, &query, false).await,
+        ["portForward", ns, pod] => port_forward(node, req, ns, pod).await,
         _ => text(StatusCode::NOT_FOUND, &format!("the agent does not serve {path}")),
     }
 }
@@ -140,4 +144,45 @@ async fn container_logs(node: Arc<NodeRuntime>, ns: &str, pod_name: &str, contai
         .header("content-type", "text/plain")
         .body(BodyExt::boxed(StreamBody::new(stream)))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+}
+
+/// The directory of a pod running here, by namespace and name.
+fn pod_dir(node: &NodeRuntime, ns: &str, pod: &str) -> Option<PathBuf> {
+    find_pod_dir(node, ns, pod).map(|(uid, _)| node.pods_dir().join(uid))
+}
+
+async fn exec_or_attach(node: Arc<NodeRuntime>, req: Request<hyper::body::Incoming>, ns: &str, pod: &str, container: &str, query: &str, exec: bool) -> Response<Body> {
+    let opts = streaming::StreamOptions::from_query(query);
+    let Some(dir) = pod_dir(&node, ns, pod) else {
+        return text(StatusCode::NOT_FOUND, &format!("pod {ns}/{pod} is not running on this node"));
+    };
+    let (shim, id) = match stream_handlers::running_container(&dir, container).await {
+        Ok(c) => c,
+        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("unable to upgrade connection: {e}")),
+    };
+    if exec {
+        let command: Vec<String> = form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k == "command").map(|(_, v)| v.into_owned()).collect();
+        streaming::serve_exec(req, opts, move |streams| stream_handlers::exec(shim, id, command, streams))
+    } else {
+        if opts.stdin || opts.tty {
+            return text(StatusCode::BAD_REQUEST, &format!("unable to upgrade connection: container {container} does not have stdin or a TTY attached: only its output can be attached"));
+        }
+        let log_path = shim.status().await.ok().and_then(|s| s.into_iter().find(|c| c.id == id)).map(|c| c.log_path);
+        let Some(log_path) = log_path else {
+            return text(StatusCode::BAD_REQUEST, &format!("unable to upgrade connection: container not found (\"{container}\")"));
+        };
+        let exit_marker = dir.join("sandbox").join("containers").join(&id).join("exit.json");
+        streaming::serve_exec(req, opts, move |streams| stream_handlers::attach(log_path, exit_marker, streams))
+    }
+}
+
+async fn port_forward(node: Arc<NodeRuntime>, req: Request<hyper::body::Incoming>, ns: &str, pod: &str) -> Response<Body> {
+    let Some(dir) = pod_dir(&node, ns, pod) else {
+        return text(StatusCode::NOT_FOUND, &format!("pod {ns}/{pod} is not running on this node"));
+    };
+    let pid = match timonier_runtime::shim::ShimClient::connect(&dir.join("sandbox")).await {
+        Ok(s) => s.pid(),
+        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("unable to upgrade connection: the pod's sandbox is not running: {e}")),
+    };
+    streaming::serve_port_forward(req, move |port| stream_handlers::connect_in_pod(pid, port))
 }

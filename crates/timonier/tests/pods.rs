@@ -200,6 +200,11 @@ fn restart_policies_exit_codes_and_crash_loop() {
     node.apply(&pod_yaml("never", "busybox", "  restartPolicy: Never\n", &cmd("echo bye; exit 3")));
     node.apply(&pod_yaml("onfailure", "busybox", "  restartPolicy: OnFailure\n", &cmd("exit 0")));
     node.apply(&pod_yaml("crash", "busybox", "", &cmd("echo run; exit 1")));
+    node.apply(&pod_yaml("counter", "busybox", "  restartPolicy: Never\n", &cmd("for i in 1 2 3; do echo line $i; sleep 1; done")));
+    node.wait_phase("counter", "Running");
+    // Follows while it runs, ends when it exits.
+    assert_eq!(k.run(&["logs", "-f", "counter"]).ok(), "line 1\nline 2\nline 3\n");
+    assert_eq!(k.run(&["logs", "-l", "app=counter", "--tail=1"]).ok(), "line 3\n");
     node.wait_phase("never", "Failed");
     let t = &node.pod_json("never")["status"]["containerStatuses"][0]["state"]["terminated"];
     assert_eq!(t["exitCode"], 3);
@@ -445,4 +450,52 @@ spec:
     assert!(events.contains("Liveness probe failed") && events.contains("Container dying failed liveness probe, will be restarted"), "{events}");
     k.run(&["delete", "pod", "probed", "--wait=true", "--timeout=60s"]).ok();
     assert_eq!(std::fs::read_to_string(host_dir.path().join("prestop")).unwrap_or_default(), "stopping\n");
+}
+
+#[test]
+fn exec_attach_and_port_forward_through_the_api_server() {
+    let _g = lock();
+    let node = Node::start();
+    node.apply(&pod_yaml("bootcamp", "gcr.io/google-samples/kubernetes-bootcamp:v1", "", ""));
+    node.wait_phase("bootcamp", "Running");
+    for version in ["1.27", "1.33"] {
+        let k = node.server.kubectl(version);
+        let env = k.run(&["exec", "bootcamp", "--", "env"]).ok().to_string();
+        assert!(env.contains("HOSTNAME=bootcamp") && env.contains("KUBERNETES_SERVICE_HOST=10.96.0.1") && env.contains("NODE_VERSION=6.3.1"), "{version}: {env}");
+        let out = k.run(&["exec", "bootcamp", "--", "sh", "-c", "exit 3"]);
+        assert_eq!(out.code, 3, "{version}: {out:?}");
+        let out = k.run_with_input(&["exec", "-i", "bootcamp", "--", "cat"], Some("through stdin\n"));
+        assert_eq!(out.ok(), "through stdin\n", "{version}");
+        let out = k.run(&["exec", "bootcamp", "--", "sh", "-c", "echo out; echo err >&2"]);
+        assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("out\n", "err\n"), "{version}");
+        let hello = k.run(&["exec", "bootcamp", "--", "curl", "-s", "localhost:8080"]).ok().to_string();
+        assert!(hello.contains("Hello Kubernetes bootcamp! | Running on: bootcamp | v=1"), "{version}: {hello}");
+        // A terminal, as `kubectl exec -ti POD -- bash` gives.
+        let line = format!("{:?} --kubeconfig {:?} --cache-dir {:?} exec -ti bootcamp -- bash -c tty", k.bin, k.kubeconfig, k.cache);
+        let mut cmd = std::process::Command::new("script");
+        cmd.args(["-qec", &line, "/dev/null"]).env("HOME", &k.home).stdin(std::process::Stdio::null());
+        let tty = cmd.output().unwrap();
+        assert!(String::from_utf8_lossy(&tty.stdout).contains("/dev/pts/"), "{version}: {tty:?}");
+        // port-forward to the app.
+        let port = free_port();
+        let mut pf = k.command(&["port-forward", "pod/bootcamp", &format!("{port}:8080")]);
+        pf.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let pf = timonier_testkit::ChildGuard(pf.spawn().unwrap());
+        let body = http_get(&format!("127.0.0.1:{port}"));
+        assert!(body.contains("Hello Kubernetes bootcamp! | Running on: bootcamp | v=1"), "{version}: {body}");
+        drop(pf);
+        // attach follows new output.
+        let mut at = k.command(&["attach", "bootcamp"]);
+        at.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+        let mut at = timonier_testkit::ChildGuard(at.spawn().unwrap());
+        std::thread::sleep(Duration::from_millis(1500));
+        let ip = node.pod_json("bootcamp")["status"]["podIP"].as_str().unwrap().to_string();
+        http_get(&format!("{ip}:8080"));
+        std::thread::sleep(Duration::from_millis(1000));
+        unsafe { libc::kill(at.pid() as i32, libc::SIGINT) };
+        let mut out = String::new();
+        use std::io::Read;
+        let _ = at.0.stdout.take().unwrap().read_to_string(&mut out);
+        assert!(out.contains("Running On: bootcamp | Total Requests:"), "{version}: attach printed {out:?}");
+    }
 }
