@@ -94,7 +94,14 @@ struct Worker {
     probers: HashMap<String, Vec<tokio::task::JoinHandle<()>>>,
     /// Containers being stopped after a failed liveness or startup probe.
     killing: std::collections::HashSet<String>,
+    /// Service-account tokens of projected volumes and when to renew them.
+    tokens: HashMap<(String, String), (String, Instant)>,
+    volumes_refreshed: Instant,
 }
+
+/// How often a running pod's configMap, secret, downwardAPI and projected volumes are
+/// rewritten from their sources.
+const VOLUME_REFRESH: Duration = Duration::from_secs(10);
 
 /// Runs the worker of pod `uid` until the pod is gone and cleaned up.
 pub async fn run_worker(node: Arc<NodeRuntime>, uid: String, mut rx: watch::Receiver<Option<Arc<Pod>>>) {
@@ -119,6 +126,8 @@ pub async fn run_worker(node: Arc<NodeRuntime>, uid: String, mut rx: watch::Rece
         results: Arc::new(probes::Results::default()),
         probers: HashMap::new(),
         killing: Default::default(),
+        tokens: HashMap::new(),
+        volumes_refreshed: Instant::now(),
     };
     loop {
         let latest = rx.borrow_and_update().clone();
@@ -331,6 +340,9 @@ impl Worker {
                     }
                 }
             }
+        }
+        if self.volumes_refreshed.elapsed() >= VOLUME_REFRESH && !self.record.containers.is_empty() {
+            self.refresh_volumes(&ip).await;
         }
         let running = self.observe(&shim).await?;
         let phase = self.post_status(&running, true).await;
@@ -645,9 +657,10 @@ impl Worker {
     /// resolved, volumes ready, limits, identity. Errors are (reason, message).
     async fn container_spec(&mut self, c: &Container, image: &Image, ip: &str) -> Result<timonier_runtime::bundle::ContainerSpec, (String, String)> {
         let (configmaps, secrets) = self.fetch_sources(Some(c)).await;
+        let tokens = self.service_account_tokens().await.map_err(|e| ("FailedMount".to_string(), e))?;
         let vols = {
             let field = |p: &str| self.downward_field(p, ip);
-            let vsrc = VolumeSources { configmaps: &configmaps, secrets: &secrets, field: &field };
+            let vsrc = VolumeSources { configmaps: &configmaps, secrets: &secrets, field: &field, tokens: &tokens };
             volumes::prepare(&self.pod, &self.dir, &vsrc).map_err(|e| ("FailedMount".to_string(), e.0))?
         };
         let services = self.services().await;
@@ -767,6 +780,65 @@ impl Worker {
             sandbox_pid: self.shim.as_ref().map(|s| s.pid() as u32).unwrap_or(0),
             hostname: Some(hostname.clone()),
         })
+    }
+
+    /// Rewrites the file-backed volumes of a running pod, so that changed ConfigMaps and
+    /// Secrets, and renewed tokens, reach its containers.
+    async fn refresh_volumes(&mut self, ip: &str) {
+        self.volumes_refreshed = Instant::now();
+        let (configmaps, secrets) = self.fetch_sources(None).await;
+        let tokens = match self.service_account_tokens().await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!(pod = %self.name(), error = %e, "cannot renew service-account tokens");
+                return;
+            }
+        };
+        let field = |p: &str| self.downward_field(p, ip);
+        let vsrc = VolumeSources { configmaps: &configmaps, secrets: &secrets, field: &field, tokens: &tokens };
+        if let Err(e) = volumes::prepare(&self.pod, &self.dir, &vsrc) {
+            tracing::debug!(pod = %self.name(), error = %e.0, "cannot refresh the pod's volumes");
+        }
+    }
+
+    /// Tokens for the pod's projected service-account tokens, bound to the pod, requested
+    /// again once 80% of their lifetime passed (as the kubelet's token manager).
+    async fn service_account_tokens(&mut self) -> Result<HashMap<(String, String), String>, String> {
+        let projections = volumes::token_projections(&self.pod);
+        let mut out = HashMap::new();
+        if projections.is_empty() {
+            return Ok(out);
+        }
+        let sa = self.spec().service_account_name.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "default".into());
+        let api: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(self.node.config.client.clone(), &self.ns());
+        for (volume, path, audience, expiration) in projections {
+            let key = (volume.clone(), path.clone());
+            if let Some((token, renew_at)) = self.tokens.get(&key) {
+                if Instant::now() < *renew_at {
+                    out.insert(key, token.clone());
+                    continue;
+                }
+            }
+            let request = json!({
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {
+                    "audiences": audience.map(|a| vec![a]).unwrap_or_default(),
+                    "expirationSeconds": expiration,
+                    "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": self.pod.metadata.name, "uid": self.uid},
+                },
+            });
+            let body = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
+            let resp: Value = api
+                .create_subresource("token", &sa, &kube::api::PostParams::default(), body)
+                .await
+                .map_err(|e| format!("failed to fetch token: {e}"))?;
+            let token = resp.pointer("/status/token").and_then(Value::as_str).ok_or("failed to fetch token: the answer has no token")?.to_string();
+            let renew_at = Instant::now() + Duration::from_secs((expiration.max(600) as u64) * 8 / 10);
+            self.tokens.insert(key.clone(), (token.clone(), renew_at));
+            out.insert(key, token);
+        }
+        Ok(out)
     }
 
     async fn services(&self) -> Vec<Service> {

@@ -33,6 +33,7 @@ pub struct NodeRuntime {
 }
 
 pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
+const IMAGE_GC_PERIOD: Duration = Duration::from_secs(300);
 pub const SERVICE_CIDR: &str = "10.96.0.0/12";
 pub const CLUSTER_DNS: &str = "10.96.0.10";
 /// Pods' cgroups live under this path in each hierarchy: `/timonier/pod<uid>/<container>`.
@@ -79,6 +80,7 @@ impl NodeRuntime {
             }
         });
         tokio::spawn(self.clone().heartbeat());
+        tokio::spawn(self.clone().image_gc());
         self.dispatch().await
     }
 
@@ -107,6 +109,40 @@ impl NodeRuntime {
             }
             if let Err(e) = node::post_status(&nodes, &self.facts, images_status(&self.images)).await {
                 tracing::warn!(error = %e, "node status update failed");
+            }
+        }
+    }
+
+    /// Removes unused images, least recently used first, when the disk holding them passes
+    /// 85% (until under 80%) — upstream's imageGCHigh/LowThresholdPercent.
+    async fn image_gc(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(IMAGE_GC_PERIOD);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let pods: Api<Pod> = Api::all(self.config.client.clone());
+            let lp = kube::api::ListParams::default().fields(&format!("spec.nodeName={}", self.facts.name));
+            let Ok(list) = pods.list(&lp).await else { continue };
+            let in_use: std::collections::HashSet<String> = list
+                .items
+                .iter()
+                .filter_map(|p| p.spec.as_ref())
+                .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
+                .filter_map(|c| c.image.clone())
+                .flat_map(|i| [timonier_runtime::images::normalize(&i).unwrap_or_else(|_| i.clone()), i])
+                .collect();
+            let store = self.images.clone();
+            let root = store.root().to_path_buf();
+            let r = tokio::task::spawn_blocking(move || {
+                timonier_runtime::images::collect_garbage(&store, &in_use, 85, 80, || timonier_runtime::images::disk_usage_percent(&root))
+            })
+            .await;
+            match r {
+                Ok(Ok(report)) if !report.deleted.is_empty() => {
+                    tracing::info!(deleted = report.deleted.len(), usage_before = report.usage_before, usage_after = report.usage_after, "removed unused images");
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "image garbage collection failed"),
+                _ => {}
             }
         }
     }

@@ -23,6 +23,20 @@ pub enum Source {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MountError(pub String);
 
+/// The service-account token projections of the pod's volumes: (volume, path, audience,
+/// expirationSeconds).
+pub fn token_projections(pod: &Pod) -> Vec<(String, String, Option<String>, i64)> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .flat_map(|v| {
+            v.projected.iter().flat_map(|p| p.sources.iter().flatten()).filter_map(|s| s.service_account_token.as_ref()).map(|t| {
+                (v.name.clone(), t.path.clone(), t.audience.clone(), t.expiration_seconds.unwrap_or(3600))
+            })
+        })
+        .collect()
+}
+
 /// The ConfigMaps and Secrets the pod's volumes refer to (name, optional).
 pub fn referenced_objects(pod: &Pod) -> (Vec<String>, Vec<String>) {
     let (mut cms, mut secrets) = (vec![], vec![]);
@@ -150,6 +164,8 @@ pub struct VolumeSources<'a> {
     pub secrets: &'a HashMap<String, Secret>,
     /// Values of downward API fields (`metadata.name`, `metadata.labels`, ...).
     pub field: &'a dyn Fn(&str) -> Option<String>,
+    /// Service-account tokens of projected volumes, by (volume name, path).
+    pub tokens: &'a HashMap<(String, String), String>,
 }
 
 /// Makes every volume of the pod ready under `pod_dir/volumes/<name>` and says where each
@@ -164,6 +180,10 @@ pub fn prepare(pod: &Pod, pod_dir: &Path, src: &VolumeSources) -> Result<HashMap
         if let Source::Path(p) = &source {
             if v.host_path.is_none() {
                 fs::create_dir_all(p).map_err(io)?;
+            }
+            // emptyDir is world-writable, as upstream, so that any runAsUser can use it.
+            if v.empty_dir.is_some() {
+                fs::set_permissions(p, fs::Permissions::from_mode(0o777)).map_err(io)?;
             }
         }
         out.insert(v.name.clone(), source);
@@ -247,8 +267,9 @@ fn prepare_one(v: &Volume, ns: &str, dir: &Path, src: &VolumeSources) -> Result<
             if let Some(d) = &s.downward_api {
                 files.extend(downward_files(d.items.iter().flatten(), src)?);
             }
-            if s.service_account_token.is_some() {
-                return Err(MountError("serviceAccountToken projections are not supported by this node yet".into()));
+            if let Some(t) = &s.service_account_token {
+                let token = src.tokens.get(&(v.name.clone(), t.path.clone())).ok_or_else(|| MountError(format!("failed to fetch token for path {}", t.path)))?;
+                files.push((t.path.clone(), token.clone().into_bytes(), None));
             }
         }
         write_atomic(dir, &files, p.default_mode.unwrap_or(0o644)).map_err(io)?;

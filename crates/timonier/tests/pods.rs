@@ -338,7 +338,9 @@ spec:
     assert_eq!(std::fs::read_to_string(dir.join("volumes/shared/cfg.txt")).unwrap(), "hello");
     let hosts = std::fs::read_to_string(dir.join("etc-hosts")).unwrap();
     assert!(hosts.contains(&format!("{ip}\tfull")), "{hosts}");
-    let _ = k;
+    // A changed ConfigMap reaches the running pod's volume.
+    k.run(&["patch", "configmap", "cfg", "-p", r#"{"data":{"file.txt":"changed"}}"#]).ok();
+    node.wait("configMap volume updated", Duration::from_secs(30), |_| std::fs::read_to_string(dir.join("volumes/cfg/file.txt")).unwrap_or_default() == "changed");
 }
 
 #[test]
@@ -498,4 +500,58 @@ fn exec_attach_and_port_forward_through_the_api_server() {
         let _ = at.0.stdout.take().unwrap().read_to_string(&mut out);
         assert!(out.contains("Running On: bootcamp | Total Requests:"), "{version}: attach printed {out:?}");
     }
+}
+
+#[test]
+fn limits_security_context_and_private_registries() {
+    let _g = lock();
+    let node = Node::start();
+    let k = &node.kubectl;
+    // A memory limit is enforced: the container is OOM-killed and says so.
+    node.apply(&pod_yaml(
+        "hungry",
+        "busybox",
+        "  restartPolicy: Never\n",
+        "    command: [\"sh\", \"-c\", \"head -c 200m /dev/zero | tail\"]\n    resources:\n      limits: {memory: 32Mi, cpu: 500m}\n      requests: {memory: 32Mi, cpu: 500m}\n",
+    ));
+    node.wait_phase("hungry", "Failed");
+    let pod = node.pod_json("hungry");
+    let t = &pod["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!((t["reason"].as_str(), t["exitCode"].as_i64()), (Some("OOMKilled"), Some(137)), "{t}");
+    assert_eq!(pod["status"]["qosClass"], "Guaranteed");
+    // runAsUser / runAsGroup / readOnlyRootFilesystem.
+    let yaml = r#"apiVersion: v1
+kind: Pod
+metadata: {name: secure}
+spec:
+  nodeName: node1
+  restartPolicy: Never
+  volumes: [{name: out, emptyDir: {}}]
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "id -u > /out/r; id -g >> /out/r; if touch /x 2>/dev/null; then echo writable >> /out/r; else echo readonly >> /out/r; fi"]
+    securityContext: {runAsUser: 1000, runAsGroup: 2000, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false}
+    volumeMounts: [{name: out, mountPath: /out}]
+"#;
+    node.apply(yaml);
+    node.wait_phase("secure", "Succeeded");
+    let uid = node.pod_json("secure")["metadata"]["uid"].as_str().unwrap().to_string();
+    let r = std::fs::read_to_string(node.agent_dir().join("pods").join(uid).join("volumes/out/r")).unwrap();
+    assert_eq!(r, "1000\n2000\nreadonly\n");
+    // A registry that wants credentials: refused without them, pulled with imagePullSecrets.
+    let private = Registry::start_with_auth("puller", "s3cret").expect("registry with auth");
+    let dir = timonier_testkit::temp_dir("timonier-private-");
+    timonier_testkit::images::busybox_image(dir.path()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(timonier_testkit::images::push_with_auth(&private.addr(), dir.path(), "private/busybox:1", Some(("puller", "s3cret")))).unwrap();
+    let image = format!("{}/private/busybox:1", private.addr());
+    k.run(&["create", "secret", "docker-registry", "regcred", &format!("--docker-server={}", private.addr()), "--docker-username=puller", "--docker-password=s3cret"]).ok();
+    node.apply(&pod_yaml("nocreds", &image, "", "    command: [\"sleep\", \"3600\"]\n"));
+    node.apply(&pod_yaml("withcreds", &image, "  imagePullSecrets: [{name: regcred}]\n", "    command: [\"sleep\", \"3600\"]\n"));
+    node.wait_phase("withcreds", "Running");
+    node.wait("nocreds refused", Duration::from_secs(30), |k| {
+        let r = k.run(&["get", "pod", "nocreds", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}"]).stdout;
+        r == "ErrImagePull" || r == "ImagePullBackOff"
+    });
 }
