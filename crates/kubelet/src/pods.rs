@@ -828,9 +828,8 @@ impl Worker {
                     "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": self.pod.metadata.name, "uid": self.uid},
                 },
             });
-            let body = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
             let resp: Value = api
-                .create_subresource("token", &sa, &kube::api::PostParams::default(), body)
+                .create_subresource("token", &sa, &kube::api::PostParams::default(), &request)
                 .await
                 .map_err(|e| format!("failed to fetch token: {e}"))?;
             let token = resp.pointer("/status/token").and_then(Value::as_str).ok_or("failed to fetch token: the answer has no token")?.to_string();
