@@ -262,6 +262,20 @@ fn bad_images_commands_and_config_end_in_upstream_reasons() {
     // Fixing the input lets the pod start.
     k.run(&["create", "configmap", "missing", "--from-literal=k=v"]).ok();
     node.wait_phase("nocm", "Running");
+    // A volume that cannot be set up: FailedMount, and the container waits.
+    node.apply(&pod_yaml(
+        "nomount",
+        "busybox",
+        "  volumes: [{name: v, hostPath: {path: /nonexistent/timonier-test, type: Directory}}]\n",
+        "    command: [\"sleep\", \"60\"]\n    volumeMounts: [{name: v, mountPath: /v}]\n",
+    ));
+    node.wait("FailedMount", Duration::from_secs(30), |k| k.run(&["get", "events", "--field-selector", "involvedObject.name=nomount,reason=FailedMount"]).stdout.contains("hostPath type check failed"));
+    assert_eq!(k.run(&["get", "pod", "nomount", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}"]).stdout, "ContainerCreating");
+    // An impossible memory limit ends in a start error, not a crashed agent.
+    node.apply(&pod_yaml("tiny", "busybox", "  restartPolicy: Never\n", "    command: [\"sleep\", \"60\"]\n    resources: {limits: {memory: \"1\"}}\n"));
+    node.wait("tiny fails", Duration::from_secs(30), |k| k.run(&["get", "pod", "tiny", "-o", "jsonpath={.status.phase}"]).stdout == "Failed");
+    let t = &node.pod_json("tiny")["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert!(t["exitCode"] == 128 || t["reason"] == "OOMKilled", "{t}");
 }
 
 #[test]
@@ -348,7 +362,7 @@ fn deleted_pods_leave_nothing_behind() {
     let _g = lock();
     let node = Node::start();
     let k = &node.kubectl;
-    let cycles: usize = std::env::var("TIMONIER_POD_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let cycles: usize = std::env::var("TIMONIER_POD_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
     for i in 0..cycles {
         let name = format!("cycle-{i}");
         node.apply(&pod_yaml(&name, "busybox", "", "    command: [\"sleep\", \"3600\"]\n    imagePullPolicy: IfNotPresent\n"));
@@ -554,4 +568,66 @@ spec:
         let r = k.run(&["get", "pod", "nocreds", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}"]).stdout;
         r == "ErrImagePull" || r == "ImagePullBackOff"
     });
+}
+
+#[test]
+fn a_separate_agent_joins_with_a_token() {
+    let _g = lock();
+    let images = images();
+    let dir = timonier_testkit::temp_dir("timonier-agent-");
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "node-secret-token,system:node:node2,node2,\"system:masters\"\n").unwrap();
+    let reg = dir.path().join("registries.yaml");
+    std::fs::write(&reg, format!("mirrors:\n  docker.io:\n    endpoint: [\"http://{}\"]\n", images.registry.addr())).unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_timonier"));
+    let server = Server::start(bin, &["--token-auth-file", tokens.to_str().unwrap()]);
+    let agent_dir = dir.path().join("agent");
+    let port = free_port().to_string();
+    let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+    let agent = std::process::Command::new(bin)
+        .args(["agent", "--server", &format!("https://127.0.0.1:{}", server.port), "--token", "node-secret-token", "--ca-file"])
+        .arg(server.dir.path().join("data/pki/ca.crt"))
+        .arg("--data-dir")
+        .arg(&agent_dir)
+        .args(["--node-name", "node2", "--node-ip", "127.0.0.1", "--kubelet-port", &port, "--bridge", BRIDGE, "--registry-config"])
+        .arg(&reg)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    struct Cleanup(Option<timonier_testkit::ChildGuard>, PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            drop(self.0.take());
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(timonier_kubelet::cleanup_node(&self.1));
+        }
+    }
+    let _cleanup = Cleanup(Some(timonier_testkit::ChildGuard(agent)), agent_dir);
+    let k = server.kubectl("1.33");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while k.run(&["get", "node", "node2", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]).stdout != "True" {
+        assert!(Instant::now() < deadline, "node2 never Ready:\n{}", std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let nodes = k.run(&["get", "nodes", "-o", "wide"]).ok().to_string();
+    assert!(nodes.contains("node2") && nodes.contains("Ready") && nodes.contains("timonier://"), "{nodes}");
+    let yaml = pod_yaml("joined", "busybox", "", "    command: [\"sh\", \"-c\", \"echo hello from node2; sleep 3600\"]\n").replace("nodeName: node1", "nodeName: node2");
+    k.run_with_input(&["apply", "-f", "-"], Some(&yaml)).ok();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while k.run(&["get", "pod", "joined", "-o", "jsonpath={.status.phase}"]).stdout != "Running" {
+        assert!(Instant::now() < deadline, "pod never ran:\n{}", std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = k.run(&["logs", "joined"]).stdout;
+        if logs == "hello from node2\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "logs: {logs:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let lease = k.run(&["get", "lease", "-n", "kube-node-lease", "node2", "-o", "jsonpath={.spec.holderIdentity}"]).ok().to_string();
+    assert_eq!(lease, "node2");
 }
