@@ -28,6 +28,7 @@ mod state;
 mod strategy;
 mod table;
 mod validation;
+mod volume_binding;
 mod watch;
 
 use std::net::{IpAddr, SocketAddr};
@@ -160,6 +161,7 @@ impl Server {
         tokio::spawn(crd::controller(self.state.clone()));
         tokio::spawn(disruption::controller(self.state.clone()));
         tokio::spawn(node_ipam::controller(self.state.clone()));
+        tokio::spawn(volume_binding::controller(self.state.clone()));
         self.state.ready.store(true, Ordering::Release);
         server::serve(self.state, self.listener, self.tls, self.tokens, shutdown).await;
     }

@@ -658,9 +658,10 @@ impl Worker {
     async fn container_spec(&mut self, c: &Container, image: &Image, ip: &str) -> Result<timonier_runtime::bundle::ContainerSpec, (String, String)> {
         let (configmaps, secrets) = self.fetch_sources(Some(c)).await;
         let tokens = self.service_account_tokens().await.map_err(|e| ("FailedMount".to_string(), e))?;
+        let claims = self.claims().await;
         let vols = {
             let field = |p: &str| self.downward_field(p, ip);
-            let vsrc = VolumeSources { configmaps: &configmaps, secrets: &secrets, field: &field, tokens: &tokens };
+            let vsrc = VolumeSources { configmaps: &configmaps, secrets: &secrets, field: &field, tokens: &tokens, claims: &claims };
             volumes::prepare(&self.pod, &self.dir, &vsrc).map_err(|e| ("FailedMount".to_string(), e.0))?
         };
         let services = self.services().await;
@@ -794,11 +795,40 @@ impl Worker {
                 return;
             }
         };
+        let claims = self.claims().await;
         let field = |p: &str| self.downward_field(p, ip);
-        let vsrc = VolumeSources { configmaps: &configmaps, secrets: &secrets, field: &field, tokens: &tokens };
+        let vsrc = VolumeSources { configmaps: &configmaps, secrets: &secrets, field: &field, tokens: &tokens, claims: &claims };
         if let Err(e) = volumes::prepare(&self.pod, &self.dir, &vsrc) {
             tracing::debug!(pod = %self.name(), error = %e.0, "cannot refresh the pod's volumes");
         }
+    }
+
+    /// The node paths of the pod's persistentVolumeClaims: bound to a hostPath or local
+    /// PersistentVolume, as the upstream volume plugins of those kinds mount them.
+    async fn claims(&self) -> HashMap<String, Result<PathBuf, String>> {
+        let client = self.node.config.client.clone();
+        let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = Api::namespaced(client.clone(), &self.ns());
+        let pvs: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(client);
+        let mut out = HashMap::new();
+        for v in self.spec().volumes.iter().flatten() {
+            let Some(c) = &v.persistent_volume_claim else { continue };
+            let name = c.claim_name.clone();
+            let r = async {
+                let pvc = pvcs.get_opt(&name).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("persistentvolumeclaim \"{name}\" not found"))?;
+                let volume = pvc.spec.and_then(|s| s.volume_name).filter(|v| !v.is_empty()).ok_or_else(|| format!("PersistentVolumeClaim is not bound: \"{name}\""))?;
+                let pv = pvs.get(&volume).await.map_err(|e| e.to_string())?;
+                let spec = pv.spec.unwrap_or_default();
+                let path = spec.host_path.map(|h| h.path).or(spec.local.map(|l| l.path)).ok_or_else(|| format!("volume \"{volume}\" is neither hostPath nor local: this node cannot mount it"))?;
+                let path = PathBuf::from(path);
+                if !path.exists() {
+                    std::fs::create_dir_all(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+                }
+                Ok(path)
+            }
+            .await;
+            out.insert(name, r);
+        }
+        out
     }
 
     /// Tokens for the pod's projected service-account tokens, bound to the pod, requested

@@ -166,6 +166,8 @@ pub struct VolumeSources<'a> {
     pub field: &'a dyn Fn(&str) -> Option<String>,
     /// Service-account tokens of projected volumes, by (volume name, path).
     pub tokens: &'a HashMap<(String, String), String>,
+    /// Where each persistentVolumeClaim's volume is on this node, or why it cannot be used.
+    pub claims: &'a HashMap<String, Result<PathBuf, String>>,
 }
 
 /// Makes every volume of the pod ready under `pod_dir/volumes/<name>` and says where each
@@ -178,7 +180,7 @@ pub fn prepare(pod: &Pod, pod_dir: &Path, src: &VolumeSources) -> Result<HashMap
         let io = |e: std::io::Error| MountError(format!("MountVolume.SetUp failed for volume \"{}\" : {e}", v.name));
         let source = prepare_one(v, &ns, &dir, src).map_err(|e| MountError(format!("MountVolume.SetUp failed for volume \"{}\" : {}", v.name, e.0)))?;
         if let Source::Path(p) = &source {
-            if v.host_path.is_none() {
+            if v.host_path.is_none() && v.persistent_volume_claim.is_none() {
                 fs::create_dir_all(p).map_err(io)?;
             }
             // emptyDir is world-writable, as upstream, so that any runAsUser can use it.
@@ -218,6 +220,13 @@ fn prepare_one(v: &Volume, ns: &str, dir: &Path, src: &VolumeSources) -> Result<
             _ => {}
         }
         return Ok(Source::Path(p));
+    }
+    if let Some(c) = &v.persistent_volume_claim {
+        return match src.claims.get(&c.claim_name) {
+            Some(Ok(p)) => Ok(Source::Path(p.clone())),
+            Some(Err(e)) => Err(MountError(e.clone())),
+            None => Err(MountError(format!("persistentvolumeclaim \"{}\" not found", c.claim_name))),
+        };
     }
     if let Some(c) = &v.config_map {
         let optional = c.optional == Some(true);
@@ -275,7 +284,7 @@ fn prepare_one(v: &Volume, ns: &str, dir: &Path, src: &VolumeSources) -> Result<
         write_atomic(dir, &files, p.default_mode.unwrap_or(0o644)).map_err(io)?;
         return Ok(Source::Path(dir.to_path_buf()));
     }
-    Err(MountError("this volume type is not supported by this node yet (supported: emptyDir, hostPath, configMap, secret, downwardAPI, projected)".into()))
+    Err(MountError("this volume type is not supported by this node yet (supported: emptyDir, hostPath, configMap, secret, downwardAPI, projected, persistentVolumeClaim of hostPath or local volumes)".into()))
 }
 
 fn downward_files<'a>(items: impl Iterator<Item = &'a k8s_openapi::api::core::v1::DownwardAPIVolumeFile>, src: &VolumeSources) -> Result<Vec<(String, Vec<u8>, Option<i32>)>, MountError> {

@@ -631,3 +631,43 @@ fn a_separate_agent_joins_with_a_token() {
     let lease = k.run(&["get", "lease", "-n", "kube-node-lease", "node2", "-o", "jsonpath={.spec.holderIdentity}"]).ok().to_string();
     assert_eq!(lease, "node2");
 }
+
+#[test]
+fn persistent_volume_claims_bind_and_mount() {
+    let _g = lock();
+    let node = Node::start();
+    let k = &node.kubectl;
+    let host = timonier_testkit::temp_dir("timonier-pv-");
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: pv-small}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  storageClassName: manual
+  hostPath: {{path: "{}"}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: data}}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: manual
+  resources: {{requests: {{storage: 500Mi}}}}
+"#,
+        host.path().display()
+    );
+    node.apply(&yaml);
+    node.wait("claim bound", Duration::from_secs(20), |k| k.run(&["get", "pvc", "data", "-o", "jsonpath={.status.phase}"]).stdout == "Bound");
+    let pvs = k.run(&["get", "pv"]).ok().to_string();
+    assert!(pvs.contains("pv-small") && pvs.contains("Bound") && pvs.contains("default/data"), "{pvs}");
+    node.apply(&pod_yaml(
+        "writer",
+        "busybox",
+        "  restartPolicy: Never\n  volumes: [{name: d, persistentVolumeClaim: {claimName: data}}]\n",
+        "    command: [\"sh\", \"-c\", \"echo persisted > /data/file\"]\n    volumeMounts: [{name: d, mountPath: /data}]\n",
+    ));
+    node.wait_phase("writer", "Succeeded");
+    assert_eq!(std::fs::read_to_string(host.path().join("file")).unwrap(), "persisted\n");
+}
