@@ -553,6 +553,33 @@ spec:
     let uid = node.pod_json("secure")["metadata"]["uid"].as_str().unwrap().to_string();
     let r = std::fs::read_to_string(node.agent_dir().join("pods").join(uid).join("volumes/out/r")).unwrap();
     assert_eq!(r, "1000\n2000\nreadonly\n");
+    // Capabilities: dropped and added; privileged gets them all.
+    let caps = r#"apiVersion: v1
+kind: Pod
+metadata: {name: caps}
+spec:
+  nodeName: node1
+  restartPolicy: Never
+  volumes: [{name: out, emptyDir: {}}]
+  containers:
+  - name: some
+    image: busybox
+    command: ["sh", "-c", "grep CapEff /proc/self/status > /out/some"]
+    securityContext: {capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}}
+    volumeMounts: [{name: out, mountPath: /out}]
+  - name: all
+    image: busybox
+    command: ["sh", "-c", "grep CapEff /proc/self/status > /out/all"]
+    securityContext: {privileged: true}
+    volumeMounts: [{name: out, mountPath: /out}]
+"#;
+    node.apply(caps);
+    node.wait_phase("caps", "Succeeded");
+    let uid = node.pod_json("caps")["metadata"]["uid"].as_str().unwrap().to_string();
+    let out = node.agent_dir().join("pods").join(uid).join("volumes/out");
+    assert_eq!(std::fs::read_to_string(out.join("some")).unwrap().split_whitespace().nth(1), Some("0000000000000400"));
+    let all = u64::from_str_radix(std::fs::read_to_string(out.join("all")).unwrap().split_whitespace().nth(1).unwrap(), 16).unwrap();
+    assert!(all.count_ones() > 30, "privileged CapEff {all:x}");
     // A registry that wants credentials: refused without them, pulled with imagePullSecrets.
     let private = Registry::start_with_auth("puller", "s3cret").expect("registry with auth");
     let dir = timonier_testkit::temp_dir("timonier-private-");
