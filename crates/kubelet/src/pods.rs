@@ -951,7 +951,7 @@ impl Worker {
             host_ip: self.node.facts.ip.to_string(),
             pod_ip: self.record.pod_ip.clone(),
             start_time: self.record.start_time.clone().unwrap_or_else(crate::now_rfc3339),
-            qos_class: status::qos_class(&spec),
+            qos_class: self.pod.status.as_ref().and_then(|s| s.qos_class.clone()).unwrap_or_else(|| "BestEffort".into()),
             readiness_gates: spec.readiness_gates.iter().flatten().map(|g| g.condition_type.clone()).collect(),
             previous_conditions: previous,
             now: crate::now_rfc3339(),

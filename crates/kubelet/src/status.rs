@@ -87,7 +87,8 @@ pub struct PodView<'a> {
     pub host_ip: String,
     pub pod_ip: Option<String>,
     pub start_time: String,
-    pub qos_class: &'static str,
+    /// Set by the API server at creation (it never changes).
+    pub qos_class: String,
     /// `spec.readinessGates` condition types, and the current status conditions (to carry
     /// their values and the transition times of unchanged conditions).
     pub readiness_gates: Vec<String>,
@@ -235,36 +236,6 @@ pub fn pod_status(v: &PodView) -> Value {
     status
 }
 
-/// The QoS class: Guaranteed when every container's requests equal its limits for cpu and
-/// memory, BestEffort when none sets any, Burstable otherwise.
-pub fn qos_class(pod: &k8s_openapi::api::core::v1::PodSpec) -> &'static str {
-    let all = pod.init_containers.iter().flatten().chain(pod.containers.iter());
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in all {
-        let r = c.resources.as_ref();
-        let limits = r.and_then(|r| r.limits.clone()).unwrap_or_default();
-        let requests = r.and_then(|r| r.requests.clone()).unwrap_or_default();
-        if !limits.is_empty() || !requests.is_empty() {
-            any = true;
-        }
-        for res in ["cpu", "memory"] {
-            let l = limits.get(res).and_then(|q| crate::env::parse_quantity(&q.0));
-            let q = requests.get(res).and_then(|q| crate::env::parse_quantity(&q.0)).or(l);
-            if l.is_none() || l != q {
-                guaranteed = false;
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,7 +263,7 @@ mod tests {
             host_ip: "10.0.0.1".into(),
             pod_ip: Some("10.244.0.2".into()),
             start_time: "t".into(),
-            qos_class: "BestEffort",
+            qos_class: "BestEffort".into(),
             readiness_gates: vec![],
             previous_conditions: vec![],
             now: "now".into(),

@@ -79,6 +79,28 @@ fn select(data: BTreeMap<String, Vec<u8>>, items: &Option<Vec<KeyToPath>>, kind:
     }
 }
 
+type Files = Vec<(String, Vec<u8>, Option<i32>)>;
+
+/// The files of a configMap volume or projection; an optional missing one gives none.
+fn configmap_files(src: &VolumeSources, ns: &str, name: &str, items: &Option<Vec<KeyToPath>>, optional: Option<bool>) -> Result<Files, MountError> {
+    let optional = optional == Some(true);
+    match src.configmaps.get(name) {
+        Some(cm) => select(configmap_data(cm), items, "configmap", ns, name, optional),
+        None if optional => Ok(vec![]),
+        None => Err(MountError(format!("configmap \"{name}\" not found"))),
+    }
+}
+
+/// The files of a secret volume or projection; an optional missing one gives none.
+fn secret_files(src: &VolumeSources, ns: &str, name: &str, items: &Option<Vec<KeyToPath>>, optional: Option<bool>) -> Result<Files, MountError> {
+    let optional = optional == Some(true);
+    match src.secrets.get(name) {
+        Some(s) => select(secret_data(s), items, "secret", ns, name, optional),
+        None if optional => Ok(vec![]),
+        None => Err(MountError(format!("secret \"{name}\" not found"))),
+    }
+}
+
 fn configmap_data(cm: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
     let mut d: BTreeMap<String, Vec<u8>> = cm.data.iter().flatten().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect();
     d.extend(cm.binary_data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())));
@@ -229,23 +251,12 @@ fn prepare_one(v: &Volume, ns: &str, dir: &Path, src: &VolumeSources) -> Result<
         };
     }
     if let Some(c) = &v.config_map {
-        let optional = c.optional == Some(true);
-        let files = match src.configmaps.get(&c.name) {
-            Some(cm) => select(configmap_data(cm), &c.items, "configmap", ns, &c.name, optional)?,
-            None if optional => vec![],
-            None => return Err(MountError(format!("configmap \"{}\" not found", c.name))),
-        };
+        let files = configmap_files(src, ns, &c.name, &c.items, c.optional)?;
         write_atomic(dir, &files, c.default_mode.unwrap_or(0o644)).map_err(io)?;
         return Ok(Source::Path(dir.to_path_buf()));
     }
     if let Some(s) = &v.secret {
-        let name = s.secret_name.clone().unwrap_or_default();
-        let optional = s.optional == Some(true);
-        let files = match src.secrets.get(&name) {
-            Some(sec) => select(secret_data(sec), &s.items, "secret", ns, &name, optional)?,
-            None if optional => vec![],
-            None => return Err(MountError(format!("secret \"{name}\" not found"))),
-        };
+        let files = secret_files(src, ns, s.secret_name.as_deref().unwrap_or(""), &s.items, s.optional)?;
         write_atomic(dir, &files, s.default_mode.unwrap_or(0o644)).map_err(io)?;
         return Ok(Source::Path(dir.to_path_buf()));
     }
@@ -258,20 +269,10 @@ fn prepare_one(v: &Volume, ns: &str, dir: &Path, src: &VolumeSources) -> Result<
         let mut files = vec![];
         for s in p.sources.iter().flatten() {
             if let Some(c) = &s.config_map {
-                let optional = c.optional == Some(true);
-                match src.configmaps.get(&c.name) {
-                    Some(cm) => files.extend(select(configmap_data(cm), &c.items, "configmap", ns, &c.name, optional)?),
-                    None if optional => {}
-                    None => return Err(MountError(format!("configmap \"{}\" not found", c.name))),
-                }
+                files.extend(configmap_files(src, ns, &c.name, &c.items, c.optional)?);
             }
             if let Some(sec) = &s.secret {
-                let optional = sec.optional == Some(true);
-                match src.secrets.get(&sec.name) {
-                    Some(obj) => files.extend(select(secret_data(obj), &sec.items, "secret", ns, &sec.name, optional)?),
-                    None if optional => {}
-                    None => return Err(MountError(format!("secret \"{}\" not found", sec.name))),
-                }
+                files.extend(secret_files(src, ns, &sec.name, &sec.items, sec.optional)?);
             }
             if let Some(d) = &s.downward_api {
                 files.extend(downward_files(d.items.iter().flatten(), src)?);
