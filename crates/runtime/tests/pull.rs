@@ -500,3 +500,31 @@ fn the_bootcamp_server_answers_like_the_original() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_registries_with_their_tls_settings() {
+    let reg = Registry::start_tls().expect("docker-registry with TLS");
+    let l = layout(busybox_image);
+    push(&reg.url(), l.path(), "secure/busybox:1").await.unwrap();
+    let store_dir = temp_dir("timonier-store-");
+    let store = ImageStore::open(store_dir.path()).unwrap();
+    let name = format!("{}/secure/busybox:1", reg.addr());
+    // Its own name, with `configs` saying its certificate is not to be checked.
+    let cfg = RegistriesConfig::parse(&format!("configs:\n  \"{}\":\n    tls: {{insecure_skip_verify: true}}\n", reg.addr())).unwrap();
+    let image = pull(&store, &name, &cfg, None).await.unwrap();
+    assert_eq!(image.references, vec![name.clone()]);
+    // As an https:// mirror of docker.io.
+    let cfg = RegistriesConfig::parse(&format!(
+        "mirrors:\n  docker.io: {{endpoint: [\"https://{0}\"]}}\nconfigs:\n  \"{0}\":\n    tls: {{insecure_skip_verify: true}}\n",
+        reg.addr()
+    ))
+    .unwrap();
+    let image = pull(&store, "docker.io/secure/busybox:1", &cfg, None).await.unwrap();
+    assert!(image.references.contains(&"docker.io/secure/busybox:1".to_string()), "{:?}", image.references);
+    // Without the TLS setting the self-signed certificate is refused.
+    let fresh_dir = temp_dir("timonier-store-");
+    let fresh = ImageStore::open(fresh_dir.path()).unwrap();
+    let cfg = RegistriesConfig::parse(&format!("mirrors:\n  docker.io: {{endpoint: [\"https://{}\"]}}\n", reg.addr())).unwrap();
+    let err = pull(&fresh, "docker.io/secure/busybox:1", &cfg, None).await.unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("certificate") || matches!(err, PullError::Unreachable { .. }), "{err}");
+}

@@ -415,7 +415,7 @@ const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 /// Pushes the (single) image of the OCI layout `layout_dir` to the registry at
-/// `registry_addr` (plain HTTP) as `name` (`repo/name:tag`). Returns the manifest digest.
+/// `registry_addr` (`HOST:PORT` or `http://…` for plain HTTP, `https://…` for a test TLS registry) as `name` (`repo/name:tag`). Returns the manifest digest.
 pub async fn push(registry_addr: &str, layout_dir: &Path, name: &str) -> Result<String, String> {
     push_with_auth(registry_addr, layout_dir, name, None).await
 }
@@ -441,8 +441,14 @@ pub async fn push_with_auth(
         Some((r, t)) if !t.contains('/') => (r, t),
         _ => (name, "latest"),
     };
+    // `https://HOST:PORT` means a TLS registry with a test certificate.
+    let (registry_addr, tls) = match registry_addr.strip_prefix("https://") {
+        Some(a) => (a, true),
+        None => (registry_addr.strip_prefix("http://").unwrap_or(registry_addr), false),
+    };
     let client = Client::try_from(ClientConfig {
-        protocol: ClientProtocol::Http,
+        protocol: if tls { ClientProtocol::Https } else { ClientProtocol::Http },
+        accept_invalid_certificates: tls,
         ..ClientConfig::default()
     })
     .map_err(|e| e.to_string())?;

@@ -13,6 +13,7 @@ use crate::{free_port, ChildGuard};
 /// A running `docker-registry`, killed (by PID) and its directory removed when dropped.
 pub struct Registry {
     addr: String,
+    tls: bool,
     _child: ChildGuard,
     dir: tempfile::TempDir,
 }
@@ -61,15 +62,21 @@ fn v2_status(addr: &str) -> Option<u16> {
 impl Registry {
     /// Starts an open (no auth) registry.
     pub fn start() -> Result<Registry, String> {
-        Self::launch(None)
+        Self::launch(None, false)
+    }
+
+    /// Starts an open registry that serves HTTPS with a self-signed certificate (for
+    /// 127.0.0.1 and localhost).
+    pub fn start_tls() -> Result<Registry, String> {
+        Self::launch(None, true)
     }
 
     /// Starts a registry requiring HTTP basic auth (htpasswd, bcrypt) for `username`.
     pub fn start_with_auth(username: &str, password: &str) -> Result<Registry, String> {
-        Self::launch(Some((username, password)))
+        Self::launch(Some((username, password)), false)
     }
 
-    fn launch(auth: Option<(&str, &str)>) -> Result<Registry, String> {
+    fn launch(auth: Option<(&str, &str)>, tls: bool) -> Result<Registry, String> {
         let bin = registry_bin()?;
         let dir = tempfile::Builder::new()
             .prefix("timonier-registry-")
@@ -89,12 +96,20 @@ impl Registry {
                 htpasswd.display()
             );
         }
+        let mut tls_yaml = String::new();
+        if tls {
+            let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).map_err(|e| format!("certificate: {e}"))?;
+            let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+            std::fs::write(&crt, cert.cert.pem()).map_err(|e| e.to_string())?;
+            std::fs::write(&key, cert.signing_key.serialize_pem()).map_err(|e| e.to_string())?;
+            tls_yaml = format!("  tls:\n    certificate: {}\n    key: {}\n", crt.display(), key.display());
+        }
         for _ in 0..5 {
             let port = free_port();
             let addr = format!("127.0.0.1:{port}");
             let config = dir.path().join("config.yml");
             let yaml = format!(
-                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth_yaml}",
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{tls_yaml}{auth_yaml}",
                 storage.display()
             );
             std::fs::write(&config, yaml).map_err(|e| e.to_string())?;
@@ -109,7 +124,8 @@ impl Registry {
                 .spawn()
                 .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
             let mut guard = ChildGuard(child);
-            let want = if auth.is_some() { 401 } else { 200 };
+            // Plain HTTP to a TLS port gets Go's "400 Bad Request": that is ready too.
+            let want = if tls { 400 } else if auth.is_some() { 401 } else { 200 };
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = guard.0.try_wait() {
@@ -118,6 +134,7 @@ impl Registry {
                 if v2_status(&addr) == Some(want) {
                     return Ok(Registry {
                         addr,
+                        tls,
                         _child: guard,
                         dir,
                     });
@@ -133,6 +150,12 @@ impl Registry {
     /// `127.0.0.1:PORT`.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, or `https://…` for [`Registry::start_tls`]; [`crate::images::push`]
+    /// takes it too.
+    pub fn url(&self) -> String {
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr)
     }
 
     /// The registry's directory (config, storage, log).

@@ -200,20 +200,22 @@ impl RegistriesConfig {
         if let Some(m) = mirror {
             let repo = rewrite(&m.rewrite, repository);
             for url in &m.endpoint {
+                // An explicit scheme decides; without one, loopback registries speak plain HTTP.
                 let (plain, rest) = match url.split_once("://") {
-                    Some((scheme, rest)) => (scheme.eq_ignore_ascii_case("http"), rest),
-                    None => (false, url.as_str()),
+                    Some((scheme, rest)) => (Some(scheme.eq_ignore_ascii_case("http")), rest),
+                    None => (None, url.as_str()),
                 };
                 let host = rest.split('/').next().unwrap_or("").to_string();
                 if host.is_empty() {
                     continue;
                 }
-                let plain = plain || is_loopback(&host);
+                let plain = plain.unwrap_or_else(|| is_loopback(&host));
                 out.push(self.endpoint(host, plain, repo.clone(), false));
             }
         }
         let host = registry.to_string();
-        let plain = is_loopback(&host);
+        // A loopback registry is plain HTTP unless its `configs` entry has TLS settings.
+        let plain = is_loopback(&host) && !self.configs.get(&host).is_some_and(|c| c.tls.insecure_skip_verify);
         let upstream = self.endpoint(host, plain, repository.to_string(), true);
         if !out
             .iter()
