@@ -67,6 +67,9 @@ fn random_u32() -> u32 {
 impl ApiState {
     /// Admission on create: allocates a Service's cluster IP and node ports.
     pub async fn admit_create(&self, def: &ResourceDef, obj: &mut Value, opts: &WriteOptions) -> ApiResult<()> {
+        if def.group.is_empty() && def.kind == "Pod" {
+            return self.admit_pod(obj).await;
+        }
         if !(def.group.is_empty() && def.kind == "Service") || opts.dry_run {
             return Ok(());
         }

@@ -1,5 +1,6 @@
 //! Authentication: who is calling, from the TLS client certificate (CN = user, O = groups, as
-//! upstream) or a bearer token from the static token file.
+//! upstream) or a bearer token from the static token file; service-account tokens (JWTs) are
+//! checked by `ApiState::authenticate_sa_token` (`serviceaccount.rs`).
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -141,20 +141,29 @@ async fn route(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, user: 
 /// `impersonate` users and groups.
 fn impersonate(state: &ApiState, user: UserInfo, req: &Request<hyper::body::Incoming>) -> ApiResult<UserInfo> {
     let Some(name) = req.headers().get("impersonate-user").and_then(|v| v.to_str().ok()) else { return Ok(user) };
-    let groups: Vec<String> = req.headers().get_all("impersonate-group").iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect();
-    let check = |resource: &str, name: &str| {
-        let a = Attributes { verb: "impersonate".into(), resource: resource.into(), name: name.into(), ..Default::default() };
+    let mut groups: Vec<String> = req.headers().get_all("impersonate-group").iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect();
+    let check = |resource: &str, namespace: &str, name: &str| {
+        let a = Attributes { verb: "impersonate".into(), resource: resource.into(), namespace: namespace.into(), name: name.into(), ..Default::default() };
         if state.authorize(&user, &a) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!("{resource} {name:?} is forbidden: User {:?} cannot impersonate resource {resource:?} in API group \"\" at the cluster scope", user.name)))
+            let scope = if namespace.is_empty() { "at the cluster scope".to_string() } else { format!("in the namespace {namespace:?}") };
+            Err(ApiError::forbidden(format!("{resource} {name:?} is forbidden: User {:?} cannot impersonate resource {resource:?} in API group \"\" {scope}", user.name)))
         }
     };
-    check("users", name)?;
-    for g in &groups {
-        check("groups", g)?;
+    // A service account is impersonated as such, with its fixed groups unless some are given.
+    match name.strip_prefix("system:serviceaccount:").and_then(|r| r.split_once(':')) {
+        Some((sa_ns, sa_name)) => {
+            check("serviceaccounts", sa_ns, sa_name)?;
+            if groups.is_empty() {
+                groups = vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{sa_ns}")];
+            }
+        }
+        None => check("users", "", name)?,
     }
-    let mut groups = groups;
+    for g in req.headers().get_all("impersonate-group").iter().filter_map(|v| v.to_str().ok()) {
+        check("groups", "", g)?;
+    }
     if !groups.iter().any(|g| g == "system:authenticated") {
         groups.push("system:authenticated".into());
     }
@@ -655,6 +664,11 @@ async fn subresource(
             let body = read_body(req.into_body()).await?;
             let (obj, _) = patch_object(&state, def, def, ns, name, content_type.as_deref(), &body, &opts, Mode::Status).await?;
             render_object(&state, def, &obj, shape, format, q)
+        }
+        ("token", &Method::POST) if def.plural == "serviceaccounts" => {
+            let body = read_body(req.into_body()).await?;
+            let request = decode(content_type.as_deref(), &body)?;
+            Ok(json_response(StatusCode::CREATED, &state.token_request(def, ns, name, request).await?))
         }
         ("log", &Method::GET) if def.plural == "pods" => crate::kubelet_proxy::pod_log(state.clone(), ns, name, q).await,
         ("binding", &Method::POST) => {

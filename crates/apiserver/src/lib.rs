@@ -20,6 +20,8 @@ mod kubelet_proxy;
 mod negotiate;
 pub mod node_ipam;
 pub mod rbac;
+pub mod sa_token;
+mod serviceaccount;
 pub mod pki;
 mod request;
 mod rest;
@@ -142,10 +144,15 @@ impl Server {
         let kubelet_client = pki.issue_client("kube-apiserver-kubelet-client", &["system:masters"])?;
         let kubelet_tls = kubelet_proxy::client_tls(&kubelet_client).map_err(ServerError::Config)?;
         let _ = state.kubelet_tls.set(kubelet_tls);
+        let sa_key = sa_token::TokenKey::load_or_create(&config.data_dir.join("pki"))?;
+        let _ = state.sa_key.set(Arc::new(sa_key));
+        let _ = state.ca_pem.set(pki.ca.cert_pem.clone());
         let advertise = if config.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { config.bind_address.to_string() };
         bootstrap::ensure(&state, addr.port(), &advertise).await.map_err(ServerError::Bootstrap)?;
         rbac::ensure_bootstrap_policy(&state).await.map_err(ServerError::Bootstrap)?;
         state.sync_crds().await.map_err(ServerError::Bootstrap)?;
+        // The system namespaces have their ServiceAccount and CA bundle before the first pod.
+        serviceaccount::reconcile(&state).await.map_err(ServerError::Bootstrap)?;
         let host = if config.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { config.bind_address.to_string() };
         let url_host = if host.contains(':') { format!("[{host}]") } else { host };
         if let Some(path) = &config.write_kubeconfig {
@@ -158,6 +165,7 @@ impl Server {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::spawn(bootstrap::namespace_controller(self.state.clone()));
         tokio::spawn(gc::run(self.state.clone()));
+        tokio::spawn(serviceaccount::controller(self.state.clone()));
         tokio::spawn(crd::controller(self.state.clone()));
         tokio::spawn(disruption::controller(self.state.clone()));
         tokio::spawn(node_ipam::controller(self.state.clone()));

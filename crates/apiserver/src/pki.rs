@@ -46,7 +46,7 @@ fn read(path: &Path) -> Result<Option<String>, PkiError> {
 }
 
 /// Writes a file atomically (temp file + rename), private to the owner when it holds a key.
-fn write(path: &Path, contents: &str, private: bool) -> Result<(), PkiError> {
+pub(crate) fn write(path: &Path, contents: &str, private: bool) -> Result<(), PkiError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");

@@ -22,7 +22,7 @@ pub fn now_rfc3339() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-fn random_suffix(n: usize) -> String {
+pub(crate) fn random_suffix(n: usize) -> String {
     let bytes = uuid::Uuid::new_v4();
     bytes.as_bytes().iter().take(n).map(|b| NAME_CHARS[*b as usize % NAME_CHARS.len()] as char).collect()
 }

@@ -56,6 +56,10 @@ pub struct ApiState {
     pub openapi: std::sync::Mutex<Option<(Arc<Registry>, Arc<timonier_api::openapi::OpenApi>)>>,
     /// TLS for calls to node agents (logs, exec, ...), with the kubelet-client certificate.
     pub kubelet_tls: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
+    /// The key that signs and verifies service-account tokens.
+    pub sa_key: std::sync::OnceLock<Arc<crate::sa_token::TokenKey>>,
+    /// The cluster CA (PEM), published in every namespace as `kube-root-ca.crt`.
+    pub ca_pem: std::sync::OnceLock<String>,
 }
 
 impl ApiState {
@@ -73,6 +77,8 @@ impl ApiState {
             services: crate::alloc::ServiceRanges::default(),
             openapi: Default::default(),
             kubelet_tls: Default::default(),
+            sa_key: Default::default(),
+            ca_pem: Default::default(),
         }))
     }
 

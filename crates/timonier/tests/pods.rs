@@ -478,6 +478,9 @@ fn exec_attach_and_port_forward_through_the_api_server() {
         let k = node.server.kubectl(version);
         let env = k.run(&["exec", "bootcamp", "--", "env"]).ok().to_string();
         assert!(env.contains("HOSTNAME=bootcamp") && env.contains("KUBERNETES_SERVICE_HOST=10.96.0.1") && env.contains("NODE_VERSION=6.3.1"), "{version}: {env}");
+        // The service-account token, CA and namespace, as every pod gets them.
+        let sa = k.run(&["exec", "bootcamp", "--", "sh", "-c", "cd /var/run/secrets/kubernetes.io/serviceaccount && cat namespace && head -c 27 ca.crt && echo && cut -c1-3 token"]).ok().to_string();
+        assert_eq!(sa, "default-----BEGIN CERTIFICATE-----\neyJ\n", "{version}");
         let out = k.run(&["exec", "bootcamp", "--", "sh", "-c", "exit 3"]);
         assert_eq!(out.code, 3, "{version}: {out:?}");
         let out = k.run_with_input(&["exec", "-i", "bootcamp", "--", "cat"], Some("through stdin\n"));

@@ -19,7 +19,12 @@
 //!   ExtraValue (arrays), and the JSONSchemaPropsOr* unions;
 //! * repeated occurrences of a singular message field are merged (protobuf semantics), unknown
 //!   fields are skipped, wrong wire types are errors. Nothing here panics on any input.
+//!
+//! The reverse direction, [`encode`] (JSON → protobuf for responses, `encode.rs`), inverts these
+//! rules from the same table; [`encodable`] tells which kinds have a protobuf form (built-in kinds,
+//! their `…List`s, `Status`, `PartialObjectMetadata(List)`; not `Table`, not custom resources).
 
+mod encode;
 mod special;
 mod table;
 #[cfg(test)]
@@ -28,6 +33,8 @@ mod tests;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 use table::{KINDS, MESSAGES};
+
+pub use encode::{encodable, encode, encode_raw};
 
 /// Why a body could not be transcoded; the message names the offending field and message.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +81,10 @@ pub enum ProtobufError {
         message: String,
         reason: String,
     },
+    /// [`encode`]: a JSON value does not fit its protobuf field (wrong JSON type, number out of
+    /// range, bad base64 / RFC 3339 / duration); `path` is the JSON path, e.g. `.spec.replicas`.
+    #[error("cannot encode {path} as protobuf: {reason}")]
+    InvalidJson { path: String, reason: String },
     /// Messages nested deeper than [`MAX_DEPTH`].
     #[error("messages nested deeper than {MAX_DEPTH} levels")]
     TooDeep,
@@ -99,7 +110,7 @@ pub fn decode(body: &[u8]) -> std::result::Result<Value, ProtobufError> {
 
 /// Whether `apiVersion`/`kind` has a known message (so the server can answer 415 otherwise).
 pub fn supports(api_version: &str, kind: &str) -> bool {
-    lookup(api_version, kind).is_some()
+    encode::resolve(api_version, kind).is_some()
 }
 
 /// Reads only the envelope's `(apiVersion, kind)`, e.g. to route or reject a body before
@@ -402,10 +413,11 @@ fn lossy(b: &[u8]) -> String {
 
 fn decode_at(body: &[u8], depth: usize) -> Result<Value> {
     let env = envelope(body)?;
-    let idx = lookup(&env.api_version, &env.kind).ok_or_else(|| ProtobufError::UnknownKind {
-        api_version: env.api_version.clone(),
-        kind: env.kind.clone(),
-    })?;
+    let idx =
+        encode::resolve(&env.api_version, &env.kind).ok_or_else(|| ProtobufError::UnknownKind {
+            api_version: env.api_version.clone(),
+            kind: env.kind.clone(),
+        })?;
     let obj = decode_message(idx, env.raw, depth + 1)?;
     let mut out = Map::new();
     out.insert("apiVersion".into(), Value::String(env.api_version));

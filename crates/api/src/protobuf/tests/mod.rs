@@ -2,6 +2,7 @@
 //! bodies for the tricky rules (`objects`), and errors, protobuf semantics, table sanity and a
 //! no-panic fuzz (`robustness`).
 
+mod encode;
 mod objects;
 mod robustness;
 
