@@ -44,6 +44,17 @@ fn render(code: StatusCode, v: &Value, format: Format, content_type: &str) -> Re
     match format {
         Format::Json => respond(code, content_type, serde_json::to_vec(v).unwrap_or_default()),
         Format::Yaml => respond(code, "application/yaml", serde_yaml::to_string(v).unwrap_or_default().into_bytes()),
+        Format::Protobuf { json_ok } => {
+            let api_version = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+            let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");
+            let encoded = timonier_api::protobuf::encodable(api_version, kind).then(|| timonier_api::protobuf::encode(v));
+            match encoded {
+                Some(Ok(bytes)) => respond(code, negotiate::PROTOBUF, bytes),
+                Some(Err(e)) if !json_ok => error_response(&ApiError::internal(format!("cannot encode the answer as protobuf: {e}"))),
+                None if !json_ok => error_response(&ApiError::not_acceptable("application/json, application/yaml")),
+                _ => respond(code, content_type, serde_json::to_vec(v).unwrap_or_default()),
+            }
+        }
     }
 }
 
@@ -254,6 +265,10 @@ async fn serve_verb(
             list_response(&state, &def, page, shape, format, &q)
         }
         "watch" => {
+            // Watch events are streamed as JSON only.
+            if format == (Format::Protobuf { json_ok: false }) {
+                return Err(ApiError::not_acceptable("application/json, application/yaml"));
+            }
             let rx = watch::start(&state, def.clone(), &ns, &q, shape).await?;
             let ct = match shape {
                 Shape::Table(v) => table::content_type(v),

@@ -9,6 +9,9 @@ use crate::error::{ApiError, ApiResult};
 /// The largest request body accepted, as upstream (3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
+/// The Kubernetes protobuf media type.
+pub const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+
 const ACCEPTED_BODIES: &str = "application/json, application/yaml, application/vnd.kubernetes.protobuf";
 
 /// One media range of an Accept header, with its parameters.
@@ -56,6 +59,9 @@ pub enum Shape {
 pub enum Format {
     Json,
     Yaml,
+    /// Kubernetes protobuf, for the kinds that have it; otherwise JSON when the client also
+    /// accepts it (`json_ok`), else 406 — as kube-apiserver serves custom resources.
+    Protobuf { json_ok: bool },
 }
 
 /// Chooses the response shape and format for a resource request.
@@ -64,11 +70,13 @@ pub fn negotiate(header: Option<&str>) -> ApiResult<(Shape, Format)> {
     if types.is_empty() {
         return Ok((Shape::Object, Format::Json));
     }
+    let json_ok = types.iter().any(|t| matches!(t.essence.as_str(), "application/json" | "application/*" | "*/*"));
     for t in &types {
         let format = match t.essence.as_str() {
             "application/json" | "application/*" | "*/*" => Format::Json,
             "application/yaml" => Format::Yaml,
-            // We answer in JSON; clients that prefer protobuf accept JSON too when they say so.
+            // Tables and metadata-only answers exist in JSON only, as upstream.
+            "application/vnd.kubernetes.protobuf" if t.param("as").is_none() => Format::Protobuf { json_ok },
             _ => continue,
         };
         let group = t.param("g");
@@ -125,9 +133,10 @@ mod tests {
         assert_eq!(negotiate(Some(get)).unwrap(), (Shape::Table("v1"), Format::Json));
         assert_eq!(negotiate(Some("application/json")).unwrap(), (Shape::Object, Format::Json));
         assert_eq!(negotiate(None).unwrap(), (Shape::Object, Format::Json));
-        assert_eq!(negotiate(Some("application/vnd.kubernetes.protobuf,application/json")).unwrap(), (Shape::Object, Format::Json));
-        assert_eq!(negotiate(Some("application/vnd.kubernetes.protobuf, */*")).unwrap(), (Shape::Object, Format::Json));
-        assert!(negotiate(Some("application/vnd.kubernetes.protobuf")).is_err());
+        assert_eq!(negotiate(Some("application/vnd.kubernetes.protobuf,application/json")).unwrap(), (Shape::Object, Format::Protobuf { json_ok: true }));
+        assert_eq!(negotiate(Some("application/vnd.kubernetes.protobuf, */*")).unwrap(), (Shape::Object, Format::Protobuf { json_ok: true }));
+        assert_eq!(negotiate(Some("application/vnd.kubernetes.protobuf")).unwrap(), (Shape::Object, Format::Protobuf { json_ok: false }));
+        assert!(negotiate(Some("application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io")).is_err());
         assert!(negotiate(Some("text/html")).is_err());
         let meta = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
         assert_eq!(negotiate(Some(meta)).unwrap().0, Shape::Metadata("v1"));
