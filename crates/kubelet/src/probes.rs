@@ -123,12 +123,11 @@ async fn perform(a: &Action, t: &Target, timeout: Duration) -> Result<(), String
     match a {
         Action::Exec(cmd) => exec(t, cmd, timeout).await,
         Action::Http { host, port, path, scheme, headers } => {
-            if scheme.eq_ignore_ascii_case("HTTPS") {
-                return Err("HTTPS probes are not supported by this node yet".into());
-            }
-            match tokio::time::timeout(timeout, http_get(host, *port, path, headers)).await {
-                Err(_) => Err(format!("Get \"http://{host}:{port}{path}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)")),
-                Ok(Err(e)) => Err(format!("Get \"http://{host}:{port}{path}\": {e}")),
+            let tls = scheme.eq_ignore_ascii_case("HTTPS");
+            let url = format!("{}://{host}:{port}{path}", if tls { "https" } else { "http" });
+            match tokio::time::timeout(timeout, http_get(host, *port, path, headers, tls)).await {
+                Err(_) => Err(format!("Get \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)")),
+                Ok(Err(e)) => Err(format!("Get \"{url}\": {e}")),
                 Ok(Ok(code)) if (200..400).contains(&code) => Ok(()),
                 Ok(Ok(code)) => Err(format!("HTTP probe failed with statuscode: {code}")),
             }
@@ -146,8 +145,53 @@ async fn perform(a: &Action, t: &Target, timeout: Duration) -> Result<(), String
     }
 }
 
-async fn http_get(host: &str, port: u16, path: &str, headers: &[(String, String)]) -> std::io::Result<u16> {
-    let mut s = tokio::net::TcpStream::connect((host, port)).await?;
+/// Accepts any server certificate: HTTPS probes skip verification, as upstream's do.
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(&self, m: &[u8], c: &rustls::pki_types::CertificateDer<'_>, d: &rustls::DigitallySignedStruct) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(&self, m: &[u8], c: &rustls::pki_types::CertificateDer<'_>, d: &rustls::DigitallySignedStruct) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+async fn http_get(host: &str, port: u16, path: &str, headers: &[(String, String)], tls: bool) -> std::io::Result<u16> {
+    let tcp = tokio::net::TcpStream::connect((host, port)).await?;
+    if tls {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(std::io::Error::other)?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(std::io::Error::other)?;
+        let s = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await?;
+        return http_exchange(s, host, port, path, headers).await;
+    }
+    http_exchange(tcp, host, port, path, headers).await
+}
+
+async fn http_exchange(mut s: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin, host: &str, port: u16, path: &str, headers: &[(String, String)]) -> std::io::Result<u16> {
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -260,4 +304,41 @@ pub fn spawn(node: Arc<NodeRuntime>, pod: Arc<Pod>, kind: Kind, probe: Probe, ta
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-shot HTTPS server with a self-signed certificate, answering `status`.
+    async fn https_server(status: u16) -> u16 {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut s = acceptor.accept(tcp).await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n").as_bytes()).await;
+            let _ = s.shutdown().await;
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn https_probes_skip_verification_and_read_the_status() {
+        let port = https_server(204).await;
+        assert_eq!(http_get("127.0.0.1", port, "/healthz", &[], true).await.unwrap(), 204);
+        let port = https_server(503).await;
+        assert_eq!(http_get("127.0.0.1", port, "/", &[("X-Probe".into(), "1".into())], true).await.unwrap(), 503);
+    }
 }
