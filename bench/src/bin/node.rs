@@ -149,7 +149,7 @@ async fn floor(bin: &Path, lower: &Path, samples: usize) -> Result<Vec<f64>> {
             args: vec!["/bin/true".into()],
             env: vec!["PATH=/bin".into()],
             cwd: "/".into(),
-            cgroup_path: format!("/timonier-bench/floor/{i}"),
+            cgroup_path: format!("/timonier/bench-floor/{i}"),
             log_path: dir.path().join(format!("{i}.log")),
             log_max_bytes: 1 << 20,
             log_max_files: 1,

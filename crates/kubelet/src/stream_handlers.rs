@@ -177,10 +177,13 @@ pub async fn attach(log_path: PathBuf, exit_marker: PathBuf, s: ExecStreams) -> 
             pos = 0;
         }
         if len > pos {
-            if let Ok(bytes) = std::fs::read(&log_path) {
-                let end = (len as usize).min(bytes.len());
-                carry.extend_from_slice(&bytes[pos as usize..end]);
-                pos = end as u64;
+            use std::io::{Read, Seek};
+            if let Ok(mut f) = std::fs::File::open(&log_path) {
+                if f.seek(std::io::SeekFrom::Start(pos)).is_ok() {
+                    if let Ok(n) = f.take(len - pos).read_to_end(&mut carry) {
+                        pos += n as u64;
+                    }
+                }
             }
             while let Some(i) = carry.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = carry.drain(..=i).collect();
