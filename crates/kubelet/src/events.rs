@@ -18,11 +18,14 @@ pub enum EventType {
     Warning,
 }
 
+/// (pod uid + field path, reason, message): what makes two events the same event.
+type EventKey = (String, String, String);
+
 pub struct Recorder {
     client: Client,
     node: String,
-    /// (namespace, event name, count) of the events already written, by their identity.
-    seen: Mutex<HashMap<(String, String, String), (String, i32)>>,
+    /// The name and count of each event already written, by its identity.
+    seen: Mutex<HashMap<EventKey, (String, i32)>>,
 }
 
 impl Recorder {

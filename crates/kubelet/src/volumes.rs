@@ -59,7 +59,7 @@ pub fn referenced_objects(pod: &Pod) -> (Vec<String>, Vec<String>) {
     (cms, secrets)
 }
 
-fn select(data: BTreeMap<String, Vec<u8>>, items: &Option<Vec<KeyToPath>>, kind: &str, ns: &str, name: &str, optional: bool) -> Result<Vec<(String, Vec<u8>, Option<i32>)>, MountError> {
+fn select(data: BTreeMap<String, Vec<u8>>, items: &Option<Vec<KeyToPath>>, kind: &str, ns: &str, name: &str, optional: bool) -> Result<Files, MountError> {
     match items {
         None => Ok(data.into_iter().map(|(k, v)| (k, v, None)).collect()),
         Some(items) => {
@@ -79,6 +79,7 @@ fn select(data: BTreeMap<String, Vec<u8>>, items: &Option<Vec<KeyToPath>>, kind:
     }
 }
 
+/// Files of a volume: (path, content, mode).
 type Files = Vec<(String, Vec<u8>, Option<i32>)>;
 
 /// The files of a configMap volume or projection; an optional missing one gives none.
@@ -288,7 +289,7 @@ fn prepare_one(v: &Volume, ns: &str, dir: &Path, src: &VolumeSources) -> Result<
     Err(MountError("this volume type is not supported by this node yet (supported: emptyDir, hostPath, configMap, secret, downwardAPI, projected, persistentVolumeClaim of hostPath or local volumes)".into()))
 }
 
-fn downward_files<'a>(items: impl Iterator<Item = &'a k8s_openapi::api::core::v1::DownwardAPIVolumeFile>, src: &VolumeSources) -> Result<Vec<(String, Vec<u8>, Option<i32>)>, MountError> {
+fn downward_files<'a>(items: impl Iterator<Item = &'a k8s_openapi::api::core::v1::DownwardAPIVolumeFile>, src: &VolumeSources) -> Result<Files, MountError> {
     let mut out = vec![];
     for it in items {
         if let Some(f) = &it.field_ref {
