@@ -5,7 +5,7 @@
 //! The tests share one node bridge name and pod range, so they run one at a time.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -15,15 +15,15 @@ const BRIDGE: &str = "tmntest0";
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// The registry and images, built once for the whole binary.
+/// A registry holding the test images. Each test has its own: a registry kept in a static
+/// would never be dropped, and so never stopped.
 struct Images {
     registry: Registry,
     _dir: tempfile::TempDir,
 }
 
-fn images() -> &'static Images {
-    static IMAGES: OnceLock<Images> = OnceLock::new();
-    IMAGES.get_or_init(|| {
+fn images() -> Images {
+    {
         let registry = Registry::start().expect("cannot start docker-registry (apt-get install docker-registry)");
         let dir = timonier_testkit::temp_dir("timonier-images-");
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -37,7 +37,7 @@ fn images() -> &'static Images {
             rt.block_on(timonier_testkit::images::push(&registry.addr(), &layout, name)).expect("push bootcamp");
         }
         Images { registry, _dir: dir }
-    })
+    }
 }
 
 /// A server with its agent; on drop the server stops and everything the agent left (pods'
@@ -45,6 +45,7 @@ fn images() -> &'static Images {
 struct Node {
     server: Server,
     kubectl: Kubectl,
+    _images: Images,
 }
 
 impl Node {
@@ -66,7 +67,7 @@ impl Node {
         );
         std::mem::forget(cfg_dir);
         let kubectl = server.kubectl("1.33");
-        let node = Node { server, kubectl };
+        let node = Node { server, kubectl, _images: images };
         node.wait("node Ready", Duration::from_secs(30), |k| {
             k.run(&["get", "node", "node1", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]).stdout == "True"
         });
