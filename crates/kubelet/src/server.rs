@@ -164,15 +164,26 @@ async fn exec_or_attach(node: Arc<NodeRuntime>, req: Request<hyper::body::Incomi
         let command: Vec<String> = form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k == "command").map(|(_, v)| v.into_owned()).collect();
         streaming::serve_exec(req, opts, move |streams| stream_handlers::exec(shim, id, command, streams))
     } else {
-        if opts.stdin || opts.tty {
-            return text(StatusCode::BAD_REQUEST, &format!("unable to upgrade connection: container {container} does not have stdin or a TTY attached: only its output can be attached"));
+        if opts.tty {
+            return text(StatusCode::BAD_REQUEST, &format!("unable to upgrade connection: container {container} has no TTY: this node attaches to a container's stdin and output only"));
         }
+        let fifo = dir.join("sandbox").join("containers").join(&id).join("stdin");
+        let stdin = if opts.stdin {
+            if !fifo.exists() {
+                return text(StatusCode::BAD_REQUEST, &format!("unable to upgrade connection: container {container} does not have stdin enabled (stdin: true)"));
+            }
+            let pods: Api<Pod> = Api::namespaced(node.config.client.clone(), ns);
+            let once = pods.get(pod).await.ok().and_then(|p| p.spec).and_then(|s| s.containers.into_iter().find(|c| c.name == container)).and_then(|c| c.stdin_once).unwrap_or(false);
+            Some(stream_handlers::AttachStdin { fifo, once, shim: shim.clone(), id: id.clone() })
+        } else {
+            None
+        };
         let log_path = shim.status().await.ok().and_then(|s| s.into_iter().find(|c| c.id == id)).map(|c| c.log_path);
         let Some(log_path) = log_path else {
             return text(StatusCode::BAD_REQUEST, &format!("unable to upgrade connection: container not found (\"{container}\")"));
         };
         let exit_marker = dir.join("sandbox").join("containers").join(&id).join("exit.json");
-        streaming::serve_exec(req, opts, move |streams| stream_handlers::attach(log_path, exit_marker, streams))
+        streaming::serve_exec(req, opts, move |streams| stream_handlers::attach(log_path, exit_marker, stdin, streams))
     }
 }
 

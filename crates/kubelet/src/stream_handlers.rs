@@ -165,8 +165,31 @@ async fn exec_tty(shim: &ShimClient, id: &str, command: Vec<String>, s: ExecStre
     code
 }
 
-/// Follows what the container writes from now on, until it exits or the client leaves.
-pub async fn attach(log_path: PathBuf, exit_marker: PathBuf, s: ExecStreams) -> ExitStatus {
+/// The container's stdin, for `attach -i`: its FIFO, and whether it closes for good when
+/// this client's input ends (`stdinOnce`).
+pub struct AttachStdin {
+    pub fifo: PathBuf,
+    pub once: bool,
+    pub shim: ShimClient,
+    pub id: String,
+}
+
+/// Follows what the container writes from now on, until it exits or the client leaves; with
+/// `stdin`, what the client types goes to the container.
+pub async fn attach(log_path: PathBuf, exit_marker: PathBuf, stdin: Option<AttachStdin>, s: ExecStreams) -> ExitStatus {
+    if let (Some(input), Some(target)) = (s.stdin, stdin) {
+        match std::fs::OpenOptions::new().write(true).open(&target.fifo) {
+            Ok(w) => {
+                tokio::spawn(async move {
+                    pump(input, tokio::fs::File::from_std(w)).await;
+                    if target.once {
+                        let _ = target.shim.close_stdin(&target.id).await;
+                    }
+                });
+            }
+            Err(e) => return ExitStatus::Error(format!("cannot open the container's stdin: {e}")),
+        }
+    }
     let mut out = s.stdout;
     let mut err = s.stderr;
     let mut pos = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);

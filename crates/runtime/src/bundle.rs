@@ -71,6 +71,10 @@ pub struct ContainerSpec {
     pub log_max_files: u32,
     /// The pod's pause process (the shim): net, ipc and uts are joined through `/proc/<pid>/ns`.
     pub sandbox_pid: u32,
+    /// The container reads a FIFO (`<container dir>/stdin`) that the shim keeps open, so that
+    /// `kubectl attach -i` can write to it (`stdin: true` in the pod spec).
+    #[serde(default)]
+    pub stdin: bool,
 }
 
 /// One mount into the container.

@@ -702,3 +702,25 @@ spec:
     node.wait_phase("writer", "Succeeded");
     assert_eq!(std::fs::read_to_string(host.path().join("file")).unwrap(), "persisted\n");
 }
+
+#[test]
+fn attach_and_run_with_stdin() {
+    let _g = lock();
+    let node = Node::start();
+    for version in ["1.27", "1.33"] {
+        let k = node.server.kubectl(version);
+        let name = format!("reader-{}", version.replace('.', ""));
+        node.apply(&pod_yaml(&name, "busybox", "  restartPolicy: Never\n", "    stdin: true\n    stdinOnce: true\n    command: [\"sh\", \"-c\", \"read line; echo got $line\"]\n"));
+        node.wait_phase(&name, "Running");
+        let out = k.run_with_input(&["attach", "-i", &name], Some("hello\n"));
+        assert!(out.stdout.contains("got hello"), "{version}: {out:?}");
+        node.wait_phase(&name, "Succeeded");
+        // `kubectl run -i --rm`, pinned to the node (there is no scheduler yet).
+        let run = format!("run-{}", version.replace('.', ""));
+        let out = k.run_with_input(
+            &["run", &run, "-i", "--rm", "--restart=Never", "--image=busybox", "--overrides={\"spec\":{\"nodeName\":\"node1\"}}", "--", "sh", "-c", "read l; echo ran $l"],
+            Some("world\n"),
+        );
+        assert!(out.stdout.contains("ran world"), "{version}: {out:?}");
+    }
+}

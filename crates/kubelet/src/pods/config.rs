@@ -255,6 +255,7 @@ impl Worker {
             log_max_files: 5,
             sandbox_pid: self.shim.as_ref().map(|s| s.pid() as u32).unwrap_or(0),
             hostname: Some(hostname.clone()),
+            stdin: c.stdin == Some(true),
         })
     }
 

@@ -187,6 +187,11 @@ impl ShimClient {
     }
 
     /// Remove a container (SIGKILLing it if still running).
+    /// Lets the container read EOF on its stdin once the attached writers are gone.
+    pub async fn close_stdin(&self, id: &str) -> Result<(), ShimError> {
+        self.call_ok(&Request::CloseStdin { id: id.to_string() }).await
+    }
+
     pub async fn remove(&self, id: &str) -> Result<(), ShimError> {
         self.call_ok(&Request::Remove { id: id.to_string() }).await
     }

@@ -54,6 +54,8 @@ pub struct Container {
     pub exit: Option<ExitRecord>,
     pub log: LogWriter,
     pub dir: PathBuf,
+    /// The shim's writer on the stdin FIFO: while it is open the container never reads EOF.
+    pub stdin_keepalive: Option<std::os::fd::OwnedFd>,
 }
 
 impl Container {
@@ -173,7 +175,7 @@ pub fn create(paths: &Paths, spec: ContainerSpec) -> Result<(Container, Vec<LogP
     }
     let result = create_inner(paths, &dir, &spec);
     match result {
-        Ok((pid, log, pipes)) => {
+        Ok((pid, log, pipes, stdin_keepalive)) => {
             let started_at = now_rfc3339();
             let meta = MetaRecord {
                 pid,
@@ -196,6 +198,7 @@ pub fn create(paths: &Paths, spec: ContainerSpec) -> Result<(Container, Vec<LogP
                     exit: None,
                     log,
                     dir,
+                    stdin_keepalive,
                 },
                 pipes,
             ))
@@ -212,7 +215,7 @@ fn create_inner(
     paths: &Paths,
     dir: &Path,
     spec: &ContainerSpec,
-) -> Result<(i32, LogWriter, Vec<LogPipe>), OpError> {
+) -> Result<(i32, LogWriter, Vec<LogPipe>, Option<std::os::fd::OwnedFd>), OpError> {
     let rootfs = dir.join("rootfs");
     for sub in ["upper", "work", "rootfs"] {
         std::fs::create_dir_all(dir.join(sub)).map_err(OpError::other)?;
@@ -252,11 +255,16 @@ fn create_inner(
     let (err_r, err_w) = nonblocking_pipe()?;
     let root = paths.youki_root();
     std::fs::create_dir_all(&root).map_err(OpError::other)?;
-    let built = ContainerBuilder::new(spec.id.clone(), SyscallType::default())
+    let (stdin_r, keepalive) = if spec.stdin { stdin_fifo(dir).map(|(r, k)| (Some(r), Some(k)))? } else { (None, None) };
+    let mut builder = ContainerBuilder::new(spec.id.clone(), SyscallType::default())
         .with_root_path(&root)
         .map_err(|e| OpError::other(e.to_string()))?
         .with_stdout(out_w)
-        .with_stderr(err_w)
+        .with_stderr(err_w);
+    if let Some(r) = stdin_r {
+        builder = builder.with_stdin(r);
+    }
+    let built = builder
         .as_init(dir)
         .with_systemd(false)
         .with_detach(true)
@@ -279,7 +287,18 @@ fn create_inner(
             id: spec.id.clone(),
         },
     ];
-    Ok((pid, log, pipes))
+    Ok((pid, log, pipes, keepalive))
+}
+
+/// Makes `<dir>/stdin`, a FIFO: returns the container's (blocking) read end and the shim's
+/// keep-alive write end, opened first so that neither open blocks.
+fn stdin_fifo(dir: &Path) -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd), OpError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("stdin");
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(|e| OpError::other(format!("mkfifo {}: {e}", path.display())))?;
+    let keepalive = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(&path).map_err(OpError::other)?;
+    let reader = std::fs::OpenOptions::new().read(true).open(&path).map_err(OpError::other)?;
+    Ok((reader.into(), keepalive.into()))
 }
 
 /// Delete libcontainer state, unmount the rootfs, remove the leaf cgroup and the directory.

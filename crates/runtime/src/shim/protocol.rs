@@ -32,6 +32,9 @@ pub enum Request {
         cwd: Option<String>,
         tty: bool,
     },
+    /// Close the shim's own end of a container's stdin FIFO, so that the container reads EOF
+    /// once its attached writers are gone (`stdinOnce`).
+    CloseStdin { id: String },
     /// Liveness check.
     Ping,
 }

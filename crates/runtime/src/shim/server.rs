@@ -383,6 +383,13 @@ impl Server {
                     Err(e) => err(e),
                 }
             }
+            Request::CloseStdin { id } => match self.containers.get_mut(&id) {
+                Some(c) => {
+                    c.stdin_keepalive = None;
+                    Response::Ok
+                }
+                None => err(OpError::new(ErrorKind::NoSuchContainer, id)),
+            },
             Request::Kill { id, signal } => {
                 let Some(c) = self.containers.get(&id) else {
                     return err(OpError::new(ErrorKind::NoSuchContainer, id));
