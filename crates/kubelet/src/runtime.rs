@@ -237,25 +237,7 @@ impl NodeRuntime {
 
 /// DER certificates of a PEM bundle.
 pub fn pem_certs(pem: &str) -> Vec<Vec<u8>> {
-    use base64::Engine;
-    let mut out = vec![];
-    let mut cur: Option<String> = None;
-    for line in pem.lines() {
-        match line.trim() {
-            "-----BEGIN CERTIFICATE-----" => cur = Some(String::new()),
-            "-----END CERTIFICATE-----" => {
-                if let Some(b) = cur.take().and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok()) {
-                    out.push(b);
-                }
-            }
-            l => {
-                if let Some(c) = cur.as_mut() {
-                    c.push_str(l);
-                }
-            }
-        }
-    }
-    out
+    rustls_pemfile::certs(&mut pem.as_bytes()).filter_map(|c| c.ok()).map(|c| c.to_vec()).collect()
 }
 
 fn images_status(images: &ImageStore) -> serde_json::Value {

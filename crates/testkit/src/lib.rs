@@ -242,6 +242,20 @@ impl Server {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// `curl -s` as the admin (the cluster CA and the admin's client certificate), for raw
+    /// requests; callers add their options and `self.url(path)`.
+    pub fn admin_curl(&self) -> Command {
+        let pki = self.dir.path().join("data/pki");
+        let mut c = Command::new("curl");
+        c.arg("-s").arg("--cacert").arg(pki.join("ca.crt")).arg("--cert").arg(pki.join("admin.crt")).arg("--key").arg(pki.join("admin.key"));
+        c
+    }
+
+    /// The HTTPS URL of `path` on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
+    }
+
     /// A kubectl of the given minor version (`"1.27"` … `"1.33"`) bound to this server.
     pub fn kubectl(&self, version: &str) -> Kubectl {
         Kubectl {

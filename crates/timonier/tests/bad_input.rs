@@ -14,19 +14,12 @@ fn server() -> Server {
 
 /// An HTTPS request as the admin (curl with the admin's client certificate).
 fn curl(s: &Server, method: &str, path: &str, content_type: &str, body: Option<&[u8]>) -> (u16, serde_json::Value) {
-    let pki = s.dir.path().join("data/pki");
-    let mut c = Command::new("curl");
+    let mut c = s.admin_curl();
     // HTTP/1.1: curl reports an HTTP/2 response sent before the whole request body as a
     // framing error, which kubectl (Go) does not.
-    c.args(["-s", "--http1.1", "-o", "-", "-w", "\n%{http_code}", "-X", method])
-        .arg("--cacert")
-        .arg(pki.join("ca.crt"))
-        .arg("--cert")
-        .arg(pki.join("admin.crt"))
-        .arg("--key")
-        .arg(pki.join("admin.key"))
+    c.args(["--http1.1", "-o", "-", "-w", "\n%{http_code}", "-X", method])
         .args(["-H", &format!("Content-Type: {content_type}")])
-        .arg(format!("https://127.0.0.1:{}{path}", s.port))
+        .arg(s.url(path))
         .stdout(Stdio::piped());
     if let Some(b) = body {
         let f = s.dir.path().join(format!("body-{}", b.len()));

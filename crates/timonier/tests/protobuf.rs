@@ -2,26 +2,18 @@
 //! object in Kubernetes protobuf (checked by decoding it), kinds without a protobuf form get
 //! JSON when the client also accepts it and 406 otherwise, as kube-apiserver answers.
 
-use std::process::Command;
-
 use timonier_testkit::Server;
 
 /// GET with the admin's certificate and an Accept header: (status, content type, body bytes).
 fn get(s: &Server, path: &str, accept: &str) -> (u16, String, Vec<u8>) {
-    let pki = s.dir.path().join("data/pki");
     let out_file = s.dir.path().join("response.bin");
-    let out = Command::new("curl")
-        .args(["-s", "-o"])
+    let out = s
+        .admin_curl()
+        .arg("-o")
         .arg(&out_file)
         .args(["-w", "%{http_code} %{content_type}"])
-        .arg("--cacert")
-        .arg(pki.join("ca.crt"))
-        .arg("--cert")
-        .arg(pki.join("admin.crt"))
-        .arg("--key")
-        .arg(pki.join("admin.key"))
         .args(["-H", &format!("Accept: {accept}")])
-        .arg(format!("https://127.0.0.1:{}{path}", s.port))
+        .arg(s.url(path))
         .output()
         .expect("curl");
     let meta = String::from_utf8_lossy(&out.stdout).to_string();
