@@ -177,7 +177,7 @@ async fn run(args: &Args, bin: &Path) -> Result<()> {
     let images = timonier_testkit::temp_dir("timonier-bench-images-");
     let layout = images.path().join("busybox");
     timonier_testkit::images::busybox_image(&layout).map_err(|e| anyhow!(e))?;
-    timonier_testkit::images::push(&registry.addr(), &layout, "library/busybox:1.35").await.map_err(|e| anyhow!(e))?;
+    timonier_testkit::images::push(registry.addr(), &layout, "library/busybox:1.35").await.map_err(|e| anyhow!(e))?;
     let regcfg = images.path().join("registries.yaml");
     std::fs::write(&regcfg, format!("mirrors:\n  docker.io:\n    endpoint: [\"http://{}\"]\n", registry.addr()))?;
 
@@ -241,10 +241,11 @@ async fn measure(args: &Args, bin: &Path, server: &Server, agent: &ChildGuard, a
         let t = Instant::now();
         api.create(&PostParams::default(), &pod(&name)).await?;
         wait_for(&seen, &notify, std::slice::from_ref(&name), Instant::now() + Duration::from_secs(60)).await?;
-        let s = seen.lock().map_err(|_| anyhow!("poisoned"))?;
-        to_running.push(s.running[&name].duration_since(t).as_secs_f64() * 1000.0);
-        to_ready.push(s.ready[&name].duration_since(t).as_secs_f64() * 1000.0);
-        drop(s);
+        {
+            let s = seen.lock().map_err(|_| anyhow!("poisoned"))?;
+            to_running.push(s.running[&name].duration_since(t).as_secs_f64() * 1000.0);
+            to_ready.push(s.ready[&name].duration_since(t).as_secs_f64() * 1000.0);
+        }
         api.delete(&name, &DeleteParams::default()).await?;
     }
     // Let the serial pods go before the burst.

@@ -164,17 +164,18 @@ async fn exec_or_attach(node: Arc<NodeRuntime>, req: Request<hyper::body::Incomi
         let command: Vec<String> = form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k == "command").map(|(_, v)| v.into_owned()).collect();
         streaming::serve_exec(req, opts, move |streams| stream_handlers::exec(shim, id, command, streams))
     } else {
-        if opts.tty {
-            return text(StatusCode::BAD_REQUEST, &format!("unable to upgrade connection: container {container} has no TTY: this node attaches to a container's stdin and output only"));
+        let pods: Api<Pod> = Api::namespaced(node.config.client.clone(), ns);
+        let spec = pods.get(pod).await.ok().and_then(|p| p.spec).and_then(|s| s.containers.into_iter().find(|c| c.name == container));
+        let (tty, once) = spec.map(|c| (c.tty == Some(true), c.stdin_once == Some(true))).unwrap_or_default();
+        if opts.tty && !tty {
+            return text(StatusCode::BAD_REQUEST, &format!("unable to upgrade connection: container {container} did not allocate a TTY (tty: true)"));
         }
         let fifo = dir.join("sandbox").join("containers").join(&id).join("stdin");
         let stdin = if opts.stdin {
             if !fifo.exists() {
                 return text(StatusCode::BAD_REQUEST, &format!("unable to upgrade connection: container {container} does not have stdin enabled (stdin: true)"));
             }
-            let pods: Api<Pod> = Api::namespaced(node.config.client.clone(), ns);
-            let once = pods.get(pod).await.ok().and_then(|p| p.spec).and_then(|s| s.containers.into_iter().find(|c| c.name == container)).and_then(|c| c.stdin_once).unwrap_or(false);
-            Some(stream_handlers::AttachStdin { fifo, once, shim: shim.clone(), id: id.clone() })
+            Some(stream_handlers::AttachStdin { fifo, once })
         } else {
             None
         };
@@ -183,7 +184,8 @@ async fn exec_or_attach(node: Arc<NodeRuntime>, req: Request<hyper::body::Incomi
             return text(StatusCode::BAD_REQUEST, &format!("unable to upgrade connection: container not found (\"{container}\")"));
         };
         let exit_marker = dir.join("sandbox").join("containers").join(&id).join("exit.json");
-        streaming::serve_exec(req, opts, move |streams| stream_handlers::attach(log_path, exit_marker, stdin, streams))
+        let target = stream_handlers::AttachTarget { shim, id, log_path, exit_marker, stdin };
+        streaming::serve_exec(req, opts, move |streams| stream_handlers::attach(target, streams))
     }
 }
 

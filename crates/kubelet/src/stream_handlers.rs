@@ -165,31 +165,53 @@ async fn exec_tty(shim: &ShimClient, id: &str, command: Vec<String>, s: ExecStre
     code
 }
 
-/// The container's stdin, for `attach -i`: its FIFO, and whether it closes for good when
-/// this client's input ends (`stdinOnce`).
+/// The container's stdin, for `attach -i`: its FIFO (read by the container, or by the shim
+/// for a terminal), and whether it closes for good when this client's input ends (`stdinOnce`).
 pub struct AttachStdin {
     pub fifo: PathBuf,
     pub once: bool,
+}
+
+/// The running container an attach follows.
+pub struct AttachTarget {
     pub shim: ShimClient,
     pub id: String,
+    pub log_path: PathBuf,
+    /// Appears when the container has exited.
+    pub exit_marker: PathBuf,
+    pub stdin: Option<AttachStdin>,
 }
 
 /// Follows what the container writes from now on, until it exits or the client leaves; with
-/// `stdin`, what the client types goes to the container.
-pub async fn attach(log_path: PathBuf, exit_marker: PathBuf, stdin: Option<AttachStdin>, s: ExecStreams) -> ExitStatus {
-    if let (Some(input), Some(target)) = (s.stdin, stdin) {
-        match std::fs::OpenOptions::new().write(true).open(&target.fifo) {
+/// `stdin`, what the client types goes to the container; with a TTY, window sizes too.
+pub async fn attach(target: AttachTarget, s: ExecStreams) -> ExitStatus {
+    let AttachTarget { shim, id, log_path, exit_marker, stdin } = target;
+    if let (Some(input), Some(stdin)) = (s.stdin, stdin) {
+        match std::fs::OpenOptions::new().write(true).open(&stdin.fifo) {
             Ok(w) => {
+                let (shim, id) = (shim.clone(), id.clone());
                 tokio::spawn(async move {
                     pump(input, tokio::fs::File::from_std(w)).await;
-                    if target.once {
-                        let _ = target.shim.close_stdin(&target.id).await;
+                    if stdin.once {
+                        let _ = shim.close_stdin(&id).await;
                     }
                 });
             }
             Err(e) => return ExitStatus::Error(format!("cannot open the container's stdin: {e}")),
         }
     }
+    let mut resizer = None;
+    if let Some(mut resize) = s.resize {
+        let (shim, id) = (shim.clone(), id.clone());
+        resizer = Some(tokio::spawn(async move {
+            while let Some((w, h)) = resize.recv().await {
+                let _ = shim.resize(&id, w, h).await;
+            }
+        }));
+    }
+    let _stop_resizer = resizer.map(AbortOnDrop);
+    // A terminal echoes keys as its user types: follow it closely.
+    let interval = std::time::Duration::from_millis(if s.tty { 15 } else { 100 });
     let mut out = s.stdout;
     let mut err = s.stderr;
     let mut pos = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
@@ -233,7 +255,16 @@ pub async fn attach(log_path: PathBuf, exit_marker: PathBuf, stdin: Option<Attac
         if exit_marker.exists() {
             return ExitStatus::Success;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Aborts a task when dropped, so that it ends with the stream that started it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

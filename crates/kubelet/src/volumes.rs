@@ -229,14 +229,13 @@ fn prepare_one(v: &Volume, ns: &str, dir: &Path, src: &VolumeSources) -> Result<
         let p = PathBuf::from(&h.path);
         match h.type_.as_deref().unwrap_or("") {
             "DirectoryOrCreate" => fs::create_dir_all(&p).map_err(io)?,
-            "FileOrCreate" => {
-                if !p.exists() {
+            "FileOrCreate"
+                if !p.exists() => {
                     if let Some(parent) = p.parent() {
                         fs::create_dir_all(parent).map_err(io)?;
                     }
                     fs::write(&p, b"").map_err(io)?;
                 }
-            }
             "Directory" if !p.is_dir() => return Err(MountError(format!("hostPath type check failed: {} is not a directory", h.path))),
             "File" if !p.is_file() => return Err(MountError(format!("hostPath type check failed: {} is not a file", h.path))),
             "Socket" | "CharDevice" | "BlockDevice" if !p.exists() => return Err(MountError(format!("hostPath type check failed: {} does not exist", h.path))),

@@ -75,6 +75,10 @@ pub struct ContainerSpec {
     /// `kubectl attach -i` can write to it (`stdin: true` in the pod spec).
     #[serde(default)]
     pub stdin: bool,
+    /// The container's stdio is a terminal (`tty: true`): the shim holds the pty master, logs
+    /// what it reads and feeds it the stdin FIFO.
+    #[serde(default)]
+    pub tty: bool,
 }
 
 /// One mount into the container.
@@ -257,10 +261,14 @@ pub fn build_oci_spec(spec: &ContainerSpec, rootfs: &Path) -> Result<Spec, Bundl
             "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
         );
     }
+    // As containerd's CRI plugin does for a terminal.
+    if spec.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
     v["root"] = json!({"path": rootfs, "readonly": spec.readonly_rootfs});
     v["hostname"] = Value::Null;
     v["process"] = json!({
-        "terminal": false,
+        "terminal": spec.tty,
         "user": {"uid": spec.uid, "gid": spec.gid, "additionalGids": spec.additional_gids},
         "args": spec.args,
         "env": env,

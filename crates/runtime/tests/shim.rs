@@ -552,3 +552,45 @@ async fn cleanup_after_dead_shim() {
         assert!(!Path::new(&p).exists(), "{p} left");
     }
 }
+
+/// A `tty: true` container: its stdio is a terminal from its own devpts, the log gets prompts
+/// at once, the stdin FIFO feeds the terminal, resize reaches it, and closing stdin for good
+/// hangs it up.
+#[tokio::test(flavor = "multi_thread")]
+async fn terminal_container() {
+    use std::io::Write;
+    let pod = Pod::new("tty");
+    let c = pod.start().await;
+    let mut spec = pod.spec(&c, "t", "grep SigIgn /proc/self/status; tty; printf 'prompt> '; read l; echo got $l; stty size; echo $TERM; read l; echo never");
+    spec.tty = true;
+    spec.stdin = true;
+    c.create(&spec).await.expect("create");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pod.log("t").contains("prompt> ") {
+        assert!(Instant::now() < deadline, "no prompt: {:?}", pod.log("t"));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.resize("t", 91, 37).await.expect("resize");
+    let fifo = pod.dir.join("containers/t/stdin");
+    let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).expect("fifo");
+    w.write_all(b"hello\n").expect("write");
+    while !pod.log("t").contains("xterm") {
+        assert!(Instant::now() < deadline, "no answer: {:?}", pod.log("t"));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let log = pod.log("t");
+    assert!(log.contains(" stdout F /dev/pts/0\r"), "{log}");
+    // Containers start with no signal ignored (the shim ignores none that they inherit).
+    assert!(log.contains(" stdout F SigIgn:\t0000000000000000\r"), "{log}");
+    assert!(log.contains(" stdout P prompt> "), "{log}");
+    assert!(log.contains("got hello\r"), "{log}");
+    assert!(log.contains(" stdout F 37 91\r"), "{log}");
+    // stdinOnce: the shim lets go of the FIFO, the writer leaves, the terminal hangs up.
+    c.close_stdin("t").await.expect("close stdin");
+    drop(w);
+    // sh is the pid namespace's init, which SIGHUP does not kill: its `read` fails instead.
+    let st = wait_exit(&c, "t").await;
+    assert!(!pod.log("t").contains("never"), "{st:?} {}", pod.log("t"));
+    assert!(c.resize("nope", 1, 1).await.is_err());
+    c.shutdown(1).await.expect("shutdown");
+}

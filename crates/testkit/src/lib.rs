@@ -345,26 +345,75 @@ impl Kubectl {
                 let _ = stdin.write_all(data.as_bytes());
             }))
         });
-        // Bounded: no kubectl call in a test may hang the suite.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let out = child.wait_with_output().expect("kubectl output");
+        let out = wait_bounded(child);
         if let Some(f) = feeder {
             let _ = f.join();
         }
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        out
+    }
+
+    /// Runs kubectl on a terminal of 40 rows and 100 columns (util-linux `script` gives it a
+    /// pty), as a user types at a shell: for each `(expect, type)` step, waits until the
+    /// output shows `expect`, then types `type`. For `exec -ti`, `run -it`, `attach -it`.
+    pub fn run_in_terminal(&self, args: &[&str], steps: &[(&str, &str)]) -> Output {
+        use std::io::{Read, Write};
+        use std::sync::{Arc, Mutex};
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+        let mut words = vec![self.bin.display().to_string(), "--kubeconfig".into(), self.kubeconfig.display().to_string(), "--cache-dir".into(), self.cache.display().to_string()];
+        words.extend(args.iter().map(|a| a.to_string()));
+        let line = format!("stty rows 40 cols 100; exec {}", words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" "));
+        let mut c = Command::new("script");
+        c.args(["-qec", &line, "/dev/null"]).env("HOME", &self.home).env_remove("KUBECONFIG");
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().expect("cannot run script(1)");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut stdout = child.stdout.take().expect("piped");
+        let reader = {
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stdout.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    seen.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&buf[..n]);
+                }
+            })
+        };
+        // Kept open until kubectl ends: at its end of input, script(1) would type ^D.
+        let mut stdin = child.stdin.take().expect("piped");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for (expect, typed) in steps {
+            while !String::from_utf8_lossy(&seen.lock().unwrap_or_else(|e| e.into_inner())).contains(expect) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = stdin.write_all(typed.as_bytes());
         }
+        let mut out = wait_bounded(child);
+        drop(stdin);
+        let _ = reader.join();
+        out.stdout = String::from_utf8_lossy(&seen.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+        out
+    }
+}
+
+/// Waits for a kubectl run, killing it after a minute: no kubectl call may hang the suite.
+fn wait_bounded(mut child: std::process::Child) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().expect("kubectl output");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }

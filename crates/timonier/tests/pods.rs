@@ -29,12 +29,12 @@ fn images() -> Images {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let busybox = dir.path().join("busybox");
         timonier_testkit::images::busybox_image(&busybox).expect("busybox image");
-        rt.block_on(timonier_testkit::images::push(&registry.addr(), &busybox, "library/busybox:latest")).expect("push busybox");
+        rt.block_on(timonier_testkit::images::push(registry.addr(), &busybox, "library/busybox:latest")).expect("push busybox");
         for v in [1u8, 2] {
             let layout = dir.path().join(format!("bootcamp-{v}"));
             timonier_testkit::images::bootcamp_image(&layout, v).expect("bootcamp image");
             let name = if v == 1 { "google-samples/kubernetes-bootcamp:v1" } else { "jocatalin/kubernetes-bootcamp:v2" };
-            rt.block_on(timonier_testkit::images::push(&registry.addr(), &layout, name)).expect("push bootcamp");
+            rt.block_on(timonier_testkit::images::push(registry.addr(), &layout, name)).expect("push bootcamp");
         }
         Images { registry, _dir: dir }
     }
@@ -491,11 +491,8 @@ fn exec_attach_and_port_forward_through_the_api_server() {
         let hello = k.run(&["exec", "bootcamp", "--", "curl", "-s", "localhost:8080"]).ok().to_string();
         assert!(hello.contains("Hello Kubernetes bootcamp! | Running on: bootcamp | v=1"), "{version}: {hello}");
         // A terminal, as `kubectl exec -ti POD -- bash` gives.
-        let line = format!("{:?} --kubeconfig {:?} --cache-dir {:?} exec -ti bootcamp -- bash -c tty", k.bin, k.kubeconfig, k.cache);
-        let mut cmd = std::process::Command::new("script");
-        cmd.args(["-qec", &line, "/dev/null"]).env("HOME", &k.home).stdin(std::process::Stdio::null());
-        let tty = cmd.output().unwrap();
-        assert!(String::from_utf8_lossy(&tty.stdout).contains("/dev/pts/"), "{version}: {tty:?}");
+        let tty = k.run_in_terminal(&["exec", "-ti", "bootcamp", "--", "bash", "-c", "tty; stty size"], &[]);
+        assert!(tty.stdout.contains("/dev/pts/") && tty.stdout.contains("40 100"), "{version}: {tty:?}");
         // port-forward to the app.
         let port = free_port();
         let mut pf = k.command(&["port-forward", "pod/bootcamp", &format!("{port}:8080")]);
@@ -589,7 +586,7 @@ spec:
     let dir = timonier_testkit::temp_dir("timonier-private-");
     timonier_testkit::images::busybox_image(dir.path()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(timonier_testkit::images::push_with_auth(&private.addr(), dir.path(), "private/busybox:1", Some(("puller", "s3cret")))).unwrap();
+    rt.block_on(timonier_testkit::images::push_with_auth(private.addr(), dir.path(), "private/busybox:1", Some(("puller", "s3cret")))).unwrap();
     let image = format!("{}/private/busybox:1", private.addr());
     k.run(&["create", "secret", "docker-registry", "regcred", &format!("--docker-server={}", private.addr()), "--docker-username=puller", "--docker-password=s3cret"]).ok();
     node.apply(&pod_yaml("nocreds", &image, "", "    command: [\"sleep\", \"3600\"]\n"));
@@ -722,5 +719,24 @@ fn attach_and_run_with_stdin() {
             Some("world\n"),
         );
         assert!(out.stdout.contains("ran world"), "{version}: {out:?}");
+        // `kubectl run -it --rm`: a terminal in the container, sized as the user's.
+        let run = format!("tty-{}", version.replace('.', ""));
+        let script = "until read -t 1 l; do echo waiting; done; echo typed $l; tty; stty size; echo $TERM";
+        let out = k.run_in_terminal(
+            &["run", &run, "-it", "--rm", "--restart=Never", "--image=busybox", "--overrides={\"spec\":{\"nodeName\":\"node1\"}}", "--", "sh", "-c", script],
+            &[("waiting", "hello\r")],
+        );
+        for want in ["typed hello", "/dev/pts/0", "40 100", "xterm", &format!("pod \"{run}\" deleted")] {
+            assert!(out.stdout.contains(want), "{version}: no {want:?} in {out:?}");
+        }
+        // `kubectl attach -it` to a running terminal; what it shows is in the logs too.
+        let term = format!("term-{}", version.replace('.', ""));
+        node.apply(&pod_yaml(&term, "busybox", "  restartPolicy: Never\n", "    stdin: true\n    tty: true\n    command: [\"sh\", \"-c\", \"while true; do printf 'ready> '; read -t 1 l && echo got:$l && [ $l = bye ] && exit 0; echo; done\"]\n"));
+        node.wait_phase(&term, "Running");
+        let out = k.run_in_terminal(&["attach", "-it", &term], &[("ready> ", "one\r"), ("got:one", "bye\r")]);
+        assert!(out.stdout.contains("got:one") && out.stdout.contains("got:bye"), "{version}: {out:?}");
+        node.wait_phase(&term, "Succeeded");
+        let logs = k.run(&["logs", &term]).ok().to_string();
+        assert!(logs.contains("got:one\r\n"), "{version}: {logs:?}");
     }
 }

@@ -256,6 +256,7 @@ impl Worker {
             sandbox_pid: self.shim.as_ref().map(|s| s.pid() as u32).unwrap_or(0),
             hostname: Some(hostname.clone()),
             stdin: c.stdin == Some(true),
+            tty: c.tty == Some(true),
         })
     }
 

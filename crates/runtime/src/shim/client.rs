@@ -186,12 +186,18 @@ impl ShimClient {
         .await
     }
 
-    /// Remove a container (SIGKILLing it if still running).
-    /// Lets the container read EOF on its stdin once the attached writers are gone.
+    /// Lets the container read EOF on its stdin once the attached writers are gone (for a
+    /// terminal: hangs it up, as a runtime closing the console does).
     pub async fn close_stdin(&self, id: &str) -> Result<(), ShimError> {
         self.call_ok(&Request::CloseStdin { id: id.to_string() }).await
     }
 
+    /// Sets the window size of a `tty: true` container's terminal.
+    pub async fn resize(&self, id: &str, width: u16, height: u16) -> Result<(), ShimError> {
+        self.call_ok(&Request::Resize { id: id.to_string(), width, height }).await
+    }
+
+    /// Remove a container (SIGKILLing it if still running).
     pub async fn remove(&self, id: &str) -> Result<(), ShimError> {
         self.call_ok(&Request::Remove { id: id.to_string() }).await
     }

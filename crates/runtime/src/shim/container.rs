@@ -56,6 +56,20 @@ pub struct Container {
     pub dir: PathBuf,
     /// The shim's writer on the stdin FIFO: while it is open the container never reads EOF.
     pub stdin_keepalive: Option<std::os::fd::OwnedFd>,
+    /// The terminal of a `tty: true` container.
+    pub console: Option<Console>,
+}
+
+/// The pty master of a `tty: true` container, which the shim holds as a runtime holds a
+/// console: the poll loop reads a second descriptor of it into the log (a [`LogPipe`]), copies
+/// the stdin FIFO into it, and sets its window size.
+pub struct Console {
+    pub master: File,
+    /// The stdin FIFO's read end (non-blocking); `None` without `stdin: true`, or once the
+    /// attached client's input ended for good (`stdinOnce`).
+    pub input: Option<File>,
+    /// Input read from the FIFO that the pty did not take yet.
+    pub pending: Vec<u8>,
 }
 
 impl Container {
@@ -175,7 +189,7 @@ pub fn create(paths: &Paths, spec: ContainerSpec) -> Result<(Container, Vec<LogP
     }
     let result = create_inner(paths, &dir, &spec);
     match result {
-        Ok((pid, log, pipes, stdin_keepalive)) => {
+        Ok(Started { pid, log, pipes, stdin_keepalive, console }) => {
             let started_at = now_rfc3339();
             let meta = MetaRecord {
                 pid,
@@ -199,6 +213,7 @@ pub fn create(paths: &Paths, spec: ContainerSpec) -> Result<(Container, Vec<LogP
                     log,
                     dir,
                     stdin_keepalive,
+                    console,
                 },
                 pipes,
             ))
@@ -211,11 +226,16 @@ pub fn create(paths: &Paths, spec: ContainerSpec) -> Result<(Container, Vec<LogP
     }
 }
 
-fn create_inner(
-    paths: &Paths,
-    dir: &Path,
-    spec: &ContainerSpec,
-) -> Result<(i32, LogWriter, Vec<LogPipe>, Option<std::os::fd::OwnedFd>), OpError> {
+/// What `create_inner` hands back for a started container.
+struct Started {
+    pid: i32,
+    log: LogWriter,
+    pipes: Vec<LogPipe>,
+    stdin_keepalive: Option<OwnedFd>,
+    console: Option<Console>,
+}
+
+fn create_inner(paths: &Paths, dir: &Path, spec: &ContainerSpec) -> Result<Started, OpError> {
     let rootfs = dir.join("rootfs");
     for sub in ["upper", "work", "rootfs"] {
         std::fs::create_dir_all(dir.join(sub)).map_err(OpError::other)?;
@@ -249,55 +269,120 @@ fn create_inner(
     .map_err(|e| OpError::new(ErrorKind::Mount, format!("mounting overlay rootfs: {e}")))?;
     write_bundle(spec, dir, &rootfs).map_err(|e| OpError::new(ErrorKind::Other, e.to_string()))?;
 
-    let log = LogWriter::open(&spec.log_path, spec.log_max_bytes, spec.log_max_files)
+    let mut log = LogWriter::open(&spec.log_path, spec.log_max_bytes, spec.log_max_files)
         .map_err(|e| OpError::other(format!("opening log {}: {e}", spec.log_path.display())))?;
-    let (out_r, out_w) = nonblocking_pipe()?;
-    let (err_r, err_w) = nonblocking_pipe()?;
     let root = paths.youki_root();
     std::fs::create_dir_all(&root).map_err(OpError::other)?;
-    let (stdin_r, keepalive) = if spec.stdin { stdin_fifo(dir).map(|(r, k)| (Some(r), Some(k)))? } else { (None, None) };
+    let (mut stdin_r, stdin_keepalive) = match spec.stdin {
+        true => stdin_fifo(dir, spec.tty).map(|(r, k)| (Some(r), Some(k)))?,
+        false => (None, None),
+    };
     let mut builder = ContainerBuilder::new(spec.id.clone(), SyscallType::default())
         .with_root_path(&root)
-        .map_err(|e| OpError::other(e.to_string()))?
-        .with_stdout(out_w)
-        .with_stderr(err_w);
-    if let Some(r) = stdin_r {
-        builder = builder.with_stdin(r);
-    }
+        .map_err(|e| OpError::other(e.to_string()))?;
+    let mut pipes = Vec::new();
+    let console_listener = if spec.tty {
+        // libcontainer's init opens the pty inside the container and sends us the master.
+        log = log.for_terminal();
+        let listener = bind_in(dir, CONSOLE_SOCKET).map_err(|e| OpError::other(format!("console socket: {e}")))?;
+        builder = builder.with_console_socket(Some(dir.join(CONSOLE_SOCKET)));
+        Some(listener)
+    } else {
+        let (out_r, out_w) = nonblocking_pipe()?;
+        let (err_r, err_w) = nonblocking_pipe()?;
+        builder = builder.with_stdout(out_w).with_stderr(err_w);
+        if let Some(r) = stdin_r.take() {
+            builder = builder.with_stdin(r);
+        }
+        for (file, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
+            pipes.push(LogPipe { file, stream, id: spec.id.clone() });
+        }
+        None
+    };
     let built = builder
         .as_init(dir)
         .with_systemd(false)
         .with_detach(true)
         .build();
     let mut lc = built.map_err(|e| classify(spec, e.to_string()))?;
+    let console = match console_listener {
+        Some(listener) => {
+            let master = receive_master(&listener).map_err(|e| OpError::other(format!("receiving the container's terminal: {e}")))?;
+            let _ = std::fs::remove_file(dir.join(CONSOLE_SOCKET));
+            fcntl(master.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(OpError::other)?;
+            let reader = master.try_clone().map_err(OpError::other)?;
+            pipes.push(LogPipe { file: File::from(reader), stream: Stream::Stdout, id: spec.id.clone() });
+            Some(Console { master: File::from(master), input: stdin_r.map(File::from), pending: Vec::new() })
+        }
+        None => None,
+    };
     lc.start().map_err(|e| classify(spec, e.to_string()))?;
     let pid = lc
         .pid()
         .ok_or_else(|| OpError::new(ErrorKind::Other, "libcontainer reported no pid"))?
         .as_raw();
-    let pipes = vec![
-        LogPipe {
-            file: out_r,
-            stream: Stream::Stdout,
-            id: spec.id.clone(),
-        },
-        LogPipe {
-            file: err_r,
-            stream: Stream::Stderr,
-            id: spec.id.clone(),
-        },
-    ];
-    Ok((pid, log, pipes, keepalive))
+    Ok(Started { pid, log, pipes, stdin_keepalive, console })
 }
 
-/// Makes `<dir>/stdin`, a FIFO: returns the container's (blocking) read end and the shim's
-/// keep-alive write end, opened first so that neither open blocks.
-fn stdin_fifo(dir: &Path) -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd), OpError> {
+/// The console socket's name in the container directory.
+const CONSOLE_SOCKET: &str = "console.sock";
+
+/// Binds a unix socket at `dir/name` from inside `dir`, so that a long `dir` cannot overflow
+/// `sun_path` (the shim is single-threaded, so changing directory is safe).
+fn bind_in(dir: &Path, name: &str) -> std::io::Result<std::os::unix::net::UnixListener> {
+    let prev = std::env::current_dir()?;
+    std::env::set_current_dir(dir)?;
+    let bound = std::os::unix::net::UnixListener::bind(name);
+    std::env::set_current_dir(prev)?;
+    bound
+}
+
+/// Takes the pty master that libcontainer's init sent on the console socket.
+fn receive_master(listener: &std::os::unix::net::UnixListener) -> std::io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    listener.set_nonblocking(true)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let stream = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let mut buf = [0u8; 64];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut cmsg), nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC)?;
+    for cm in msg.cmsgs()? {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = cm {
+            let mut fds = fds.into_iter();
+            if let Some(fd) = fds.next() {
+                for extra in fds {
+                    // SAFETY: installed for us by the kernel; not wanted.
+                    drop(unsafe { OwnedFd::from_raw_fd(extra) });
+                }
+                // SAFETY: the kernel just installed this descriptor for us.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    Err(std::io::Error::other("no descriptor on the console socket"))
+}
+
+/// Makes `<dir>/stdin`, a FIFO: returns its read end (for the container, or non-blocking for
+/// the shim itself when it copies input into a terminal) and the shim's keep-alive write end,
+/// opened first so that neither open blocks.
+fn stdin_fifo(dir: &Path, nonblocking: bool) -> Result<(OwnedFd, OwnedFd), OpError> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join("stdin");
     nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(|e| OpError::other(format!("mkfifo {}: {e}", path.display())))?;
     let keepalive = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(&path).map_err(OpError::other)?;
-    let reader = std::fs::OpenOptions::new().read(true).open(&path).map_err(OpError::other)?;
+    let flags = if nonblocking { libc::O_NONBLOCK } else { 0 };
+    let reader = std::fs::OpenOptions::new().read(true).custom_flags(flags).open(&path).map_err(OpError::other)?;
     Ok((reader.into(), keepalive.into()))
 }
 

@@ -39,6 +39,9 @@ pub struct LogWriter {
     max_bytes: u64,
     max_files: u32,
     pending: [Vec<u8>; 2],
+    /// A terminal's output: a partial line (a shell prompt, echoed keys) is written at once as
+    /// a `P` record, since `kubectl attach -t` follows the log and must show it.
+    terminal: bool,
 }
 
 impl LogWriter {
@@ -56,7 +59,14 @@ impl LogWriter {
             max_bytes,
             max_files,
             pending: [Vec::new(), Vec::new()],
+            terminal: false,
         })
+    }
+
+    /// Marks this log as a terminal's (see the field).
+    pub fn for_terminal(mut self) -> Self {
+        self.terminal = true;
+        self
     }
 
     /// Feed bytes read from a pipe: complete lines become `F` records, and a partial line that
@@ -78,6 +88,11 @@ impl LogWriter {
                     let chunk = rest[..MAX_LINE].to_vec();
                     self.record(stream, 'P', &chunk);
                     start += MAX_LINE;
+                }
+                _ if self.terminal && !rest.is_empty() => {
+                    let chunk = rest.to_vec();
+                    self.record(stream, 'P', &chunk);
+                    start = buf.len();
                 }
                 _ => break,
             }

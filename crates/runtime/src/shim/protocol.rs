@@ -35,6 +35,8 @@ pub enum Request {
     /// Close the shim's own end of a container's stdin FIFO, so that the container reads EOF
     /// once its attached writers are gone (`stdinOnce`).
     CloseStdin { id: String },
+    /// Set the window size of a `tty: true` container's terminal.
+    Resize { id: String, width: u16, height: u16 },
     /// Liveness check.
     Ping,
 }

@@ -64,10 +64,54 @@ fn install_signals() -> std::io::Result<OwnedFd> {
             }
         }
     }
-    // A client that hangs up must not kill the shim.
-    // SAFETY: ignoring SIGPIPE; reset to default on exec in children.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // Containers inherit ignored signals across exec, so the shim ignores none: what its
+    // parent ignored goes back to the default, and a client hanging up (SIGPIPE) meets a no-op
+    // handler, which exec resets, rather than SIG_IGN, which it would not.
+    for sig in 1..libc::SIGRTMAX() {
+        // The raw system call: glibc refuses to touch the signals it reserves (32 and 33),
+        // which it may have left ignored.
+        let mut old = KernelSigaction::default();
+        let default = KernelSigaction::default(); // SIG_DFL
+        // SAFETY: rt_sigaction with valid pointers to structs of the kernel's layout.
+        unsafe {
+            if libc::syscall(libc::SYS_rt_sigaction, sig, std::ptr::null::<KernelSigaction>(), &mut old, 8) == 0
+                && old.handler == libc::SIG_IGN
+            {
+                libc::syscall(libc::SYS_rt_sigaction, sig, &default, std::ptr::null_mut::<KernelSigaction>(), 8);
+            }
+        }
+    }
+    // SAFETY: a plain sigaction with a handler that does nothing.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = ignore_signal as *const () as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        if libc::sigaction(libc::SIGPIPE, &sa, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
     Ok(r)
+}
+
+/// `struct sigaction` as the kernel takes it (not glibc's).
+#[repr(C)]
+#[derive(Default)]
+struct KernelSigaction {
+    handler: usize,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// What one `poll` found ready.
+struct Readiness {
+    accept: bool,
+    conns: Vec<PollFlags>,
+    pipes: Vec<PollFlags>,
+    /// Containers whose terminal can take input, or has input to take.
+    consoles: Vec<String>,
 }
 
 /// One client connection.
@@ -124,21 +168,23 @@ impl Server {
             };
             self.drain_sigpipe();
             self.reap();
-            let (accept, conn_ev, pipe_ev) = revents;
-            for (i, ev) in pipe_ev.into_iter().enumerate().rev() {
+            for (i, ev) in revents.pipes.into_iter().enumerate().rev() {
                 if !ev.is_empty() {
                     self.read_pipe(i);
                 }
             }
+            for id in revents.consoles {
+                self.pump_console(&id);
+            }
             let mut shutdown = None;
-            for (i, ev) in conn_ev.into_iter().enumerate() {
+            for (i, ev) in revents.conns.into_iter().enumerate() {
                 if !ev.is_empty() {
                     if let Some(g) = self.read_conn(i) {
                         shutdown = Some((g, i));
                     }
                 }
             }
-            if accept {
+            if revents.accept {
                 self.accept();
             }
             self.flush_execs();
@@ -158,8 +204,7 @@ impl Server {
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    fn poll_once(&mut self) -> nix::Result<(bool, Vec<PollFlags>, Vec<PollFlags>)> {
+    fn poll_once(&mut self) -> nix::Result<Readiness> {
         let mut fds = Vec::with_capacity(2 + self.conns.len() + self.pipes.len());
         let r = PollFlags::POLLIN;
         fds.push(PollFd::new(self.sigpipe.as_fd(), r));
@@ -170,6 +215,19 @@ impl Server {
         for p in &self.pipes {
             fds.push(PollFd::new(p.file.as_fd(), r));
         }
+        // Terminals: wait for the pty to take pending input, else for more input.
+        let mut console_ids = Vec::new();
+        for (id, c) in &self.containers {
+            let Some(con) = &c.console else { continue };
+            if !con.pending.is_empty() {
+                fds.push(PollFd::new(con.master.as_fd(), PollFlags::POLLOUT));
+            } else if let Some(input) = &con.input {
+                fds.push(PollFd::new(input.as_fd(), r));
+            } else {
+                continue;
+            }
+            console_ids.push(id.clone());
+        }
         match poll(&mut fds, PollTimeout::from(1000u16)) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e),
@@ -178,12 +236,65 @@ impl Server {
             .iter()
             .map(|f| f.revents().unwrap_or(PollFlags::empty()))
             .collect();
-        let n = self.conns.len();
-        Ok((
-            !ev[1].is_empty(),
-            ev[2..2 + n].to_vec(),
-            ev[2 + n..].to_vec(),
-        ))
+        let (n, m) = (self.conns.len(), self.pipes.len());
+        Ok(Readiness {
+            accept: !ev[1].is_empty(),
+            conns: ev[2..2 + n].to_vec(),
+            pipes: ev[2 + n..2 + n + m].to_vec(),
+            consoles: console_ids
+                .into_iter()
+                .zip(&ev[2 + n + m..])
+                .filter(|(_, e)| !e.is_empty())
+                .map(|(id, _)| id)
+                .collect(),
+        })
+    }
+
+    /// Copy a terminal's pending input into its pty, and read more from its stdin FIFO while
+    /// the pty takes it. The FIFO's end (`stdinOnce`) hangs the terminal up.
+    fn pump_console(&mut self, id: &str) {
+        let Some(con) = self.containers.get_mut(id).and_then(|c| c.console.as_mut()) else {
+            return;
+        };
+        let mut buf = [0u8; 4096];
+        loop {
+            if !con.pending.is_empty() {
+                match (&con.master).write(&con.pending) {
+                    Ok(n) => {
+                        con.pending.drain(..n);
+                        continue;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                    Err(e) => {
+                        tracing::debug!(id, error = %e, "terminal input");
+                        con.pending.clear();
+                        con.input = None;
+                        return;
+                    }
+                }
+            }
+            let Some(input) = con.input.as_mut() else { return };
+            match input.read(&mut buf) {
+                Ok(0) => {
+                    con.input = None;
+                    break;
+                }
+                Ok(n) => con.pending.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    con.input = None;
+                    return;
+                }
+            }
+        }
+        // The input ended for good. Closing every descriptor of the master sends SIGHUP to
+        // the terminal's session.
+        self.drain_pipes_of_id(id);
+        if let Some(c) = self.containers.get_mut(id) {
+            c.console = None;
+        }
     }
 
     fn drain_sigpipe(&mut self) {
@@ -245,7 +356,12 @@ impl Server {
             let Some(p) = self.pipes.get_mut(i) else {
                 return;
             };
-            match p.file.read(&mut buf) {
+            // A pty master reads EIO once no process holds the terminal any more: its end.
+            let read = p.file.read(&mut buf).or_else(|e| match e.raw_os_error() {
+                Some(libc::EIO) => Ok(0),
+                _ => Err(e),
+            });
+            match read {
                 Ok(0) => {
                     let p = self.pipes.remove(i);
                     if let Some(c) = self.containers.get_mut(&p.id) {
@@ -390,6 +506,20 @@ impl Server {
                 }
                 None => err(OpError::new(ErrorKind::NoSuchContainer, id)),
             },
+            Request::Resize { id, width, height } => {
+                let Some(c) = self.containers.get(&id) else {
+                    return err(OpError::new(ErrorKind::NoSuchContainer, id));
+                };
+                let Some(con) = &c.console else {
+                    return err(OpError::new(ErrorKind::Other, format!("container {id} has no terminal")));
+                };
+                let ws = libc::winsize { ws_row: height, ws_col: width, ws_xpixel: 0, ws_ypixel: 0 };
+                // SAFETY: TIOCSWINSZ on the pty master we own, with a valid winsize.
+                match unsafe { libc::ioctl(con.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) } {
+                    0 => Response::Ok,
+                    _ => err(OpError::new(ErrorKind::Other, std::io::Error::last_os_error().to_string())),
+                }
+            }
             Request::Kill { id, signal } => {
                 let Some(c) = self.containers.get(&id) else {
                     return err(OpError::new(ErrorKind::NoSuchContainer, id));
