@@ -342,6 +342,39 @@ async fn basic_auth_needs_the_pull_secret() {
     assert_eq!(image.references, vec!["docker.io/library/busybox:latest"]);
 }
 
+/// The Bearer-token flow: the registry answers 401 with a realm, the client gets a JWT there
+/// with the pull secret's basic credentials, and retries with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn token_auth_gets_a_bearer_token_with_the_pull_secret() {
+    let reg = Registry::start_with_token_auth("bob", "t0ken").expect("docker-registry with token auth");
+    let challenge = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(reg.addr()).unwrap();
+        write!(s, "GET /v2/ HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", reg.addr()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(challenge.contains("Www-Authenticate: Bearer realm=\"http://127.0.0.1:"), "{challenge}");
+    let l = layout(busybox_image);
+    assert!(push(reg.addr(), l.path(), "team/busybox:latest").await.is_err());
+    push_with_auth(reg.addr(), l.path(), "team/busybox:latest", Some(("bob", "t0ken"))).await.unwrap();
+    let store_dir = temp_dir("timonier-store-");
+    let store = ImageStore::open(store_dir.path()).unwrap();
+    let cfg = RegistriesConfig::default();
+    let name = format!("{}/team/busybox", reg.addr());
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let secret = |pass: &str| format!(r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#, reg.addr(), b64(&format!("bob:{pass}")));
+    let err = pull(&store, &name, &cfg, None).await.unwrap_err();
+    assert!(matches!(err, PullError::Unauthorized { .. }), "{err:?}");
+    let wrong = credentials_from_dockerconfigjson(secret("nope").as_bytes(), reg.addr()).unwrap();
+    let err = pull(&store, &name, &cfg, Some(&wrong)).await.unwrap_err();
+    assert!(matches!(err, PullError::Unauthorized { .. }), "{err:?}");
+    let right = credentials_from_dockerconfigjson(secret("t0ken").as_bytes(), reg.addr()).unwrap();
+    let image = pull(&store, &name, &cfg, Some(&right)).await.unwrap();
+    assert_eq!(image.references, vec![format!("{name}:latest")]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_pulls_of_one_image_both_succeed() {
     let reg = registry();

@@ -6,6 +6,8 @@ pub mod images;
 #[cfg(feature = "images")]
 pub mod registry;
 #[cfg(feature = "images")]
+mod token_auth;
+#[cfg(feature = "images")]
 pub use registry::Registry;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::token_auth::{self, TokenServer};
 use crate::{free_port, ChildGuard};
 
 /// A running `docker-registry`, killed (by PID) and its directory removed when dropped.
@@ -15,7 +16,19 @@ pub struct Registry {
     addr: String,
     tls: bool,
     _child: ChildGuard,
+    /// Dropped after the registry: its token server, if it has one.
+    _token_server: Option<TokenServer>,
     dir: tempfile::TempDir,
+}
+
+/// How a registry authenticates its clients.
+#[derive(Clone, Copy)]
+enum Auth<'a> {
+    None,
+    /// HTTP basic auth against an htpasswd file.
+    Basic(&'a str, &'a str),
+    /// The Bearer-token flow, with a token server that takes these basic credentials.
+    Token(&'a str, &'a str),
 }
 
 const DEFAULT_BIN: &str = "/usr/bin/docker-registry";
@@ -62,21 +75,27 @@ fn v2_status(addr: &str) -> Option<u16> {
 impl Registry {
     /// Starts an open (no auth) registry.
     pub fn start() -> Result<Registry, String> {
-        Self::launch(None, false)
+        Self::launch(Auth::None, false)
     }
 
     /// Starts an open registry that serves HTTPS with a self-signed certificate (for
     /// 127.0.0.1 and localhost).
     pub fn start_tls() -> Result<Registry, String> {
-        Self::launch(None, true)
+        Self::launch(Auth::None, true)
     }
 
     /// Starts a registry requiring HTTP basic auth (htpasswd, bcrypt) for `username`.
     pub fn start_with_auth(username: &str, password: &str) -> Result<Registry, String> {
-        Self::launch(Some((username, password)), false)
+        Self::launch(Auth::Basic(username, password), false)
     }
 
-    fn launch(auth: Option<(&str, &str)>, tls: bool) -> Result<Registry, String> {
+    /// Starts a registry using the Bearer-token flow: it sends clients to a token server (on
+    /// another loopback port) that takes `username`'s basic credentials and issues JWTs.
+    pub fn start_with_token_auth(username: &str, password: &str) -> Result<Registry, String> {
+        Self::launch(Auth::Token(username, password), false)
+    }
+
+    fn launch(auth: Auth, tls: bool) -> Result<Registry, String> {
         let bin = registry_bin()?;
         let dir = tempfile::Builder::new()
             .prefix("timonier-registry-")
@@ -85,16 +104,31 @@ impl Registry {
         let storage = dir.path().join("storage");
         std::fs::create_dir(&storage).map_err(|e| e.to_string())?;
         let mut auth_yaml = String::new();
-        if let Some((user, pass)) = auth {
-            let hash = bcrypt::hash_with_result(pass, 5)
-                .map_err(|e| format!("bcrypt: {e}"))?
-                .format_for_version(bcrypt::Version::TwoY);
-            let htpasswd = dir.path().join("htpasswd");
-            std::fs::write(&htpasswd, format!("{user}:{hash}\n")).map_err(|e| e.to_string())?;
-            auth_yaml = format!(
-                "auth:\n  htpasswd:\n    realm: timonier-test\n    path: {}\n",
-                htpasswd.display()
-            );
+        let mut token_server = None;
+        match auth {
+            Auth::None => {}
+            Auth::Basic(user, pass) => {
+                let hash = bcrypt::hash_with_result(pass, 5)
+                    .map_err(|e| format!("bcrypt: {e}"))?
+                    .format_for_version(bcrypt::Version::TwoY);
+                let htpasswd = dir.path().join("htpasswd");
+                std::fs::write(&htpasswd, format!("{user}:{hash}\n")).map_err(|e| e.to_string())?;
+                auth_yaml = format!(
+                    "auth:\n  htpasswd:\n    realm: timonier-test\n    path: {}\n",
+                    htpasswd.display()
+                );
+            }
+            Auth::Token(user, pass) => {
+                let server = TokenServer::start(user, pass, dir.path())?;
+                auth_yaml = format!(
+                    "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                    server.realm(),
+                    token_auth::SERVICE,
+                    token_auth::ISSUER,
+                    server.root_cert.display()
+                );
+                token_server = Some(server);
+            }
         }
         let mut tls_yaml = String::new();
         if tls {
@@ -125,7 +159,11 @@ impl Registry {
                 .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
             let mut guard = ChildGuard(child);
             // Plain HTTP to a TLS port gets Go's "400 Bad Request": that is ready too.
-            let want = if tls { 400 } else if auth.is_some() { 401 } else { 200 };
+            let want = match (tls, auth) {
+                (true, _) => 400,
+                (false, Auth::None) => 200,
+                (false, _) => 401,
+            };
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = guard.0.try_wait() {
@@ -136,6 +174,7 @@ impl Registry {
                         addr,
                         tls,
                         _child: guard,
+                        _token_server: token_server,
                         dir,
                     });
                 }

@@ -581,8 +581,10 @@ spec:
     assert_eq!(std::fs::read_to_string(out.join("some")).unwrap().split_whitespace().nth(1), Some("0000000000000400"));
     let all = u64::from_str_radix(std::fs::read_to_string(out.join("all")).unwrap().split_whitespace().nth(1).unwrap(), 16).unwrap();
     assert!(all.count_ones() > 30, "privileged CapEff {all:x}");
-    // A registry that wants credentials: refused without them, pulled with imagePullSecrets.
-    let private = Registry::start_with_auth("puller", "s3cret").expect("registry with auth");
+    // A registry that wants credentials through the Bearer-token flow (as Docker Hub and most
+    // registries do; basic auth is in the runtime's pull tests): refused without them, pulled
+    // with imagePullSecrets.
+    let private = Registry::start_with_token_auth("puller", "s3cret").expect("registry with token auth");
     let dir = timonier_testkit::temp_dir("timonier-private-");
     timonier_testkit::images::busybox_image(dir.path()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
