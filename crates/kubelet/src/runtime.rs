@@ -282,10 +282,8 @@ pub async fn cleanup_node(data_dir: &Path) {
             crate::pods::cleanup_sandbox(e.path().join("sandbox")).await;
         }
     }
-    // The node's cgroup root in every hierarchy (rmdir only removes it once empty).
-    for root in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-        let _ = std::fs::remove_dir(root.path().join(CGROUP_ROOT.trim_start_matches('/')));
-    }
+    // The node's cgroup root in every hierarchy, v1 or v2 (only once empty).
+    timonier_runtime::shim::remove_cgroup(CGROUP_ROOT);
     if let Ok(net) = PodNetwork::open_existing(&data_dir.join("network")).await {
         if let Err(e) = net.teardown().await {
             tracing::warn!(error = %e, "cannot remove the pod network");

@@ -86,6 +86,11 @@ impl Drop for Pod {
     }
 }
 
+/// Whether this node runs the unified cgroup v2 hierarchy (as in the VM test below).
+fn cgroup_v2() -> bool {
+    nix::sys::statfs::statfs("/sys/fs/cgroup").is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+}
+
 /// Mount points of every cgroup hierarchy.
 fn hierarchies() -> Vec<String> {
     std::fs::read_to_string("/proc/self/mountinfo")
@@ -279,7 +284,9 @@ async fn oom_and_cgroup_readonly() {
         &c,
         "esc",
         "echo 999999999 > /sys/fs/cgroup/memory/memory.limit_in_bytes; echo rc=$?; \
+         echo 999999999 > /sys/fs/cgroup/memory.max; echo rc2=$?; \
          mount -t cgroup -o memory none /mnt; echo mount=$?; \
+         mount -t cgroup2 none /mnt; echo mount2=$?; \
          echo 999999999 > /mnt/memory.limit_in_bytes; touch /newfile && echo rootfs-writable; \
          echo 1 > /proc/sys/net/ipv4/ip_forward && echo procsys-writable; sleep 30",
     );
@@ -291,26 +298,31 @@ async fn oom_and_cgroup_readonly() {
     spec.readonly_rootfs = true;
     c.create(&spec).await.expect("create");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let read = |h: &str, f: &str| {
-        std::fs::read_to_string(format!("/sys/fs/cgroup/{h}{}/esc/{f}", pod.cg))
-            .unwrap_or_default()
-            .trim()
-            .to_string()
+    // The limits as the node sees them: v1 has a hierarchy per controller, v2 one tree.
+    let read = |v1_controller: &str, file: &str| {
+        let dir = match cgroup_v2() {
+            true => format!("/sys/fs/cgroup{}/esc", pod.cg),
+            false => format!("/sys/fs/cgroup/{v1_controller}{}/esc", pod.cg),
+        };
+        std::fs::read_to_string(format!("{dir}/{file}")).unwrap_or_default().trim().to_string()
     };
-    assert_eq!(read("cpu", "cpu.cfs_quota_us"), "50000");
-    assert_eq!(read("cpu", "cpu.shares"), "512");
-    assert_eq!(read("pids", "pids.max"), "100");
-    let host = format!("/sys/fs/cgroup/memory{}/esc/memory.limit_in_bytes", pod.cg);
-    let limit = std::fs::read_to_string(&host).expect("read limit");
-    assert_eq!(
-        limit.trim(),
-        (64u64 << 20).to_string(),
-        "log={}",
-        pod.log("esc")
-    );
+    let limit = (64u64 << 20).to_string();
+    if cgroup_v2() {
+        assert_eq!(read("", "cpu.max"), "50000 100000");
+        // shares → weight as current runc, crun and libcontainer convert them (the quadratic
+        // fit of log2(shares), so that 1024 shares stay the default weight 100): 512 → 59.
+        assert_eq!(read("", "cpu.weight"), "59");
+        assert_eq!(read("", "pids.max"), "100");
+        assert_eq!(read("", "memory.max"), limit, "log={}", pod.log("esc"));
+    } else {
+        assert_eq!(read("cpu", "cpu.cfs_quota_us"), "50000");
+        assert_eq!(read("cpu", "cpu.shares"), "512");
+        assert_eq!(read("pids", "pids.max"), "100");
+        assert_eq!(read("memory", "memory.limit_in_bytes"), limit, "log={}", pod.log("esc"));
+    }
     let log = pod.log("esc");
-    assert!(!log.contains("rc=0"), "{log}");
-    assert!(!log.contains("mount=0"), "{log}");
+    assert!(!log.contains("rc=0") && !log.contains("rc2=0"), "{log}");
+    assert!(!log.contains("mount=0") && !log.contains("mount2=0"), "{log}");
     assert!(!log.contains("rootfs-writable"), "{log}");
     assert!(!log.contains("procsys-writable"), "{log}");
     c.shutdown(0).await.expect("shutdown");
@@ -578,13 +590,25 @@ async fn terminal_container() {
         assert!(Instant::now() < deadline, "no answer: {:?}", pod.log("t"));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // What `kubectl logs` shows: partial records joined, as the terminal printed them.
     let log = pod.log("t");
-    assert!(log.contains(" stdout F /dev/pts/0\r"), "{log}");
-    // Containers start with no signal ignored (the shim ignores none that they inherit).
-    assert!(log.contains(" stdout F SigIgn:\t0000000000000000\r"), "{log}");
+    let text: String = log
+        .split('\n') // not lines(), which would drop the terminal's \r
+        .filter_map(|l| {
+            let mut f = l.splitn(4, ' ').skip(2);
+            match (f.next(), f.next()) {
+                (Some("P"), Some(t)) => Some(t.to_string()),
+                (Some("F"), t) => Some(format!("{}\n", t.unwrap_or(""))),
+                _ => None,
+            }
+        })
+        .collect();
     assert!(log.contains(" stdout P prompt> "), "{log}");
-    assert!(log.contains("got hello\r"), "{log}");
-    assert!(log.contains(" stdout F 37 91\r"), "{log}");
+    for want in ["/dev/pts/0\r\n", "prompt> hello\r\n", "got hello\r\n", "37 91\r\n", "xterm\r\n"] {
+        assert!(text.contains(want), "no {want:?} in {text:?}");
+    }
+    // Containers start with no signal ignored (the shim ignores none that they inherit).
+    assert!(text.contains("SigIgn:\t0000000000000000\r\n"), "{text:?}");
     // stdinOnce: the shim lets go of the FIFO, the writer leaves, the terminal hangs up.
     c.close_stdin("t").await.expect("close stdin");
     drop(w);
@@ -593,4 +617,27 @@ async fn terminal_container() {
     assert!(!pod.log("t").contains("never"), "{st:?} {}", pod.log("t"));
     assert!(c.resize("nope", 1, 1).await.is_err());
     c.shutdown(1).await.expect("shutdown");
+}
+
+/// Every test above again, on a kernel with the unified cgroup v2 hierarchy: these hosts run
+/// cgroup v1, so a VM boots one (testkit's `vm`, QEMU) and runs this test binary inside it.
+#[test]
+fn cgroup_v2_in_a_vm() {
+    if cgroup_v2() {
+        return; // the tests above already ran on v2
+    }
+    let kernel = match timonier_testkit::vm::Kernel::find() {
+        Ok(k) => k,
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipped: {e}");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let me = std::env::current_exe().expect("test binary");
+    let command = format!("{} --test-threads=1 --skip cgroup_v2_in_a_vm", me.display());
+    let run = timonier_testkit::vm::run(&kernel, &[&me, &exe()], &command, Duration::from_secs(900)).expect("vm");
+    assert!(run.output.contains("cgroup2 controllers: ") && run.output.contains("memory"), "{}", run.output);
+    assert_eq!(run.exit_code, Some(0), "{}", run.output);
+    assert!(run.output.contains("test result: ok."), "{}", run.output);
 }

@@ -7,6 +7,7 @@ pub mod images;
 pub mod registry;
 #[cfg(feature = "images")]
 mod token_auth;
+pub mod vm;
 #[cfg(feature = "images")]
 pub use registry::Registry;
 

@@ -31,6 +31,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::{fork, sethostname, setsid, ForkResult, Pid};
 
 pub use client::{ExecProcess, ExecStdio, ShimClient};
+pub use util::remove_cgroup;
 pub use protocol::{ContainerState, ErrorKind, ExitRecord, Request, Response};
 
 /// Pod-level cgroup paths the shim created containers under (JSON list of strings).
