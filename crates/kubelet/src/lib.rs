@@ -9,6 +9,7 @@
 mod backoff;
 mod env;
 mod events;
+mod grpc_probe;
 mod logs;
 mod node;
 mod pods;

@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, ExecAction, HTTPGetAction, LifecycleHandler, Pod, Probe, TCPSocketAction};
+use k8s_openapi::api::core::v1::{Container, ExecAction, GRPCAction, HTTPGetAction, LifecycleHandler, Pod, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -67,8 +67,8 @@ enum Action {
     Exec(Vec<String>),
     Http { host: String, port: u16, path: String, scheme: String, headers: Vec<(String, String)> },
     Tcp { host: String, port: u16 },
+    Grpc { host: String, port: u16, service: String },
     Sleep(i64),
-    Unsupported(&'static str),
 }
 
 fn port_of(port: &IntOrString, c: &Container) -> Result<u16, String> {
@@ -85,7 +85,7 @@ fn port_of(port: &IntOrString, c: &Container) -> Result<u16, String> {
     }
 }
 
-fn action(exec: Option<&ExecAction>, http: Option<&HTTPGetAction>, tcp: Option<&TCPSocketAction>, sleep: Option<i64>, grpc: bool, c: &Container, pod_ip: &str) -> Result<Action, String> {
+fn action(exec: Option<&ExecAction>, http: Option<&HTTPGetAction>, tcp: Option<&TCPSocketAction>, sleep: Option<i64>, grpc: Option<&GRPCAction>, c: &Container, pod_ip: &str) -> Result<Action, String> {
     if let Some(e) = exec {
         return Ok(Action::Exec(e.command.clone().unwrap_or_default()));
     }
@@ -104,13 +104,14 @@ fn action(exec: Option<&ExecAction>, http: Option<&HTTPGetAction>, tcp: Option<&
     if let Some(s) = sleep {
         return Ok(Action::Sleep(s));
     }
-    if grpc {
-        return Ok(Action::Unsupported("grpc probes are not supported by this node yet"));
+    if let Some(g) = grpc {
+        let port = u16::try_from(g.port).map_err(|_| format!("invalid port {}", g.port))?;
+        return Ok(Action::Grpc { host: pod_ip.to_string(), port, service: g.service.clone().unwrap_or_default() });
     }
     Err("no handler given".into())
 }
 
-/// Where actions run: the container (exec) and the pod's address (http, tcp).
+/// Where actions run: the container (exec) and the pod's address (http, tcp, grpc).
 pub struct Target {
     pub shim: ShimClient,
     pub container_id: String,
@@ -137,11 +138,11 @@ async fn perform(a: &Action, t: &Target, timeout: Duration) -> Result<(), String
             Ok(Err(e)) => Err(format!("dial tcp {host}:{port}: connect: {}", e.to_string().to_lowercase().split(" (os error").next().unwrap_or(""))),
             Err(_) => Err(format!("dial tcp {host}:{port}: i/o timeout")),
         },
+        Action::Grpc { host, port, service } => crate::grpc_probe::check(host, *port, service, timeout).await,
         Action::Sleep(s) => {
             tokio::time::sleep(Duration::from_secs((*s).max(0) as u64)).await;
             Ok(())
         }
-        Action::Unsupported(why) => Err(why.to_string()),
     }
 }
 
@@ -235,7 +236,7 @@ async fn exec(t: &Target, cmd: &[String], timeout: Duration) -> Result<(), Strin
 
 /// Runs a lifecycle hook (postStart, preStop) to completion.
 pub async fn run_hook(h: &LifecycleHandler, t: &Target, timeout: Duration) -> Result<(), String> {
-    let a = action(h.exec.as_ref(), h.http_get.as_ref(), h.tcp_socket.as_ref(), h.sleep.as_ref().map(|s| s.seconds), false, &t.container, &t.pod_ip)?;
+    let a = action(h.exec.as_ref(), h.http_get.as_ref(), h.tcp_socket.as_ref(), h.sleep.as_ref().map(|s| s.seconds), None, &t.container, &t.pod_ip)?;
     perform(&a, t, timeout).await
 }
 
@@ -258,7 +259,7 @@ pub fn probes_of(c: &Container) -> Vec<(Kind, Probe)> {
 pub fn spawn(node: Arc<NodeRuntime>, pod: Arc<Pod>, kind: Kind, probe: Probe, target: Target, results: Arc<Results>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let c = target.container.name.clone();
-        let a = match action(probe.exec.as_ref(), probe.http_get.as_ref(), probe.tcp_socket.as_ref(), None, probe.grpc.is_some(), &target.container, &target.pod_ip) {
+        let a = match action(probe.exec.as_ref(), probe.http_get.as_ref(), probe.tcp_socket.as_ref(), None, probe.grpc.as_ref(), &target.container, &target.pod_ip) {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(container = %c, error = %e, "invalid probe");

@@ -7,6 +7,9 @@
 //   original node app. The version is read from the script named by the first argument
 //   (`| v=N` in server.js, as in the original), else $BOOTCAMP_VERSION, else 1.
 // - `curl [flags] URL`: a minimal HTTP/1.1 GET client printing the response body.
+// - `grpc-health`: a gRPC health server (grpc.health.v1.Health/Check over plaintext HTTP/2)
+//   on $PORT (default 9090), for the node agent's gRPC probe tests: the whole server ("")
+//   and the services named in $SERVING (comma-separated) answer SERVING, others NOT_SERVING.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -22,6 +25,9 @@ fn main() {
         .unwrap_or_default();
     if name == "curl" {
         std::process::exit(curl(&args[1..]));
+    }
+    if name == "grpc-health" {
+        grpc_health();
     }
     serve(args.get(1).map(String::as_str));
 }
@@ -279,4 +285,103 @@ fn curl(args: &[String]) -> i32 {
     }
     let _ = std::io::stdout().write_all(&body);
     0
+}
+
+/// The gRPC health server. HTTP/2 reduced to what one unary call needs: the request's
+/// headers are not even decoded (the service name travels in the DATA frame), and the answer
+/// is written with literal HPACK fields.
+fn grpc_health() -> ! {
+    // SAFETY: installing a handler that only calls _exit.
+    unsafe {
+        signal(15, on_term as usize);
+    }
+    let port = std::env::var("PORT").unwrap_or_else(|_| "9090".into());
+    let serving: Vec<String> = std::env::var("SERVING").unwrap_or_default().split(',').map(str::to_string).collect();
+    let listener = TcpListener::bind(format!("0.0.0.0:{port}")).unwrap_or_else(|e| {
+        eprintln!("cannot listen on {port}: {e}");
+        std::process::exit(1)
+    });
+    println!("grpc health server listening on {port}");
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        let serving = serving.clone();
+        std::thread::spawn(move || {
+            let _ = h2_health_conn(conn, &serving);
+        });
+    }
+    std::process::exit(0)
+}
+
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+fn h2_health_conn(mut c: TcpStream, serving: &[String]) -> std::io::Result<()> {
+    const DATA: u8 = 0;
+    const HEADERS: u8 = 1;
+    const SETTINGS: u8 = 4;
+    const PING: u8 = 6;
+    const GOAWAY: u8 = 7;
+    const END_STREAM: u8 = 1;
+    const ACK: u8 = 1;
+    const END_HEADERS: u8 = 4;
+    c.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut preface = [0u8; 24];
+    c.read_exact(&mut preface)?;
+    if &preface != b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" {
+        return Ok(());
+    }
+    c.write_all(&h2_frame(SETTINGS, 0, 0, &[]))?;
+    let mut bodies: std::collections::HashMap<u32, Vec<u8>> = std::collections::HashMap::new();
+    loop {
+        let mut head = [0u8; 9];
+        c.read_exact(&mut head)?;
+        let len = (head[0] as usize) << 16 | (head[1] as usize) << 8 | head[2] as usize;
+        let (kind, flags) = (head[3], head[4]);
+        let stream = u32::from_be_bytes([head[5] & 0x7f, head[6], head[7], head[8]]);
+        let mut payload = vec![0u8; len];
+        c.read_exact(&mut payload)?;
+        let ended = match kind {
+            SETTINGS if flags & ACK == 0 => {
+                c.write_all(&h2_frame(SETTINGS, ACK, 0, &[]))?;
+                false
+            }
+            PING if flags & ACK == 0 => {
+                c.write_all(&h2_frame(PING, ACK, 0, &payload))?;
+                false
+            }
+            GOAWAY => return Ok(()),
+            HEADERS => {
+                bodies.entry(stream).or_default();
+                flags & END_STREAM != 0
+            }
+            DATA => {
+                bodies.entry(stream).or_default().extend_from_slice(&payload);
+                flags & END_STREAM != 0
+            }
+            _ => false,
+        };
+        if !ended {
+            continue;
+        }
+        // HealthCheckRequest in a gRPC frame: 5-byte prefix, then field 1 (service).
+        let body = bodies.remove(&stream).unwrap_or_default();
+        let msg = body.get(5..).unwrap_or_default();
+        let service = match msg {
+            [0x0a, n, rest @ ..] if (*n as usize) <= rest.len() => String::from_utf8_lossy(&rest[..*n as usize]).into_owned(),
+            _ => String::new(),
+        };
+        let status = if service.is_empty() || serving.contains(&service) { 1 } else { 2 };
+        // :status 200 (static index 8), then content-type (static name 31) as a literal.
+        let mut headers = vec![0x88, 0x0f, 0x10, 16];
+        headers.extend_from_slice(b"application/grpc");
+        let trailers: Vec<u8> = [&[0x00, 11][..], b"grpc-status", &[1], b"0"].concat();
+        c.write_all(&h2_frame(HEADERS, END_HEADERS, stream, &headers))?;
+        c.write_all(&h2_frame(DATA, 0, stream, &[0, 0, 0, 0, 2, 0x08, status]))?;
+        c.write_all(&h2_frame(HEADERS, END_HEADERS | END_STREAM, stream, &trailers))?;
+    }
 }

@@ -288,7 +288,8 @@ www.listen(8080,function () {{
 }
 
 /// The app layer shared by every bootcamp version: `/usr/local/bin/node` (the server),
-/// `/usr/local/bin/curl` (the same binary, client mode) and `/bin/bash` (runs busybox sh).
+/// `/usr/local/bin/curl` (the same binary, client mode), `/usr/local/bin/grpc-health` (the
+/// same binary, a gRPC health server for probe tests) and `/bin/bash` (runs busybox sh).
 pub fn bootcamp_app_layer() -> Result<Layer, String> {
     let node = std::fs::read(bootcamp_binary()?).map_err(|e| e.to_string())?;
     layer(|t| {
@@ -299,6 +300,7 @@ pub fn bootcamp_app_layer() -> Result<Layer, String> {
         t.dir("usr/local/bin", 0o755)?;
         t.file("usr/local/bin/node", 0o755, &node)?;
         t.symlink("usr/local/bin/curl", "node")?;
+        t.symlink("usr/local/bin/grpc-health", "node")?;
         Ok(())
     })
 }

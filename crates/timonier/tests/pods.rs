@@ -449,6 +449,16 @@ spec:
     image: busybox
     command: ["sh", "-c", "touch /tmp/alive; sleep 2; rm /tmp/alive; sleep 3600"]
     livenessProbe: {{exec: {{command: ["test", "-f", "/tmp/alive"]}}, periodSeconds: 1, failureThreshold: 1}}
+  - name: grpc
+    image: gcr.io/google-samples/kubernetes-bootcamp:v1
+    command: ["grpc-health"]
+    env: [{{name: PORT, value: "9090"}}, {{name: SERVING, value: app}}]
+    readinessProbe: {{grpc: {{port: 9090, service: app}}, periodSeconds: 1}}
+  - name: grpcdown
+    image: gcr.io/google-samples/kubernetes-bootcamp:v1
+    command: ["grpc-health"]
+    env: [{{name: PORT, value: "9091"}}]
+    readinessProbe: {{grpc: {{port: 9091, service: db}}, periodSeconds: 1}}
 "#
     );
     node.apply(&yaml);
@@ -463,8 +473,12 @@ spec:
     node.wait("liveness restart", Duration::from_secs(30), |k| {
         k.run(&["get", "pod", "probed", "-o", "jsonpath={.status.containerStatuses[?(@.name==\"dying\")].restartCount}"]).stdout.parse::<i32>().is_ok_and(|n| n >= 1)
     });
+    // gRPC health probes: the service that serves makes its container ready, the other not.
+    node.wait("grpc ready", Duration::from_secs(20), |k| ready(k, "grpc"));
+    assert!(!ready(k, "grpcdown"));
     let events = k.run(&["get", "events", "--field-selector", "involvedObject.name=probed"]).ok().to_string();
     assert!(events.contains("Liveness probe failed") && events.contains("Container dying failed liveness probe, will be restarted"), "{events}");
+    assert!(events.contains("Readiness probe failed: service unhealthy (responded with \"NOT_SERVING\")"), "{events}");
     k.run(&["delete", "pod", "probed", "--wait=true", "--timeout=60s"]).ok();
     assert_eq!(std::fs::read_to_string(host_dir.path().join("prestop")).unwrap_or_default(), "stopping\n");
 }
