@@ -67,7 +67,7 @@ fn install_signals() -> std::io::Result<OwnedFd> {
     // Containers inherit ignored signals across exec, so the shim ignores none: what its
     // parent ignored goes back to the default, and a client hanging up (SIGPIPE) meets a no-op
     // handler, which exec resets, rather than SIG_IGN, which it would not.
-    for sig in 1..libc::SIGRTMAX() {
+    for sig in 1..=libc::SIGRTMAX() {
         // The raw system call: glibc refuses to touch the signals it reserves (32 and 33),
         // which it may have left ignored.
         let mut old = KernelSigaction::default();
