@@ -8,7 +8,6 @@
 
 mod backoff;
 mod env;
-mod events;
 mod grpc_probe;
 mod logs;
 mod node;

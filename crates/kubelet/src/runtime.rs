@@ -17,7 +17,7 @@ use timonier_network::{NetworkConfig, PodNetwork};
 use timonier_runtime::images::{Image, ImageStore};
 use tokio::sync::{watch, Mutex};
 
-use crate::events::Recorder;
+use timonier_events::Recorder;
 use crate::node::{self, NodeFacts};
 use crate::{Config, Error, Result};
 
@@ -63,7 +63,7 @@ impl NodeRuntime {
         })
         .await
         .map_err(|e| Error::Runtime(format!("cannot set up the pod network: {e}")))?;
-        let recorder = Recorder::new(config.client.clone(), &facts.name);
+        let recorder = Recorder::new(config.client.clone(), "kubelet", Some(&facts.name));
         std::fs::create_dir_all(config.data_dir.join("pods")).map_err(|e| Error::Runtime(format!("cannot create {}: {e}", config.data_dir.display())))?;
         tracing::info!(node = %facts.name, %pod_cidr, "node agent ready");
         Ok(NodeRuntime { config, facts, images, network, recorder, pull_locks: Mutex::new(HashMap::new()) })

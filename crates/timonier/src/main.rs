@@ -60,6 +60,9 @@ pub struct ServerArgs {
     /// Run the control plane only, without the node agent that runs pods on this machine.
     #[arg(long)]
     disable_agent: bool,
+    /// Do not run the scheduler (pods then run only where `spec.nodeName` puts them).
+    #[arg(long)]
+    disable_scheduler: bool,
     #[command(flatten)]
     node: agent::NodeArgs,
     /// Static bearer tokens: CSV lines `token,user,uid,"group1,group2"`.
@@ -124,11 +127,15 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let server = timonier_apiserver::Server::start(config).await?;
     tracing::info!(address = %server.addr, elapsed_ms = started.elapsed().as_millis() as u64, "API server ready");
+    // The in-process components are API clients like any other, over loopback.
+    let host = if server.addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { server.addr.ip().to_string() };
+    let url_host = if host.contains(':') { format!("[{host}]") } else { host };
+    let kubeconfig = server.pki.admin_kubeconfig(&format!("https://{url_host}:{}", server.addr.port()), "timonier");
+    let (client, ca) = agent::client_from_kubeconfig(&kubeconfig).await?;
+    if !args.disable_scheduler {
+        tokio::spawn(timonier_scheduler::run(client.clone(), std::future::pending()));
+    }
     if !args.disable_agent {
-        let host = if server.addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { server.addr.ip().to_string() };
-        let url_host = if host.contains(':') { format!("[{host}]") } else { host };
-        let kubeconfig = server.pki.admin_kubeconfig(&format!("https://{url_host}:{}", server.addr.port()), "timonier");
-        let (client, ca) = agent::client_from_kubeconfig(&kubeconfig).await?;
         let config = agent::config(client, ca, agent_dir, &args.node)?;
         tokio::spawn(async move {
             if let Err(e) = timonier_kubelet::run(config, std::future::pending()).await {

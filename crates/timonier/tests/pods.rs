@@ -728,10 +728,10 @@ fn attach_and_run_with_stdin() {
         let out = k.run_with_input(&["attach", "-i", &name], Some("hello\n"));
         assert!(out.stdout.contains("got hello"), "{version}: {out:?}");
         node.wait_phase(&name, "Succeeded");
-        // `kubectl run -i --rm`, pinned to the node (there is no scheduler yet).
+        // `kubectl run -i --rm`: the scheduler puts the pod on the node.
         let run = format!("run-{}", version.replace('.', ""));
         let out = k.run_with_input(
-            &["run", &run, "-i", "--rm", "--restart=Never", "--image=busybox", "--overrides={\"spec\":{\"nodeName\":\"node1\"}}", "--", "sh", "-c", "read l; echo ran $l"],
+            &["run", &run, "-i", "--rm", "--restart=Never", "--image=busybox", "--", "sh", "-c", "read l; echo ran $l"],
             Some("world\n"),
         );
         assert!(out.stdout.contains("ran world"), "{version}: {out:?}");
@@ -739,7 +739,7 @@ fn attach_and_run_with_stdin() {
         let run = format!("tty-{}", version.replace('.', ""));
         let script = "until read -t 1 l; do echo waiting; done; echo typed $l; tty; stty size; echo $TERM";
         let out = k.run_in_terminal(
-            &["run", &run, "-it", "--rm", "--restart=Never", "--image=busybox", "--overrides={\"spec\":{\"nodeName\":\"node1\"}}", "--", "sh", "-c", script],
+            &["run", &run, "-it", "--rm", "--restart=Never", "--image=busybox", "--", "sh", "-c", script],
             &[("waiting", "hello\r")],
         );
         for want in ["typed hello", "/dev/pts/0", "40 100", "xterm", &format!("pod \"{run}\" deleted")] {

@@ -20,7 +20,7 @@ mod workloads;
 #[cfg(test)]
 mod tests;
 
-pub use quantity::canonical_quantity;
+pub use quantity::{canonical_quantity, quantity_value};
 
 /// One column of a Table, as upstream's `TableColumnDefinition`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

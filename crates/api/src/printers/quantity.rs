@@ -96,6 +96,16 @@ fn pow10(n: u32) -> Option<i128> {
     10i128.checked_pow(n)
 }
 
+/// The value of a quantity in base units (`100m` → 0.1, `1Gi` → 1073741824), for arithmetic
+/// such as summing requests; `None` when it does not parse.
+pub fn quantity_value(s: &str) -> Option<f64> {
+    let p = split(s)?;
+    let (base, exponent, _) = interpret(p.suffix)?;
+    let digits: f64 = format!("{}.{}", p.num, if p.denom.is_empty() { "0" } else { p.denom }).parse().ok()?;
+    let v = digits * f64::from(base).powi(exponent);
+    Some(if p.positive { v } else { -v })
+}
+
 /// The canonical form `Quantity.String()` prints for a quantity string, `None` when it does not
 /// parse (or is too large for this port's 128-bit arithmetic).
 pub fn canonical_quantity(s: &str) -> Option<String> {

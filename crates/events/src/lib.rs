@@ -1,6 +1,7 @@
-//! Events about pods, written as core/v1 Events the way the kubelet's recorder does: one
-//! object per (pod, reason, message), whose `count` and `lastTimestamp` grow when it repeats,
-//! so that `kubectl describe pod` shows `Warning BackOff 3m (x12 over 5m)`.
+//! Events about pods, written as core/v1 Events the way Kubernetes components' recorders do:
+//! one object per (pod, reason, message), whose `count` and `lastTimestamp` grow when it
+//! repeats, so that `kubectl describe pod` shows `Warning BackOff 3m (x12 over 5m)` and, in
+//! its "From" column, the component (`kubelet`, `default-scheduler`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -10,7 +11,11 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::json;
 
-use crate::now_rfc3339;
+
+/// Now, as Kubernetes writes timestamps (RFC 3339, seconds).
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
@@ -23,14 +28,17 @@ type EventKey = (String, String, String);
 
 pub struct Recorder {
     client: Client,
-    node: String,
+    /// `source.component`: who reports (`kubelet`, `default-scheduler`).
+    component: String,
+    /// `source.host`: the node of a node-level component.
+    host: Option<String>,
     /// The name and count of each event already written, by its identity.
     seen: Mutex<HashMap<EventKey, (String, i32)>>,
 }
 
 impl Recorder {
-    pub fn new(client: Client, node: &str) -> Recorder {
-        Recorder { client, node: node.to_string(), seen: Mutex::new(HashMap::new()) }
+    pub fn new(client: Client, component: &str, host: Option<&str>) -> Recorder {
+        Recorder { client, component: component.to_string(), host: host.map(str::to_string), seen: Mutex::new(HashMap::new()) }
     }
 
     /// Records an event about `pod`, optionally about one of its containers (`field_path`
@@ -67,9 +75,9 @@ impl Recorder {
             "reason": reason,
             "message": message,
             "type": if kind == EventType::Normal { "Normal" } else { "Warning" },
-            "source": {"component": "kubelet", "host": self.node},
-            "reportingComponent": "kubelet",
-            "reportingInstance": self.node,
+            "source": {"component": self.component, "host": self.host},
+            "reportingComponent": self.component,
+            "reportingInstance": self.host.as_deref().unwrap_or(&self.component),
             "firstTimestamp": now,
             "lastTimestamp": now,
             "count": 1,
