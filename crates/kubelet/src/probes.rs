@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use timonier_runtime::shim::{ExecStdio, ShimClient};
 
-use timonier_events::EventType::Warning;
+use timonier_client::EventType::Warning;
 use crate::runtime::NodeRuntime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -17,7 +17,7 @@ use timonier_network::{NetworkConfig, PodNetwork};
 use timonier_runtime::images::{Image, ImageStore};
 use tokio::sync::{watch, Mutex};
 
-use timonier_events::Recorder;
+use timonier_client::Recorder;
 use crate::node::{self, NodeFacts};
 use crate::{Config, Error, Result};
 

@@ -136,16 +136,27 @@ async fn exec_pipes(shim: &ShimClient, id: &str, command: Vec<String>, s: ExecSt
 async fn exec_tty(shim: &ShimClient, id: &str, command: Vec<String>, s: ExecStreams) -> Result<i32, String> {
     let pid = shim.status().await.map_err(|e| e.to_string())?.into_iter().find(|c| c.id == id).map(|c| c.pid).unwrap_or(0);
     let (master, slave) = container_pty(pid).map_err(|e| e.to_string())?;
+    let set_size = |fd: &OwnedFd, (w, h): (u16, u16)| {
+        let ws = libc::winsize { ws_row: h, ws_col: w, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: TIOCSWINSZ on the pty master we own, with a valid winsize.
+        unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    };
+    // The client sends its terminal's size first thing: the process starts with it, rather
+    // than racing it (a program asking for the size at once would find 0×0).
+    let mut resize = s.resize;
+    if let Some(r) = resize.as_mut() {
+        if let Ok(Some(size)) = tokio::time::timeout(std::time::Duration::from_millis(500), r.recv()).await {
+            set_size(&master, size);
+        }
+    }
     let proc = shim.exec(id, command, vec!["TERM=xterm".into()], None, ExecStdio::Tty(slave)).await.map_err(|e| e.to_string())?;
     let write_side = master.try_clone().map_err(|e| e.to_string())?;
     let mut tasks = vec![];
-    if let Some(mut resize) = s.resize {
+    if let Some(mut resize) = resize {
         let keep = master.try_clone().map_err(|e| e.to_string())?;
         tasks.push(tokio::spawn(async move {
-            while let Some((w, h)) = resize.recv().await {
-                let ws = libc::winsize { ws_row: h, ws_col: w, ws_xpixel: 0, ws_ypixel: 0 };
-                // SAFETY: TIOCSWINSZ on the pty master we own, with a valid winsize.
-                unsafe { libc::ioctl(keep.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+            while let Some(size) = resize.recv().await {
+                set_size(&keep, size);
             }
         }));
     }

@@ -14,14 +14,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use timonier_events::{EventType, Recorder};
+use timonier_client::{watch, EventType, Recorder};
 
 pub use filters::{fit_error, NodeUsage};
 
@@ -51,27 +49,6 @@ pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>
         _ = work => {}
         _ = shutdown => {}
     }
-    pods.1.abort();
-    nodes.1.abort();
-}
-
-/// A reflector of `api` that notifies `wake` on every change.
-fn watch<K>(api: Api<K>, wake: Arc<tokio::sync::Notify>) -> (Store<K>, tokio::task::JoinHandle<()>)
-where
-    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff()).touched_objects();
-    let task = tokio::spawn(async move {
-        futures::pin_mut!(stream);
-        while let Some(event) = stream.next().await {
-            if let Err(e) = event {
-                tracing::debug!(error = %e, "scheduler watch");
-            }
-            wake.notify_one();
-        }
-    });
-    (reader, task)
 }
 
 struct Scheduler {

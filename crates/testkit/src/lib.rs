@@ -135,17 +135,17 @@ pub struct Server {
 
 impl Server {
     /// Starts the server binary `bin` (tests pass `env!("CARGO_BIN_EXE_timonier")`) as the
-    /// API server alone, without its node agent and scheduler: it needs no root, touches no
-    /// network, and no component writes to the objects a test creates.
+    /// API server alone, without its node agent, scheduler and controllers: it needs no root,
+    /// touches no network, and no component writes to the objects a test creates.
     pub fn start(bin: &Path, extra: &[&str]) -> Server {
-        let mut args = vec!["--disable-agent", "--disable-scheduler"];
+        let mut args = vec!["--disable-agent", "--disable-scheduler", "--disable-controllers"];
         args.extend_from_slice(extra);
         Server::start_with_agent(bin, &args)
     }
 
-    /// Starts the control plane with its scheduler but no node agent (nodes are whatever
-    /// Node objects the test creates).
-    pub fn start_with_scheduler(bin: &Path, extra: &[&str]) -> Server {
+    /// Starts the whole control plane (API server, scheduler, controllers) but no node agent:
+    /// nodes are whatever Node objects the test creates, and nothing runs the pods.
+    pub fn start_control_plane(bin: &Path, extra: &[&str]) -> Server {
         let mut args = vec!["--disable-agent"];
         args.extend_from_slice(extra);
         Server::start_with_agent(bin, &args)

@@ -63,6 +63,9 @@ pub struct ServerArgs {
     /// Do not run the scheduler (pods then run only where `spec.nodeName` puts them).
     #[arg(long)]
     disable_scheduler: bool,
+    /// Do not run the workload controllers (Deployments and ReplicaSets then make no pods).
+    #[arg(long)]
+    disable_controllers: bool,
     #[command(flatten)]
     node: agent::NodeArgs,
     /// Static bearer tokens: CSV lines `token,user,uid,"group1,group2"`.
@@ -134,6 +137,9 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let (client, ca) = agent::client_from_kubeconfig(&kubeconfig).await?;
     if !args.disable_scheduler {
         tokio::spawn(timonier_scheduler::run(client.clone(), std::future::pending()));
+    }
+    if !args.disable_controllers {
+        tokio::spawn(timonier_controllers::run(client.clone(), std::future::pending()));
     }
     if !args.disable_agent {
         let config = agent::config(client, ca, agent_dir, &args.node)?;

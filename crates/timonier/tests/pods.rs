@@ -756,3 +756,76 @@ fn attach_and_run_with_stdin() {
         assert!(logs.contains("got:one\r\n"), "{version}: {logs:?}");
     }
 }
+
+/// The seed's course on a real node: `kubectl create deployment` of the bootcamp app, the
+/// ReplicaSet and its pod as `describe` shows them, scaling, a rolling update to v2, a stuck
+/// rollout of an image that does not exist, and `rollout undo`.
+#[test]
+fn deployments_scale_roll_out_and_roll_back() {
+    let _g = lock();
+    let node = Node::start();
+    let k = &node.kubectl;
+    let app = "kubernetes-bootcamp";
+    k.run(&["create", "deployment", app, "--image=gcr.io/google-samples/kubernetes-bootcamp:v1"]).ok();
+    let rollout = |k: &Kubectl| k.run(&["rollout", "status", &format!("deployment/{app}"), "--timeout=90s"]);
+    let out = rollout(k);
+    assert!(out.ok().contains(&format!("deployment \"{app}\" successfully rolled out")), "{out:?}");
+    let row = k.run(&["get", "deployments.apps"]).ok().to_string();
+    assert!(row.lines().nth(1).is_some_and(|l| l.split_whitespace().take(4).collect::<Vec<_>>() == [app, "1/1", "1", "1"]), "{row}");
+    let pods = |k: &Kubectl| -> Vec<Value> {
+        let list: Value = serde_json::from_str(k.run(&["get", "pods", "-l", &format!("app={app}"), "-o", "json"]).ok()).unwrap();
+        list["items"].as_array().cloned().unwrap_or_default().into_iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).collect()
+    };
+    let p = pods(k).pop().expect("a pod");
+    let pod_name = p["metadata"]["name"].as_str().unwrap().to_string();
+    let hash = p["metadata"]["labels"]["pod-template-hash"].as_str().unwrap().to_string();
+    assert!(pod_name.starts_with(&format!("{app}-{hash}-")), "{pod_name}");
+    let describe = k.run(&["describe", "pods"]).ok().to_string();
+    for want in [format!("Controlled By:  ReplicaSet/{app}-{hash}"), "default-scheduler  Successfully assigned".to_string(), "kubelet            Started container".to_string()] {
+        assert!(describe.contains(&want), "no {want:?} in\n{describe}");
+    }
+    let hello = |p: &Value| http_get(&format!("{}:8080", p["status"]["podIP"].as_str().unwrap_or("")));
+    assert!(hello(&p).contains(&format!("Running on: {pod_name} | v=1")));
+
+    // Scale up and down.
+    k.run(&["scale", &format!("deployments/{app}"), "--replicas=4"]).ok();
+    rollout(k).ok();
+    node.wait("4 ready pods", Duration::from_secs(60), |k| pods(k).len() == 4 && pods(k).iter().all(|p| p["status"]["phase"] == "Running"));
+    k.run(&["scale", &format!("deployments/{app}"), "--replicas=2"]).ok();
+    node.wait("2 pods", Duration::from_secs(60), |k| pods(k).len() == 2);
+    let events = k.run(&["describe", "deployment", app]).ok().to_string();
+    assert!(events.contains(&format!("Scaled up replica set {app}-{hash} from 1 to 4")) && events.contains(&format!("Scaled down replica set {app}-{hash} from 4 to 2")), "{events}");
+
+    // A rolling update to v2: every pod answers v=2 afterwards, the old ReplicaSet is kept at 0.
+    k.run(&["set", "image", &format!("deployments/{app}"), &format!("{app}=jocatalin/kubernetes-bootcamp:v2")]).ok();
+    rollout(k).ok();
+    node.wait("2 v2 pods", Duration::from_secs(60), |k| {
+        let ps = pods(k);
+        ps.len() == 2 && ps.iter().all(|p| p["status"]["phase"] == "Running" && hello(p).contains("| v=2"))
+    });
+    let rss = k.run(&["get", "rs", "-l", &format!("app={app}"), "-o", "custom-columns=NAME:.metadata.name,DESIRED:.spec.replicas,REV:.metadata.annotations.deployment\\.kubernetes\\.io/revision", "--no-headers"]).ok().to_string();
+    assert!(rss.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == [format!("{app}-{hash}").as_str(), "0", "1"]), "{rss}");
+    let history = k.run(&["rollout", "history", &format!("deployment/{app}")]).ok().to_string();
+    assert!(history.contains("1 ") && history.contains("2 "), "{history}");
+
+    // An image that does not exist: the rollout stalls with the old pods still serving.
+    k.run(&["set", "image", &format!("deployments/{app}"), &format!("{app}=gcr.io/google-samples/kubernetes-bootcamp:v10")]).ok();
+    node.wait("a failing new pod", Duration::from_secs(60), |k| {
+        pods(k).iter().any(|p| matches!(p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"].as_str(), Some("ErrImagePull" | "ImagePullBackOff")))
+    });
+    let out = k.run(&["rollout", "status", &format!("deployment/{app}"), "--timeout=3s"]);
+    assert!(out.err().contains("timed out") || out.stdout.contains("Waiting for deployment"), "{out:?}");
+    assert_eq!(pods(k).iter().filter(|p| p["status"]["phase"] == "Running").count(), 2);
+
+    // Undo: back to v2, the failing pod gone.
+    k.run(&["rollout", "undo", &format!("deployments/{app}")]).ok();
+    rollout(k).ok();
+    node.wait("back to 2 v2 pods", Duration::from_secs(60), |k| {
+        let ps = pods(k);
+        ps.len() == 2 && ps.iter().all(|p| p["status"]["phase"] == "Running" && hello(p).contains("| v=2"))
+    });
+
+    // Deleting the deployment deletes its ReplicaSets and pods.
+    k.run(&["delete", "deployment", app]).ok();
+    node.wait("pods gone", Duration::from_secs(60), |k| pods(k).is_empty() && k.run(&["get", "rs", "-o", "name"]).stdout.trim().is_empty());
+}

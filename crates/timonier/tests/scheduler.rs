@@ -41,7 +41,7 @@ fn events(k: &Kubectl, name: &str) -> String {
 
 #[test]
 fn binds_pods_where_they_fit_and_says_why_not_as_upstream() {
-    let s = Server::start_with_scheduler(std::path::Path::new(env!("CARGO_BIN_EXE_timonier")), &[]);
+    let s = Server::start_control_plane(std::path::Path::new(env!("CARGO_BIN_EXE_timonier")), &[]);
     let k = s.kubectl("1.33");
     node(&k, "big", "2", "4Gi", ", disk: ssd");
     node(&k, "small", "1", "2Gi", "");

@@ -13,7 +13,7 @@ use timonier_runtime::images::{Image, PullError};
 
 use super::{container_id, Worker};
 use crate::env::{self, EnvSources};
-use timonier_events::EventType::{Normal, Warning};
+use timonier_client::EventType::{Normal, Warning};
 use crate::status::State;
 use crate::volumes::{self, Source, VolumeSources};
 

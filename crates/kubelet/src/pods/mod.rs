@@ -22,7 +22,7 @@ use crate::probes;
 mod config;
 
 use config::image_id;
-use timonier_events::EventType::{Normal, Warning};
+use timonier_client::EventType::{Normal, Warning};
 use crate::runtime::{NodeRuntime, CLUSTER_DNS};
 use crate::status::{self, ContainerView, PodView, State};
 
@@ -201,7 +201,7 @@ impl Worker {
         format!("spec.{}{{{name}}}", if init { "initContainers" } else { "containers" })
     }
 
-    async fn event(&self, container: Option<(&str, bool)>, kind: timonier_events::EventType, reason: &str, message: &str) {
+    async fn event(&self, container: Option<(&str, bool)>, kind: timonier_client::EventType, reason: &str, message: &str) {
         let fp = container.map(|(n, init)| self.field_path(n, init));
         self.node.recorder.pod_event(&self.pod, fp, kind, reason, message).await;
     }

@@ -45,9 +45,16 @@ impl Recorder {
     /// such as `spec.containers{web}`). Failures are logged, never returned: an event that
     /// cannot be written must not stop the pod.
     pub async fn pod_event(&self, pod: &Pod, field_path: Option<String>, kind: EventType, reason: &str, message: &str) {
-        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-        let pod_name = pod.metadata.name.clone().unwrap_or_default();
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        self.event(pod, field_path, kind, reason, message).await
+    }
+
+    /// Records an event about any namespaced object (a ReplicaSet, a Deployment…), as
+    /// [`Recorder::pod_event`] does about pods.
+    pub async fn event<K: kube::Resource<DynamicType = ()>>(&self, obj: &K, field_path: Option<String>, kind: EventType, reason: &str, message: &str) {
+        let meta = obj.meta();
+        let ns = meta.namespace.clone().unwrap_or_else(|| "default".into());
+        let pod_name = meta.name.clone().unwrap_or_default();
+        let uid = meta.uid.clone().unwrap_or_default();
         let key = (format!("{uid}/{}", field_path.as_deref().unwrap_or("")), reason.to_string(), message.to_string());
         let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
         let now = now_rfc3339();
@@ -68,8 +75,8 @@ impl Recorder {
             "kind": "Event",
             "metadata": {"name": name, "namespace": ns},
             "involvedObject": {
-                "apiVersion": "v1", "kind": "Pod", "name": pod_name, "namespace": ns, "uid": uid,
-                "resourceVersion": pod.metadata.resource_version.clone().unwrap_or_default(),
+                "apiVersion": K::api_version(&()), "kind": K::kind(&()), "name": pod_name, "namespace": ns, "uid": uid,
+                "resourceVersion": meta.resource_version.clone().unwrap_or_default(),
                 "fieldPath": field_path,
             },
             "reason": reason,
