@@ -1,13 +1,15 @@
 //! The workload controllers, as kube-controller-manager runs them but as ordinary API clients:
 //! `replicaset.rs` keeps each ReplicaSet's pods at its replica count, `deployment.rs` rolls
 //! Deployments out through ReplicaSets (RollingUpdate and Recreate, revisions, rollback by
-//! kubectl, status and conditions that `kubectl rollout status` reads).
+//! kubectl, status and conditions that `kubectl rollout status` reads), `endpoints.rs` turns
+//! each Service's selected pods into its Endpoints and EndpointSlice.
 //!
 //! Each controller is a level-triggered loop over watch caches: any change wakes one pass
 //! over all its objects. Writes a pass makes are "expected" until the caches show them, so
 //! that a pass never acts twice on a state it has already changed.
 
 mod deployment;
+mod endpoints;
 mod replicaset;
 
 use std::collections::BTreeMap;
@@ -21,7 +23,8 @@ use kube::Client;
 pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>) {
     tokio::select! {
         _ = replicaset::run(client.clone()) => {}
-        _ = deployment::run(client) => {}
+        _ = deployment::run(client.clone()) => {}
+        _ = endpoints::run(client) => {}
         _ = shutdown => {}
     }
 }

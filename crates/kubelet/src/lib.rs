@@ -13,6 +13,7 @@ mod logs;
 mod node;
 mod pods;
 mod probes;
+mod proxy;
 mod runtime;
 mod server;
 mod status;

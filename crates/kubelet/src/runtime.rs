@@ -80,6 +80,7 @@ impl NodeRuntime {
             }
         });
         tokio::spawn(self.clone().heartbeat());
+        tokio::spawn(crate::proxy::run(self.config.client.clone(), self.network.clone()));
         tokio::spawn(self.clone().image_gc());
         self.dispatch().await
     }

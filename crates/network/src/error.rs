@@ -35,6 +35,9 @@ pub enum Error {
         source: rtnetlink::Error,
     },
 
+    #[error("service proxy: {0}")]
+    Proxy(String),
+
     #[error("netlink socket: {0}; the agent needs CAP_NET_ADMIN and a kernel with rtnetlink")]
     Socket(#[source] std::io::Error),
 

@@ -8,7 +8,8 @@
 //! - bridge `timonier0` with 10.244.0.1/24 (the pods' gateway), fixed MAC, up;
 //! - per pod: host `vethXXXXXXXX` (enslaved, up, hairpin) ↔ pod `eth0` 10.244.0.N/24, default via .1;
 //! - blackhole routes for the cluster CIDR and the service CIDR, so unrouted traffic never leaves the host;
-//! - `net.ipv4.ip_forward=1`.
+//! - `net.ipv4.ip_forward=1`;
+//! - the Service proxy (`proxy.rs`): nftables DNAT of ClusterIPs and NodePorts to endpoints.
 
 mod bridge;
 mod cidr;
@@ -17,6 +18,7 @@ pub mod ipam;
 mod netns;
 mod nl;
 mod pod;
+mod proxy;
 mod routes;
 
 use std::net::Ipv4Addr;
@@ -26,6 +28,7 @@ use std::sync::Arc;
 pub use cidr::Ipv4Net;
 pub use error::{Error, Result};
 pub use ipam::Ipam;
+pub use proxy::ServicePort;
 
 /// Configuration of the node's pod network.
 #[derive(Debug, Clone)]
@@ -242,6 +245,21 @@ impl PodNetwork {
         self.inner.ipam.leases()
     }
 
+    /// Makes the Service proxy forward exactly `ports` (see `proxy.rs`): nftables rules, and a
+    /// route on the bridge for each ClusterIP.
+    pub async fn sync_services(&self, ports: &[ServicePort]) -> Result<()> {
+        let inner = &*self.inner;
+        let (table, cidr, list) = (inner.cfg.bridge.clone(), inner.cfg.cluster_cidr, ports.to_vec());
+        tokio::task::spawn_blocking(move || {
+            proxy::enable_route_localnet(&table)?;
+            proxy::apply_rules(&list, cidr, &table)
+        })
+        .await
+        .map_err(|e| Error::HelperGone(e.to_string()))??;
+        let ips = ports.iter().map(|p| p.cluster_ip).filter(|ip| inner.cfg.service_cidr.contains(*ip)).collect();
+        proxy::sync_routes(&inner.handle, &ips, inner.cfg.service_cidr, inner.bridge_index).await
+    }
+
     /// Removes the bridge, the blackhole routes and the lease directory (`timonier delete`, tests).
     /// Pods' veths go away with their namespaces or with the bridge's ports; leftover host veths of listed
     /// leases are deleted too.
@@ -251,6 +269,8 @@ impl PodNetwork {
         for (key, _) in inner.ipam.leases() {
             pod::delete_link(h, &veth_name(&key)).await?;
         }
+        let table = inner.cfg.bridge.clone();
+        tokio::task::spawn_blocking(move || proxy::remove_rules(&table)).await.map_err(|e| Error::HelperGone(e.to_string()))??;
         bridge::remove_bridge(h, &inner.cfg.bridge).await?;
         routes::remove_blackhole(h, inner.cfg.cluster_cidr).await?;
         routes::remove_blackhole(h, inner.cfg.service_cidr).await?;

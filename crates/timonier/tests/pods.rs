@@ -791,6 +791,34 @@ fn deployments_scale_roll_out_and_roll_back() {
     k.run(&["scale", &format!("deployments/{app}"), "--replicas=4"]).ok();
     rollout(k).ok();
     node.wait("4 ready pods", Duration::from_secs(60), |k| pods(k).len() == 4 && pods(k).iter().all(|p| p["status"]["phase"] == "Running"));
+    // A Service's endpoints are its ready pods, as `kubectl describe` and `get endpoints` show.
+    k.run(&["expose", &format!("deployment/{app}"), "--type=NodePort", "--port", "8080"]).ok();
+    let mut ips: Vec<String> = pods(k).iter().filter_map(|p| p["status"]["podIP"].as_str().map(|ip| format!("{ip}:8080"))).collect();
+    ips.sort();
+    node.wait("4 endpoints", Duration::from_secs(30), |k| {
+        let eps = k.run(&["get", "endpointslices", "-l", &format!("kubernetes.io/service-name={app}"), "-o", "jsonpath={.items[0].endpoints[*].addresses[0]}"]).stdout;
+        eps.split_whitespace().count() == 4
+    });
+    let describe = k.run(&["describe", &format!("services/{app}")]).ok().to_string();
+    let line = describe.lines().find(|l| l.starts_with("Endpoints:")).unwrap_or_default().to_string();
+    assert!(ips.iter().take(3).all(|ip| line.contains(ip.as_str())), "{line} vs {ips:?}\n{describe}");
+    let eps = k.run(&["get", "endpoints", app, "-o", "jsonpath={.subsets[0].addresses[*].ip}"]).ok().to_string();
+    assert_eq!(eps.split_whitespace().count(), 4, "{eps}");
+    // The Service answers on its ClusterIP (from the node and from a pod) and on its NodePort,
+    // spreading requests over the pods.
+    let cluster_ip = k.run(&["get", "service", app, "-o", "jsonpath={.spec.clusterIP}"]).ok().to_string();
+    let node_port = k.run(&["get", "service", app, "-o", "jsonpath={.spec.ports[0].nodePort}"]).ok().to_string();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let body = http_get(&format!("{cluster_ip}:8080"));
+        assert!(body.contains("Hello Kubernetes bootcamp!"), "{body}");
+        seen.insert(body.split("Running on: ").nth(1).and_then(|r| r.split(' ').next()).unwrap_or("").to_string());
+    }
+    assert!(seen.len() >= 2, "one pod answered every request: {seen:?}");
+    let body = http_get(&format!("127.0.0.1:{node_port}"));
+    assert!(body.contains("Hello Kubernetes bootcamp!"), "node port: {body}");
+    let from_pod = k.run(&["exec", &pod_name, "--", "curl", "-s", &format!("{cluster_ip}:8080")]).ok().to_string();
+    assert!(from_pod.contains("Hello Kubernetes bootcamp!"), "from a pod: {from_pod}");
     k.run(&["scale", &format!("deployments/{app}"), "--replicas=2"]).ok();
     node.wait("2 pods", Duration::from_secs(60), |k| pods(k).len() == 2);
     let events = k.run(&["describe", "deployment", app]).ok().to_string();

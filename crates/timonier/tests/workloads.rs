@@ -86,3 +86,51 @@ fn deployments_make_replicasets_and_replicasets_keep_their_pods() {
     k.run(&["delete", "rs", "cache"]).ok();
     wait_for("cache pods gone", || names(&k, "pods", "tier=cache").is_empty());
 }
+
+/// Endpoints and EndpointSlices follow the pods a Service selects. No kubelet runs here, so
+/// the test gives pods their IP and readiness itself, through the status subresource.
+#[test]
+fn services_get_the_endpoints_of_their_pods() {
+    let s = Server::start_control_plane(std::path::Path::new(env!("CARGO_BIN_EXE_timonier")), &[]);
+    let k = s.kubectl("1.33");
+    let pod = |name: &str, ip: &str, ready: bool| {
+        let yaml = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: web}}}}\nspec:\n  containers: [{{name: c, image: busybox, ports: [{{name: http, containerPort: 8080}}]}}]\n");
+        k.run_with_input(&["apply", "-f", "-"], Some(&yaml)).ok();
+        let status = format!(r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}],"conditions":[{{"type":"Ready","status":"{}"}}]}}}}"#, if ready { "True" } else { "False" });
+        k.run(&["patch", "pod", name, "--subresource=status", "--type=merge", "-p", &status]).ok();
+    };
+    pod("a", "10.244.0.10", true);
+    pod("b", "10.244.0.11", false);
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{name: web, port: 80, targetPort: http}]\n";
+    k.run_with_input(&["apply", "-f", "-"], Some(svc)).ok();
+    let endpoints = |k: &Kubectl| -> Value { serde_json::from_str(&k.run(&["get", "endpoints", "web", "-o", "json"]).stdout).unwrap_or(Value::Null) };
+    wait_for("endpoints", || endpoints(&k)["subsets"][0]["addresses"][0]["ip"] == "10.244.0.10");
+    let e = endpoints(&k);
+    assert_eq!(e["subsets"][0]["notReadyAddresses"][0]["ip"], "10.244.0.11", "{e}");
+    assert_eq!(e["subsets"][0]["ports"][0]["port"], 8080, "{e}");
+    assert_eq!(e["subsets"][0]["addresses"][0]["targetRef"]["name"], "a");
+    let row = k.run(&["get", "endpoints", "web", "--no-headers"]).ok().to_string();
+    assert_eq!(row.split_whitespace().nth(1), Some("10.244.0.10:8080"), "{row}");
+    let slices: Value = serde_json::from_str(k.run(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "json"]).ok()).unwrap();
+    let slice = &slices["items"][0];
+    assert_eq!(slice["addressType"], "IPv4");
+    assert_eq!(slice["ports"][0]["port"], 8080);
+    assert_eq!(slice["metadata"]["ownerReferences"][0]["kind"], "Service");
+    let eps = slice["endpoints"].as_array().cloned().unwrap_or_default();
+    assert_eq!(eps.len(), 2, "{slice}");
+    assert!(eps.iter().any(|e| e["addresses"][0] == "10.244.0.11" && e["conditions"]["ready"] == false));
+    let describe = k.run(&["describe", "service", "web"]).ok().to_string();
+    assert!(describe.lines().any(|l| l.starts_with("Endpoints:") && l.contains("10.244.0.10:8080")), "{describe}");
+    // b becomes ready, a goes away.
+    k.run(&["patch", "pod", "b", "--subresource=status", "--type=merge", "-p", r#"{"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#]).ok();
+    k.run(&["delete", "pod", "a", "--grace-period=0", "--force"]).ok();
+    wait_for("b alone", || {
+        let e = endpoints(&k);
+        e["subsets"][0]["addresses"].as_array().is_some_and(|a| a.len() == 1 && a[0]["ip"] == "10.244.0.11") && e["subsets"][0]["notReadyAddresses"].is_null()
+    });
+    // Without pods: no subsets, `<none>` in kubectl's column.
+    k.run(&["delete", "pod", "b", "--grace-period=0", "--force"]).ok();
+    wait_for("no endpoints", || endpoints(&k)["subsets"].is_null());
+    let row = k.run(&["get", "endpoints", "web", "--no-headers"]).ok().to_string();
+    assert_eq!(row.split_whitespace().nth(1), Some("<none>"), "{row}");
+}
