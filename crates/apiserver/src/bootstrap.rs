@@ -36,6 +36,19 @@ pub async fn ensure(state: &Arc<ApiState>, secure_port: u16, advertise: &str) ->
         Err(e) if e.code == 409 || e.code == 422 => {}
         Err(e) => return Err(e),
     }
+    // The cluster DNS Service, the pods' nameserver: each node's proxy sends it to the DNS
+    // server of that node. No selector, so no controller gives it endpoints.
+    let dns = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "CoreDNS"}},
+        "spec": {"clusterIP": state.services.dns_ip().to_string(), "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53}, {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}], "sessionAffinity": "None", "type": "ClusterIP"},
+    });
+    match state.create(&svc_def, "kube-system", dns, &WriteOptions::default()).await {
+        Ok(_) => {}
+        Err(e) if e.code == 409 || e.code == 422 => {}
+        Err(e) => return Err(e),
+    }
     // The endpoints of the kubernetes Service: this server.
     let ep_def = state.def("", "v1", "endpoints")?;
     let ep = json!({

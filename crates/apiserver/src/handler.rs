@@ -215,6 +215,9 @@ async fn resource(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, pat
     }
     if let Some(sub) = &path.subresource {
         let name = path.name.clone().unwrap_or_default();
+        if sub == "proxy" && matches!(def.plural.as_str(), "pods" | "services") && !name.is_empty() {
+            return crate::object_proxy::proxy(state, req, &def, &ns, &name, path.rest.as_deref().unwrap_or("")).await;
+        }
         return subresource(state, req, &def, &ns, &name, sub, &q, accept).await;
     }
     if def.namespaced && ns.is_empty() && matches!(verb, "create" | "get" | "update" | "patch" | "delete" | "deletecollection") {

@@ -19,6 +19,7 @@ mod handler;
 mod kubelet_proxy;
 mod negotiate;
 pub mod node_ipam;
+mod object_proxy;
 pub mod rbac;
 pub mod sa_token;
 mod serviceaccount;

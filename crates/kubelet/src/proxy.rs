@@ -1,7 +1,11 @@
-//! The node's Service proxy loop (kube-proxy's job): Services and EndpointSlices from watch
-//! caches become the pod network's forwarding rules (`timonier_network::PodNetwork::
-//! sync_services`) whenever what they say changes.
+//! The node's Service proxy loop (kube-proxy's job, and CoreDNS's): Services and
+//! EndpointSlices from watch caches become the pod network's forwarding rules
+//! (`timonier_network::PodNetwork::sync_services`) and the node's DNS records whenever what
+//! they say changes. The `kube-system/kube-dns` Service (10.96.0.10, the pods' nameserver)
+//! leads to this node's own DNS server on the bridge's gateway address.
 
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,9 +14,21 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 use timonier_client::watch;
+use timonier_network::dns::{host_resolvers, ClusterDns, ZONE};
 use timonier_network::{PodNetwork, ServicePort};
 
+/// The port the node's DNS server listens on, on the gateway address.
+const DNS_PORT: u16 = 53;
+
 pub async fn run(client: Client, network: PodNetwork) {
+    let gateway = network.config().pod_cidr.gateway();
+    let dns = ClusterDns::default();
+    let server = dns.clone();
+    tokio::spawn(async move {
+        if let Err(e) = server.serve(SocketAddr::from((gateway, DNS_PORT)), host_resolvers()).await {
+            tracing::error!(error = %e, "cluster DNS cannot listen on {gateway}:{DNS_PORT}; pods cannot resolve service names");
+        }
+    });
     let wake = Arc::new(tokio::sync::Notify::new());
     let (services, _t1) = watch::<Service>(Api::all(client.clone()), wake.clone());
     let (slices, _t2) = watch::<EndpointSlice>(Api::all(client), wake.clone());
@@ -20,7 +36,8 @@ pub async fn run(client: Client, network: PodNetwork) {
     let _ = slices.wait_until_ready().await;
     let mut applied: Option<Vec<ServicePort>> = None;
     loop {
-        let ports = desired(&services, &slices);
+        let (ports, records) = desired(&services, &slices, gateway);
+        dns.set_records(records);
         if applied.as_ref() != Some(&ports) {
             match network.sync_services(&ports).await {
                 Ok(()) => {
@@ -37,19 +54,32 @@ pub async fn run(client: Client, network: PodNetwork) {
     }
 }
 
-/// Every port of every Service with a ClusterIP, with the ready endpoints of its slices.
-fn desired(services: &Store<Service>, slices: &Store<EndpointSlice>) -> Vec<ServicePort> {
+/// Every port of every Service with a ClusterIP, with the ready endpoints of its slices; and
+/// the DNS records of the Services (a headless one's: its ready endpoints).
+fn desired(services: &Store<Service>, slices: &Store<EndpointSlice>, gateway: Ipv4Addr) -> (Vec<ServicePort>, HashMap<String, Vec<Ipv4Addr>>) {
     let slices = slices.state();
     let mut out = vec![];
+    let mut records = HashMap::new();
     for svc in services.state() {
         let Some(spec) = svc.spec.clone() else { continue };
-        let Some(ip) = spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok()) else { continue };
         if spec.type_.as_deref() == Some("ExternalName") {
             continue;
         }
-        let node_ports = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
         let (ns, name) = (svc.namespace().unwrap_or_default(), svc.name_any());
         let mine: Vec<&Arc<EndpointSlice>> = slices.iter().filter(|s| s.namespace().as_deref() == Some(ns.as_str()) && s.labels().get("kubernetes.io/service-name") == Some(&name)).collect();
+        let fqdn = format!("{name}.{ns}.svc.{ZONE}");
+        let Some(ip) = spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok()) else {
+            if spec.cluster_ip.as_deref() == Some("None") {
+                let mut ips: Vec<Ipv4Addr> = mine.iter().flat_map(|s| s.endpoints.iter()).filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false)).flat_map(|e| e.addresses.iter().filter_map(|a| a.parse().ok())).collect();
+                ips.sort();
+                ips.dedup();
+                records.insert(fqdn, ips);
+            }
+            continue;
+        };
+        records.insert(fqdn, vec![ip]);
+        let node_ports = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
+        let node_dns = ns == "kube-system" && name == "kube-dns";
         for sp in spec.ports.iter().flatten() {
             let protocol = sp.protocol.clone().unwrap_or_else(|| "TCP".into()).to_lowercase();
             let mut endpoints = vec![];
@@ -64,6 +94,9 @@ fn desired(services: &Store<Service>, slices: &Store<EndpointSlice>) -> Vec<Serv
                     endpoints.extend(e.addresses.iter().filter_map(|a| a.parse().ok()).map(|a| (a, port)));
                 }
             }
+            if node_dns && sp.port == i32::from(DNS_PORT) {
+                endpoints = vec![(gateway, DNS_PORT)];
+            }
             endpoints.sort();
             endpoints.dedup();
             let node_port = if node_ports { sp.node_port.and_then(|p| u16::try_from(p).ok()) } else { None };
@@ -72,5 +105,5 @@ fn desired(services: &Store<Service>, slices: &Store<EndpointSlice>) -> Vec<Serv
         }
     }
     out.sort();
-    out
+    (out, records)
 }

@@ -9,10 +9,12 @@
 //! - per pod: host `vethXXXXXXXX` (enslaved, up, hairpin) ↔ pod `eth0` 10.244.0.N/24, default via .1;
 //! - blackhole routes for the cluster CIDR and the service CIDR, so unrouted traffic never leaves the host;
 //! - `net.ipv4.ip_forward=1`;
-//! - the Service proxy (`proxy.rs`): nftables DNAT of ClusterIPs and NodePorts to endpoints.
+//! - the Service proxy (`proxy.rs`): nftables DNAT of ClusterIPs and NodePorts to endpoints;
+//! - cluster DNS (`dns.rs`) on the gateway address, for the node's pods.
 
 mod bridge;
 mod cidr;
+pub mod dns;
 mod error;
 pub mod ipam;
 mod netns;

@@ -59,6 +59,7 @@ fn version_discovery_and_cluster_info() {
         }
         let info = k.run(&["cluster-info"]);
         assert!(strip_ansi(info.ok()).contains(&format!("Kubernetes control plane is running at https://127.0.0.1:{}", s.port)), "{}", info.stdout);
+        assert!(strip_ansi(info.ok()).contains(&format!("CoreDNS is running at https://127.0.0.1:{}/api/v1/namespaces/kube-system/services/kube-dns:dns/proxy", s.port)), "{}", info.stdout);
     });
 }
 

@@ -819,6 +819,25 @@ fn deployments_scale_roll_out_and_roll_back() {
     assert!(body.contains("Hello Kubernetes bootcamp!"), "node port: {body}");
     let from_pod = k.run(&["exec", &pod_name, "--", "curl", "-s", &format!("{cluster_ip}:8080")]).ok().to_string();
     assert!(from_pod.contains("Hello Kubernetes bootcamp!"), "from a pod: {from_pod}");
+    // `kubectl proxy`, then the pod and the Service through the API server, as the tutorial does.
+    let port = free_port();
+    let mut proxy = k.command(&["proxy", &format!("--port={port}")]);
+    proxy.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let proxy = timonier_testkit::ChildGuard(proxy.spawn().unwrap());
+    let version = http_get_path(&format!("127.0.0.1:{port}"), "/version");
+    assert!(version.contains("\"gitVersion\""), "{version}");
+    let via_pod = http_get_path(&format!("127.0.0.1:{port}"), &format!("/api/v1/namespaces/default/pods/{pod_name}:8080/proxy/"));
+    assert!(via_pod.contains(&format!("Hello Kubernetes bootcamp! | Running on: {pod_name} | v=1")), "{via_pod}");
+    let via_svc = http_get_path(&format!("127.0.0.1:{port}"), &format!("/api/v1/namespaces/default/services/{app}/proxy/"));
+    assert!(via_svc.contains("Hello Kubernetes bootcamp!"), "{via_svc}");
+    drop(proxy);
+    // Cluster DNS: pods resolve the Service by its short and its full name.
+    let full = k.run(&["exec", &pod_name, "--", "nslookup", &format!("{app}.default.svc.cluster.local")]).ok().to_string();
+    assert!(full.contains(&format!("Address: {cluster_ip}")) || full.contains(&format!("Address 1: {cluster_ip}")), "{full}");
+    let by_name = k.run(&["exec", &pod_name, "--", "curl", "-s", &format!("{app}:8080")]).ok().to_string();
+    assert!(by_name.contains("Hello Kubernetes bootcamp!"), "by name: {by_name}");
+    let missing = k.run(&["exec", &pod_name, "--", "nslookup", "nothing-here.default.svc.cluster.local"]);
+    assert!(missing.code != 0 || missing.stdout.contains("NXDOMAIN"), "{missing:?}");
     k.run(&["scale", &format!("deployments/{app}"), "--replicas=2"]).ok();
     node.wait("2 pods", Duration::from_secs(60), |k| pods(k).len() == 2);
     let events = k.run(&["describe", "deployment", app]).ok().to_string();
