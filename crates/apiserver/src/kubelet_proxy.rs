@@ -7,17 +7,15 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::error::{ApiError, ApiResult};
 use crate::pki::CertPair;
-use crate::server::{streaming, Body};
+use crate::server::Body;
 use crate::state::ApiState;
 
 #[derive(Debug)]
@@ -156,16 +154,7 @@ pub async fn pod_log(state: Arc<ApiState>, ns: &str, name: &str, query: &crate::
         let msg = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["message"].as_str().map(str::to_string)).unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
         return Err(ApiError { code: if code == 404 { 404 } else { 400 }, reason: if code == 404 { "NotFound" } else { "BadRequest" }, message: msg, details: None });
     }
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
-    tokio::spawn(async move {
-        let mut body = resp.into_body().into_data_stream();
-        while let Some(Ok(chunk)) = body.next().await {
-            if tx.send(chunk).await.is_err() {
-                return;
-            }
-        }
-    });
-    Ok(streaming(StatusCode::OK, "text/plain", rx))
+    Ok(crate::server::relay(StatusCode::OK, "text/plain", resp.into_body()))
 }
 
 /// `pods/{name}/exec|attach|portforward`: the upgrade request goes to the agent as it came

@@ -7,16 +7,12 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures::StreamExt;
 use http::{header, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::Value;
-use tokio::sync::mpsc;
 use timonier_api::resources::ResourceDef;
 
 use crate::error::{ApiError, ApiResult};
-use crate::server::{streaming, Body};
+use crate::server::{relay, Body};
 use crate::state::ApiState;
 
 /// Headers that belong to one connection, not to the proxied request.
@@ -117,16 +113,7 @@ pub async fn proxy(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, de
     let resp = sender.send_request(out).await.map_err(|e| unreachable(e.to_string()))?;
     let status = resp.status();
     let content_type = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/octet-stream").to_string();
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
-    tokio::spawn(async move {
-        let mut body = resp.into_body().into_data_stream();
-        while let Some(Ok(chunk)) = body.next().await {
-            if tx.send(chunk).await.is_err() {
-                return;
-            }
-        }
-    });
-    Ok(streaming(StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY), &content_type, rx))
+    Ok(relay(StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY), &content_type, resp.into_body()))
 }
 
 #[cfg(test)]

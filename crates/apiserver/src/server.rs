@@ -41,6 +41,21 @@ pub fn streaming(code: StatusCode, content_type: &str, rx: mpsc::Receiver<Bytes>
         .unwrap_or_else(|_| Response::new(full(Bytes::new())))
 }
 
+/// A response relaying `body` (another server's answer: an agent's logs, a pod's page) as it
+/// arrives.
+pub fn relay(code: StatusCode, content_type: &str, body: hyper::body::Incoming) -> Response<Body> {
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        let mut body = body.into_data_stream();
+        while let Some(Ok(chunk)) = body.next().await {
+            if tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    streaming(code, content_type, rx)
+}
+
 pub(crate) fn certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     rustls_pemfile::certs(&mut pem.as_bytes()).collect::<Result<Vec<_>, _>>().map_err(|e| format!("bad certificate PEM: {e}"))
 }

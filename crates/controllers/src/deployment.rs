@@ -230,8 +230,7 @@ impl Controller {
             }
             self.cleanup(d, &old, spec.revision_history_limit.unwrap_or(10)).await;
         }
-        self.update_status(d, new_rs.as_deref(), &owned, want, unavailable).await;
-        None
+        self.update_status(d, new_rs.as_deref(), &owned, want, unavailable).await
     }
 
     /// One step of a rolling update, as upstream's: scale the new ReplicaSet up within the
@@ -362,7 +361,8 @@ impl Controller {
         }
     }
 
-    async fn update_status(&mut self, d: &Deployment, new_rs: Option<&ReplicaSet>, owned: &[Arc<ReplicaSet>], want: i32, unavailable: i32) {
+    /// Writes the status; returns when to look again for the progress deadline to pass.
+    async fn update_status(&mut self, d: &Deployment, new_rs: Option<&ReplicaSet>, owned: &[Arc<ReplicaSet>], want: i32, unavailable: i32) -> Option<Duration> {
         let (ns, name) = (d.namespace().unwrap_or_default(), d.name_any());
         let (mut total, mut ready, mut available) = (0, 0, 0);
         for rs in owned {
@@ -391,6 +391,7 @@ impl Controller {
             condition("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.".into(), false)
         };
         let rs_name = new_rs.map(|rs| rs.name_any()).unwrap_or_default();
+        let mut check_again = None;
         let complete = new_rs.is_some() && updated == want && total == want && available == want;
         let progressing = match (complete, new_rs) {
             (true, _) => condition("Progressing", "True", "NewReplicaSetAvailable", format!("ReplicaSet \"{rs_name}\" has successfully progressed."), false),
@@ -399,7 +400,20 @@ impl Controller {
             }
             (false, Some(_)) => {
                 let moved = old.updated_replicas.unwrap_or(0) != updated || old.available_replicas.unwrap_or(0) != available || old.replicas.unwrap_or(0) != total;
-                condition("Progressing", "True", "ReplicaSetUpdated", format!("ReplicaSet \"{rs_name}\" is progressing."), moved)
+                // No progress for progressDeadlineSeconds: the rollout has timed out.
+                let deadline = i64::from(d.spec.as_ref().and_then(|s| s.progress_deadline_seconds).unwrap_or(600));
+                let prev = find("Progressing");
+                let since = prev.as_ref().and_then(|c| c.last_update_time.as_ref()).map(|t| t.0);
+                let stalled = since.map(|t| jiff::Timestamp::now().duration_since(t).as_secs()).filter(|_| !moved);
+                let timed_out = prev.as_ref().and_then(|c| c.reason.as_deref()) == Some("ProgressDeadlineExceeded") && !moved;
+                if timed_out || stalled.is_some_and(|s| s >= deadline) {
+                    condition("Progressing", "False", "ProgressDeadlineExceeded", format!("ReplicaSet \"{rs_name}\" has timed out progressing."), false)
+                } else {
+                    if let Some(s) = stalled {
+                        check_again = Some(Duration::from_secs((deadline - s).max(1) as u64));
+                    }
+                    condition("Progressing", "True", "ReplicaSetUpdated", format!("ReplicaSet \"{rs_name}\" is progressing."), moved)
+                }
             }
             (false, None) => condition("Progressing", "Unknown", "DeploymentPaused", "Deployment is paused".into(), false),
         };
@@ -428,7 +442,7 @@ impl Controller {
             v
         };
         if strip(&current) == strip(&status) {
-            return;
+            return check_again;
         }
         let mut annotations = serde_json::Map::new();
         if let Some(rs) = new_rs {
@@ -444,6 +458,7 @@ impl Controller {
         if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({"status": status}))).await {
             tracing::debug!(deployment = %format!("{ns}/{name}"), error = %e, "status update failed");
         }
+        check_again
     }
 }
 

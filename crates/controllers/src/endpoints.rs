@@ -21,6 +21,8 @@ use crate::{active, owner_reference, ready_since};
 const SERVICE_NAME: &str = "kubernetes.io/service-name";
 const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
 const CONTROLLER: &str = "endpointslice-controller.k8s.io";
+/// Marks the Endpoints this controller writes (upstream's annotation).
+const TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 
 pub async fn run(client: Client) {
     let wake = Arc::new(tokio::sync::Notify::new());
@@ -153,7 +155,17 @@ async fn pass(client: &Client, services: &Store<Service>, pods: &Store<Pod>, end
         .filter(|s| s.labels().get(MANAGED_BY).map(String::as_str) == Some(CONTROLLER))
         .filter_map(|s| Some(((s.namespace().unwrap_or_default(), s.labels().get(SERVICE_NAME)?.clone()), s)))
         .collect();
-    for svc in services.state() {
+    let services = services.state();
+    // Endpoints this controller wrote for a Service that is gone go with it, as upstream's
+    // (Endpoints have no owner reference; slices do, and the garbage collector takes them).
+    let live: std::collections::HashSet<(String, String)> = services.iter().map(|s| (s.namespace().unwrap_or_default(), s.name_any())).collect();
+    for ((ns, name), ep) in &existing_eps {
+        if ep.annotations().contains_key(TRIGGER_TIME) && !live.contains(&(ns.clone(), name.clone())) {
+            let api: Api<Endpoints> = Api::namespaced(client.clone(), ns);
+            let _ = api.delete(name, &Default::default()).await;
+        }
+    }
+    for svc in services {
         let spec = svc.spec.clone().unwrap_or_default();
         if spec.selector.as_ref().is_none_or(|s| s.is_empty()) || spec.type_.as_deref() == Some("ExternalName") || svc.metadata.deletion_timestamp.is_some() {
             continue;
@@ -164,7 +176,7 @@ async fn pass(client: &Client, services: &Store<Service>, pods: &Store<Pod>, end
         // does not look like a change.
         let mut labels = svc.labels().clone();
         labels.insert("endpointslice.kubernetes.io/skip-mirror".into(), "true".into());
-        let mut body = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name, "namespace": ns, "labels": labels}});
+        let mut body = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name, "namespace": ns, "labels": labels, "annotations": {TRIGGER_TIME: crate::now_rfc3339()}}});
         let want = subsets(&members);
         if want.as_array().is_some_and(|a| !a.is_empty()) {
             body["subsets"] = want;

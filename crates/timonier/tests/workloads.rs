@@ -56,6 +56,13 @@ fn deployments_make_replicasets_and_replicasets_keep_their_pods() {
     let conds = d["status"]["conditions"].to_string();
     assert!(conds.contains("MinimumReplicasUnavailable") && conds.contains("ReplicaSetUpdated"), "{conds}");
 
+    // No progress within progressDeadlineSeconds: the rollout has timed out, as kubectl says.
+    k.run(&["patch", "deployment", "web", "-p", r#"{"spec":{"progressDeadlineSeconds":2}}"#]).ok();
+    wait_for("progress deadline", || k.run(&["get", "deployment", "web", "-o", "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}"]).stdout == "ProgressDeadlineExceeded");
+    let out = k.run(&["rollout", "status", "deployment/web", "--timeout=5s"]);
+    assert!(out.err().contains("deployment \"web\" exceeded its progress deadline"), "{out:?}");
+    k.run(&["patch", "deployment", "web", "-p", r#"{"spec":{"progressDeadlineSeconds":600}}"#]).ok();
+
     // Self-healing: a deleted pod is replaced; scaling down removes pods.
     k.run(&["delete", "pod", &pods[0], "--wait=false"]).ok();
     wait_for("a replacement", || {
@@ -133,4 +140,7 @@ fn services_get_the_endpoints_of_their_pods() {
     wait_for("no endpoints", || endpoints(&k)["subsets"].is_null());
     let row = k.run(&["get", "endpoints", "web", "--no-headers"]).ok().to_string();
     assert_eq!(row.split_whitespace().nth(1), Some("<none>"), "{row}");
+    // Deleting the Service deletes its Endpoints and EndpointSlice.
+    k.run(&["delete", "service", "web"]).ok();
+    wait_for("endpoints gone", || k.run(&["get", "endpoints", "web"]).code != 0 && k.run(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "name"]).stdout.trim().is_empty());
 }
