@@ -12,10 +12,7 @@ use kube::Client;
 use serde_json::json;
 
 
-/// Now, as Kubernetes writes timestamps (RFC 3339, seconds).
-fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
+use crate::now_rfc3339;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {

@@ -6,6 +6,11 @@ pub mod events;
 
 pub use events::{EventType, Recorder};
 
+/// Now, as Kubernetes writes timestamps in objects (RFC 3339, seconds).
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -13,10 +18,11 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
 
-/// The task filling a watch cache; dropping it stops the watch.
-pub struct WatchTask(tokio::task::JoinHandle<()>);
+/// A task that ends with its owner: dropping this aborts it (a watch cache's filler, a
+/// stream's resize relay).
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
 
-impl Drop for WatchTask {
+impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -24,7 +30,7 @@ impl Drop for WatchTask {
 
 /// A watch cache (kube-rs reflector) of `api` that notifies `wake` on every change, filled
 /// until the returned task is dropped; its watch retries with back-off on errors.
-pub fn watch<K>(api: Api<K>, wake: Arc<tokio::sync::Notify>) -> (Store<K>, WatchTask)
+pub fn watch<K>(api: Api<K>, wake: Arc<tokio::sync::Notify>) -> (Store<K>, AbortOnDrop)
 where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
@@ -39,5 +45,5 @@ where
             wake.notify_one();
         }
     });
-    (reader, WatchTask(task))
+    (reader, AbortOnDrop(task))
 }

@@ -32,9 +32,7 @@ pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>
 /// How long a pass waits for the caches to show its own writes before acting again anyway.
 const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
+use timonier_client::now_rfc3339;
 
 /// The uid of the object's managing controller (its `controller: true` owner).
 fn controller_uid(meta: &ObjectMeta) -> Option<&str> {

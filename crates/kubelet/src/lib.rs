@@ -63,9 +63,7 @@ pub struct Config {
     pub client_ca_pem: String,
 }
 
-pub(crate) fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
+pub(crate) use timonier_client::now_rfc3339;
 
 /// Runs the agent until `shutdown` resolves. Pods keep running after it returns.
 pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {

@@ -220,7 +220,7 @@ pub async fn attach(target: AttachTarget, s: ExecStreams) -> ExitStatus {
             }
         }));
     }
-    let _stop_resizer = resizer.map(AbortOnDrop);
+    let _stop_resizer = resizer.map(timonier_client::AbortOnDrop);
     // A terminal echoes keys as its user types: follow it closely.
     let interval = std::time::Duration::from_millis(if s.tty { 15 } else { 100 });
     let mut out = s.stdout;
@@ -267,15 +267,6 @@ pub async fn attach(target: AttachTarget, s: ExecStreams) -> ExitStatus {
             return ExitStatus::Success;
         }
         tokio::time::sleep(interval).await;
-    }
-}
-
-/// Aborts a task when dropped, so that it ends with the stream that started it.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -21,7 +21,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use timonier_client::{watch, EventType, Recorder};
 
-pub use filters::{fit_error, NodeUsage};
+use filters::{fit_error, NodeUsage};
 
 /// The `spec.schedulerName` this scheduler serves (also pods that name none).
 pub const SCHEDULER_NAME: &str = "default-scheduler";
@@ -172,8 +172,7 @@ impl Scheduler {
         let (ns, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
         let current = pod.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"));
         if current.is_none_or(|c| c.status != "False" || c.message.as_deref() != Some(message)) {
-            let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-            let patch = json!({"status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message, "lastProbeTime": null, "lastTransitionTime": now}]}});
+            let patch = json!({"status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message, "lastProbeTime": null, "lastTransitionTime": timonier_client::now_rfc3339()}]}});
             let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
             if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Strategic(patch)).await {
                 tracing::debug!(pod = %format!("{ns}/{name}"), error = %e, "cannot set PodScheduled");
