@@ -51,14 +51,10 @@ struct Controller {
 /// `pod-template-hash`: FNV-1a (32 bit) of the template and the collision count, written with
 /// upstream's alphabet of consonants and digits that spell no words.
 fn template_hash(template: &PodTemplateSpec, collision_count: i32) -> String {
-    let mut h: u32 = 0x811c_9dc5;
     let text = serde_json::to_string(template).unwrap_or_default();
-    for b in text.bytes().chain(if collision_count > 0 { collision_count.to_string().into_bytes() } else { vec![] }) {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    h.to_string().bytes().map(|d| ALPHABET[d as usize % ALPHABET.len()] as char).collect()
+    let collisions = if collision_count > 0 { collision_count.to_string() } else { String::new() };
+    let h = crate::fnv1a(text.bytes().chain(collisions.bytes()));
+    h.to_string().bytes().map(|d| crate::NAME_ALPHABET[d as usize % crate::NAME_ALPHABET.len()] as char).collect()
 }
 
 /// The template without the hash label, for comparing a ReplicaSet's with the Deployment's.
@@ -474,7 +470,7 @@ mod tests {
         assert_eq!(h, template_hash(&t, 0));
         assert_ne!(h, template_hash(&t2, 0));
         assert_ne!(h, template_hash(&t, 1));
-        assert!(h.len() >= 8 && h.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)), "{h}");
+        assert!(h.len() >= 8 && h.bytes().all(|c| crate::NAME_ALPHABET.contains(&c)), "{h}");
     }
 
     #[test]

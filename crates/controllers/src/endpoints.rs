@@ -185,7 +185,7 @@ async fn pass(client: &Client, services: &Store<Service>, pods: &Store<Pod>, end
         let current = existing_eps.get(&(ns.clone(), name.clone()));
         let norm = |s: &Option<Vec<k8s_openapi::api::core::v1::EndpointSubset>>| s.clone().filter(|v| !v.is_empty());
         if current.is_none_or(|c| desired.as_ref().is_some_and(|d| norm(&d.subsets) != norm(&c.subsets))) {
-            write(client, &ns, &name, body, current.and_then(|e| e.metadata.resource_version.clone())).await;
+            write::<Endpoints>(client, &ns, &name, body, current.and_then(|e| e.metadata.resource_version.clone())).await;
         }
         // EndpointSlice
         let (eps, ports) = slice_body(&svc, &members);
@@ -199,50 +199,33 @@ async fn pass(client: &Client, services: &Store<Service>, pods: &Store<Pod>, end
         let desired: Option<EndpointSlice> = serde_json::from_value(body.clone()).ok();
         let same = current.is_some_and(|c| desired.as_ref().is_some_and(|d| d.endpoints == c.endpoints && d.ports.clone().unwrap_or_default() == c.ports.clone().unwrap_or_default()));
         if !same {
-            write(client, &ns, &slice_name, body, current.and_then(|s| s.metadata.resource_version.clone())).await;
+            write::<EndpointSlice>(client, &ns, &slice_name, body, current.and_then(|s| s.metadata.resource_version.clone())).await;
         }
     }
 }
 
 /// Five characters of upstream's name alphabet from a uid, for a stable slice name.
 fn short(uid: &str) -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut h: u32 = 0x811c_9dc5;
-    for b in uid.bytes() {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-    }
-    (0..5).map(|i| ALPHABET[((h >> (i * 5)) as usize) % ALPHABET.len()] as char).collect()
+    let h = crate::fnv1a(uid.bytes());
+    (0..5).map(|i| crate::NAME_ALPHABET[((h >> (i * 5)) as usize) % crate::NAME_ALPHABET.len()] as char).collect()
 }
 
 /// Creates the object, or replaces it at `rv` (a conflict means the cache was behind: the
 /// next pass sees the newer object).
-async fn write(client: &Client, ns: &str, name: &str, body: Value, rv: Option<String>) {
-    let kind = body["kind"].as_str().unwrap_or("").to_string();
-    let result = if kind == "Endpoints" {
-        let api: Api<Endpoints> = Api::namespaced(client.clone(), ns);
-        put(&api, name, body, rv).await
-    } else {
-        let api: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
-        put(&api, name, body, rv).await
+async fn write<K>(client: &Client, ns: &str, name: &str, mut body: Value, rv: Option<String>)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + serde::Serialize,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    if let Some(rv) = &rv {
+        body["metadata"]["resourceVersion"] = json!(rv);
+    }
+    let result = match serde_json::from_value::<K>(body) {
+        Err(e) => Err(kube::Error::SerdeError(e)),
+        Ok(obj) if rv.is_some() => api.replace(name, &PostParams::default(), &obj).await.map(|_| ()),
+        Ok(obj) => api.create(&PostParams::default(), &obj).await.map(|_| ()),
     };
     if let Err(e) = result {
-        tracing::debug!(kind, name, error = %e, "endpoints write");
-    }
-}
-
-async fn put<K>(api: &Api<K>, name: &str, mut body: Value, rv: Option<String>) -> Result<(), kube::Error>
-where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + serde::Serialize,
-{
-    match rv {
-        Some(rv) => {
-            body["metadata"]["resourceVersion"] = json!(rv);
-            let obj: K = serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
-            api.replace(name, &PostParams::default(), &obj).await.map(|_| ())
-        }
-        None => {
-            let obj: K = serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
-            api.create(&PostParams::default(), &obj).await.map(|_| ())
-        }
+        tracing::debug!(kind = %K::kind(&()), name, error = %e, "endpoints write");
     }
 }

@@ -34,6 +34,14 @@ const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 use timonier_client::now_rfc3339;
 
+/// Upstream's alphabet for generated name parts: consonants and digits that spell no words.
+const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// 32-bit FNV-1a, stable across processes, for names derived from content.
+fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u32 {
+    bytes.into_iter().fold(0x811c_9dc5, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
+
 /// The uid of the object's managing controller (its `controller: true` owner).
 fn controller_uid(meta: &ObjectMeta) -> Option<&str> {
     meta.owner_references.iter().flatten().find(|o| o.controller == Some(true)).map(|o| o.uid.as_str())

@@ -30,6 +30,15 @@ struct Expectation {
     until: Instant,
 }
 
+impl Expectation {
+    /// The writes expected for ReplicaSet `uid`, waited for from now on.
+    fn renew(all: &mut HashMap<String, Expectation>, uid: String) -> &mut Expectation {
+        let exp = all.entry(uid).or_insert_with(|| Expectation { adds: HashSet::new(), deletes: HashSet::new(), until: Instant::now() });
+        exp.until = Instant::now() + EXPECTATION_TIMEOUT;
+        exp
+    }
+}
+
 pub async fn run(client: Client) {
     let wake = Arc::new(tokio::sync::Notify::new());
     let (rss, _t1) = watch::<ReplicaSet>(Api::all(client.clone()), wake.clone());
@@ -179,8 +188,7 @@ impl Controller {
             Err(e) => return Some(e.to_string()),
         };
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-        let exp = self.expectations.entry(uid).or_insert_with(|| Expectation { adds: HashSet::new(), deletes: HashSet::new(), until: Instant::now() });
-        exp.until = Instant::now() + EXPECTATION_TIMEOUT;
+        let exp = Expectation::renew(&mut self.expectations, uid);
         for _ in 0..n.min(BURST) {
             match api.create(&PostParams::default(), &pod).await {
                 Ok(created) => {
@@ -227,8 +235,7 @@ impl Controller {
             )
         });
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-        let exp = self.expectations.entry(uid).or_insert_with(|| Expectation { adds: HashSet::new(), deletes: HashSet::new(), until: Instant::now() });
-        exp.until = Instant::now() + EXPECTATION_TIMEOUT;
+        let exp = Expectation::renew(&mut self.expectations, uid);
         for p in ranked.into_iter().take(n.min(BURST)) {
             let pod_name = p.name_any();
             match api.delete(&pod_name, &DeleteParams::default()).await {

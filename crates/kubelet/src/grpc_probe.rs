@@ -59,7 +59,8 @@ pub async fn check(host: &str, port: u16, service: &str, timeout: Duration) -> R
         Some(Ok(c)) => c,
         _ => return Err(format!("error: health rpc probe failed: rpc error: code = Unknown desc = unexpected HTTP status code received from server: {}", http_status.as_u16())),
     };
-    let message = percent_decode(message.as_deref().unwrap_or(""));
+    // grpc-message is percent-encoded.
+    let message = percent_encoding::percent_decode_str(message.as_deref().unwrap_or("")).decode_utf8_lossy().into_owned();
     if code == UNIMPLEMENTED {
         return Err(format!("error: this server does not implement the grpc health protocol (grpc.health.v1.Health): {message}"));
     }
@@ -137,25 +138,6 @@ fn varint(b: &[u8]) -> Option<(u64, usize)> {
         }
     }
     None
-}
-
-/// `grpc-message` is percent-encoded.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

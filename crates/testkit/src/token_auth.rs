@@ -102,7 +102,7 @@ impl Issuer {
         let head = String::from_utf8_lossy(&head).into_owned();
         let target = head.split_whitespace().nth(1).unwrap_or("");
         let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
-        let scopes: Vec<String> = query.split('&').filter_map(|kv| kv.strip_prefix("scope=")).map(percent_decode).collect();
+        let scopes: Vec<String> = form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k == "scope").map(|(_, v)| v.into_owned()).collect();
         let authorized = head.lines().filter_map(|l| l.split_once(':')).any(|(k, v)| {
             k.eq_ignore_ascii_case("authorization")
                 && v.trim().strip_prefix("Basic ").and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok()).is_some_and(|d| d == format!("{}:{}", self.user, self.password).as_bytes())
@@ -132,26 +132,4 @@ impl Issuer {
         let sig = self.key.sign(&SystemRandom::new(), input.as_bytes()).map_err(|_| std::io::Error::other("signing failed"))?;
         Ok(format!("{input}.{}", b64(sig.as_ref())))
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => match std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                Some(v) => {
-                    out.push(v);
-                    i += 3;
-                    continue;
-                }
-                None => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
