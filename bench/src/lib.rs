@@ -64,8 +64,7 @@ pub fn workspace_root() -> std::path::PathBuf {
 /// The `timonier` binary to measure: `given`, or the workspace's release build (built first
 /// unless `no_build`).
 pub fn server_binary(given: Option<&std::path::Path>, no_build: bool) -> anyhow::Result<std::path::PathBuf> {
-    use anyhow::{bail, ensure, Context};
-    use std::time::{Duration, Instant};
+    use anyhow::ensure;
     if let Some(b) = given {
         ensure!(b.exists(), "{} does not exist", b.display());
         return Ok(b.to_path_buf());
@@ -75,30 +74,30 @@ pub fn server_binary(given: Option<&std::path::Path>, no_build: bool) -> anyhow:
         Some(t) => root.join(t),
         None => root.join("target"),
     };
-    let bin = target.join("release").join("timonier");
-    if !no_build {
-        eprintln!("cargo build --release -p timonier ...");
-        let mut child = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .args(["build", "--release", "-p", "timonier"])
-            .current_dir(&root)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .context("cannot run cargo (or pass --no-build / --server-bin)")?;
-        let deadline = Instant::now() + Duration::from_secs(3600);
-        let status = loop {
-            if let Some(s) = child.try_wait()? {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("cargo build --release -p timonier took more than an hour");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        ensure!(status.success(), "cargo build --release -p timonier failed: {status}");
+    if no_build {
+        let bin = target.join("release").join("timonier");
+        ensure!(bin.exists(), "{} does not exist: run `cargo build --release -p timonier` (or pass --server-bin)", bin.display());
+        return Ok(bin);
     }
-    ensure!(bin.exists(), "{} does not exist: run `cargo build --release -p timonier` (or pass --server-bin)", bin.display());
+    cargo_build_release(&target, &[])
+}
+
+/// Runs `cargo build --release -p timonier` into `target` with extra environment variables
+/// (such as RUSTFLAGS) and returns the binary.
+pub fn cargo_build_release(target: &std::path::Path, env: &[(&str, String)]) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::{ensure, Context};
+    eprintln!("cargo build --release -p timonier (into {}) ...", target.display());
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["build", "--release", "-p", "timonier"])
+        .current_dir(workspace_root())
+        .env("CARGO_TARGET_DIR", target)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .context("cannot run cargo (or pass --no-build / --server-bin)")?;
+    ensure!(status.success(), "cargo build --release -p timonier failed: {status}");
+    let bin = target.join("release").join("timonier");
+    ensure!(bin.exists(), "{} does not exist after the build", bin.display());
     Ok(bin)
 }

@@ -18,23 +18,7 @@ pub async fn controller(state: Arc<ApiState>) {
 }
 
 fn quantity_bytes(q: Option<&Value>) -> f64 {
-    let Some(s) = q.and_then(Value::as_str) else { return 0.0 };
-    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: f64 = n.parse().unwrap_or(0.0);
-    let mult = match unit {
-        "Ki" => 1024f64,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "m" => 1e-3,
-        _ => 1.0,
-    };
-    n * mult
+    q.and_then(Value::as_str).and_then(timonier_api::printers::quantity_value).unwrap_or(0.0)
 }
 
 fn strings(v: Option<&Value>) -> Vec<&str> {
@@ -151,4 +135,16 @@ async fn reconcile(state: &Arc<ApiState>) -> ApiResult<()> {
         taken.push(pv_name);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn capacities_compare_in_bytes() {
+        let q = |s: &str| super::quantity_bytes(Some(&serde_json::json!(s)));
+        assert_eq!(q("1e3"), 1000.0);
+        assert_eq!(q("1Gi"), 1073741824.0);
+        assert!(q("500M") < q("1Gi"));
+        assert_eq!(q("not a quantity"), 0.0);
+    }
 }
