@@ -11,7 +11,8 @@
 //! - The service range stays blackholed; each allocated ClusterIP gets a /32 route on the
 //!   bridge so that the node's own connections reach the output hook (a blackholed
 //!   destination fails in `connect` before any hook runs), and the bridge gets
-//!   `route_localnet` so that node ports answer on 127.0.0.1.
+//!   `route_localnet` so that node ports answer on 127.0.0.1 — with kube-proxy's firewall
+//!   rule, so that pods cannot send to the node's loopback services themselves.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -76,7 +77,9 @@ pub fn render(ports: &[ServicePort], cluster_cidr: Ipv4Net, table: &str) -> Stri
         ("prerouting", "nat", "prerouting", -100, "jump services".to_string()),
         ("output", "nat", "output", -100, "jump services".to_string()),
         ("postrouting", "nat", "postrouting", 100, format!("meta mark & {MASQ_MARK:#x} == {MASQ_MARK:#x} masquerade")),
-        ("filter-input", "filter", "input", 0, "jump no-endpoints".to_string()),
+        // route_localnet also lets in packets that pods address to 127.0.0.1 themselves
+        // (CVE-2020-8558): drop those, as kube-proxy does, unless DNATed here.
+        ("filter-input", "filter", "input", 0, "ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct state != { established, related } ct status & dnat == 0 drop\n        jump no-endpoints".to_string()),
         ("filter-output", "filter", "output", 0, "jump no-endpoints".to_string()),
         ("filter-forward", "filter", "forward", 0, "jump no-endpoints".to_string()),
     ] {

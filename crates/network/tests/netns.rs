@@ -266,3 +266,59 @@ fn timings_50_sequential_200_concurrent() {
         drop(pods);
     });
 }
+
+/// `route_localnet` on the bridge (for node ports on 127.0.0.1) must not let a pod reach what
+/// the node serves on loopback only (the API server, …) by sending packets to 127.0.0.1 through
+/// its gateway — CVE-2020-8558, which kube-proxy closes with the same firewall rule.
+#[test]
+fn pods_cannot_reach_node_loopback() {
+    in_netns(|| async {
+        let cfg = cfg("lo");
+        let _cleanup = RmDir(cfg.state_dir.clone());
+        let pods = Pods::spawn(1);
+        let net = PodNetwork::new(cfg.clone()).await.expect("new");
+        let a = net.attach("default/a", pods.pid(0)).await.expect("attach");
+        let port = timonier_network::ServicePort {
+            cluster_ip: Ipv4Addr::new(10, 96, 0, 20),
+            port: 80,
+            protocol: "tcp".into(),
+            node_port: Some(30080),
+            endpoints: vec![(a.ip, 8080)],
+        };
+        net.sync_services(&[port]).await.expect("sync services");
+        let (_, localnet) = sh(&["sysctl", "-n", &format!("net.ipv4.conf.{}.route_localnet", cfg.bridge)]);
+        assert_eq!(localnet.trim(), "1");
+        // The node's loopback-only service.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let lport = listener.local_addr().expect("addr").port().to_string();
+        // What a pod with NET_ADMIN (or a raw socket) can do: send to 127.0.0.1 via the gateway.
+        let p = pods.pid(0).to_string();
+        let in_pod = |args: &[&str]| {
+            let mut v = vec!["nsenter", "-t", &p, "-n"];
+            v.extend_from_slice(args);
+            sh(&v)
+        };
+        in_pod(&["ip", "addr", "flush", "dev", "lo"]);
+        let (ok, out) = in_pod(&["sysctl", "-qw", "net.ipv4.conf.eth0.route_localnet=1"]);
+        assert!(ok, "{out}");
+        let (ok, out) = in_pod(&["ip", "route", "add", "127.0.0.1/32", "via", &a.gateway.to_string(), "dev", "eth0"]);
+        assert!(ok, "{out}");
+        let connect = format!("exec 3<>/dev/tcp/127.0.0.1/{lport}");
+        let (ok, out) = in_pod(&["timeout", "3", "bash", "-c", &connect]);
+        assert!(!ok, "a pod reached the node's 127.0.0.1:{lport}: {out}");
+        // The node itself still reaches its node port on 127.0.0.1, DNATed to the pod.
+        let ns = std::fs::File::open(format!("/proc/{p}/ns/net")).expect("pod netns");
+        let ip = a.ip;
+        let pod_listener = std::thread::spawn(move || {
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            std::net::TcpListener::bind((ip, 8080)).expect("bind in pod")
+        })
+        .join()
+        .expect("pod listener thread");
+        let via_node_port = std::net::TcpStream::connect_timeout(&"127.0.0.1:30080".parse().expect("addr"), Duration::from_secs(3));
+        assert!(via_node_port.is_ok(), "node port on 127.0.0.1: {via_node_port:?}");
+        drop((listener, pod_listener));
+        net.teardown().await.expect("teardown");
+        drop(pods);
+    });
+}
