@@ -1,5 +1,5 @@
-//! What exists from the first start: the four system namespaces and the `kubernetes`
-//! Service; and the namespace lifecycle, which empties a deleted namespace and then removes it.
+//! What exists from the first start: the four system namespaces, the `kubernetes` Service
+//! with its endpoints, and `kube-dns`; and the namespace lifecycle, which empties a deleted namespace and then removes it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,29 +49,47 @@ pub async fn ensure(state: &Arc<ApiState>, secure_port: u16, advertise: &str) ->
         Err(e) if e.code == 409 || e.code == 422 => {}
         Err(e) => return Err(e),
     }
-    // The endpoints of the kubernetes Service: this server.
-    let ep_def = state.def("", "v1", "endpoints")?;
+    // The endpoints of the kubernetes Service: this server, as Endpoints and as the
+    // EndpointSlice the Service proxies read (no selector, so no controller writes them).
     let ep = json!({
         "apiVersion": "v1",
         "kind": "Endpoints",
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
         "subsets": [{"addresses": [{"ip": advertise}], "ports": [{"name": "https", "port": secure_port, "protocol": "TCP"}]}],
     });
-    match state.create(&ep_def, "default", ep.clone(), &WriteOptions::default()).await {
-        Ok(_) => {}
+    create_or_set(state, ("", "v1", "endpoints"), ep, &["subsets"]).await?;
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [advertise], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": secure_port, "protocol": "TCP"}],
+    });
+    create_or_set(state, ("discovery.k8s.io", "v1", "endpointslices"), slice, &["endpoints", "ports"]).await
+}
+
+/// Creates `obj` in the default namespace, or sets `fields` of the one that exists to its
+/// values (the address or port may have changed since the last start).
+async fn create_or_set(state: &Arc<ApiState>, (group, version, resource): (&str, &str, &str), obj: Value, fields: &[&str]) -> ApiResult<()> {
+    let def = state.def(group, version, resource)?;
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    match state.create(&def, "default", obj.clone(), &WriteOptions::default()).await {
+        Ok(_) => Ok(()),
         Err(e) if e.code == 409 => {
-            let want = ep["subsets"].clone();
             state
-                .guaranteed_update(&ep_def, "default", "kubernetes", None, &WriteOptions::default(), |old| {
+                .guaranteed_update(&def, "default", &name, None, &WriteOptions::default(), |old| {
                     let mut new = old.clone();
-                    new["subsets"] = want.clone();
+                    for f in fields {
+                        new[*f] = obj[*f].clone();
+                    }
                     Ok(new)
                 }, Mode::Main)
                 .await?;
+            Ok(())
         }
-        Err(e) => return Err(e),
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
 /// The namespace lifecycle controller: level-triggered over the cache, it deletes everything

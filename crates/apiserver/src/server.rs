@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
@@ -116,7 +117,17 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let (acceptor, state, tokens, local) = (acceptor.clone(), state.clone(), tokens.clone(), local.clone());
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+            if tokio::time::timeout_at(deadline, is_plain_http(&tcp)).await.unwrap_or(false) {
+                // Read the request first: closing with unread bytes would reset the connection
+                // and could lose the answer.
+                let _ = tcp.try_read(&mut [0u8; 16384]);
+                let mut tcp = tcp;
+                let _ = tcp.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n").await;
+                let _ = tcp.shutdown().await;
+                return;
+            }
+            let tls = match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
                 Ok(Ok(t)) => t,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -128,6 +139,14 @@ pub async fn serve(
             connection(state, tls, peer, cert_user, tokens, local).await;
         });
     }
+}
+
+/// Whether a connection opens with a plain HTTP request rather than a TLS handshake: Go's
+/// servers, kube-apiserver's included, answer those with a 400 that says so (what
+/// `curl http://…:6443/` prints upstream), told by the first five bytes as here.
+async fn is_plain_http(tcp: &tokio::net::TcpStream) -> bool {
+    let mut head = [0u8; 5];
+    matches!(tcp.peek(&mut head).await, Ok(5)) && [b"GET /", b"HEAD ", b"POST ", b"PUT /", b"OPTIO"].contains(&&head)
 }
 
 async fn connection<IO>(state: Arc<ApiState>, io: IO, peer: SocketAddr, cert_user: Option<UserInfo>, tokens: Arc<TokenFile>, local: String)

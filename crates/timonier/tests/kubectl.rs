@@ -65,7 +65,7 @@ fn version_discovery_and_cluster_info() {
 
 #[test]
 fn system_namespaces_and_the_kubernetes_service() {
-    each_version(|_, k, _| {
+    each_version(|s, k, _| {
         let out = k.run(&["get", "namespaces"]);
         let rows = lines(out.ok());
         assert_eq!(rows[0], ["NAME", "STATUS", "AGE"]);
@@ -76,6 +76,13 @@ fn system_namespaces_and_the_kubernetes_service() {
         let rows = lines(svc.ok());
         assert_eq!(rows[0], ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE", "SELECTOR"]);
         assert_eq!(&rows[1][..5], ["kubernetes", "ClusterIP", "10.96.0.1", "<none>", "443/TCP"]);
+        // Its endpoints, as upstream lists them: this server's address and port.
+        let port = s.port.to_string();
+        let ep = lines(k.run(&["get", "endpoints", "kubernetes"]).ok().to_string().as_str());
+        assert_eq!(&ep[1][..2], ["kubernetes", &format!("127.0.0.1:{port}")]);
+        let slices = lines(k.run(&["get", "endpointslices", "-l", "kubernetes.io/service-name=kubernetes"]).ok().to_string().as_str());
+        assert_eq!(slices[0], ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]);
+        assert_eq!(&slices[1][..4], ["kubernetes", "IPv4", port.as_str(), "127.0.0.1"]);
     });
 }
 

@@ -836,6 +836,10 @@ fn deployments_scale_roll_out_and_roll_back() {
     assert!(full.contains(&format!("Address: {cluster_ip}")) || full.contains(&format!("Address 1: {cluster_ip}")), "{full}");
     let by_name = k.run(&["exec", &pod_name, "--", "curl", "-s", &format!("{app}:8080")]).ok().to_string();
     assert!(by_name.contains("Hello Kubernetes bootcamp!"), "by name: {by_name}");
+    // The API server from a pod, as in-cluster clients reach it: kubernetes.default:443
+    // (DNS, ClusterIP, DNAT to the server's address). A plain HTTP request gets its answer.
+    let api = k.run(&["exec", &pod_name, "--", "curl", "-s", "http://kubernetes.default:443/version"]);
+    assert!(api.stdout.contains("Client sent an HTTP request to an HTTPS server."), "the API server from a pod: {api:?}");
     let missing = k.run(&["exec", &pod_name, "--", "nslookup", "nothing-here.default.svc.cluster.local"]);
     assert!(missing.code != 0 || missing.stdout.contains("NXDOMAIN"), "{missing:?}");
     k.run(&["scale", &format!("deployments/{app}"), "--replicas=2"]).ok();
