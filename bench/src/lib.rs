@@ -61,6 +61,12 @@ pub fn workspace_root() -> std::path::PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
+/// Cargo's target directory for this workspace: `$CARGO_TARGET_DIR` (relative to the
+/// workspace, as cargo reads it) or `target`.
+pub fn target_dir() -> std::path::PathBuf {
+    workspace_root().join(std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into()))
+}
+
 /// The `timonier` binary to measure: `given`, or the workspace's release build (built first
 /// unless `no_build`).
 pub fn server_binary(given: Option<&std::path::Path>, no_build: bool) -> anyhow::Result<std::path::PathBuf> {
@@ -69,11 +75,7 @@ pub fn server_binary(given: Option<&std::path::Path>, no_build: bool) -> anyhow:
         ensure!(b.exists(), "{} does not exist", b.display());
         return Ok(b.to_path_buf());
     }
-    let root = workspace_root();
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(t) => root.join(t),
-        None => root.join("target"),
-    };
+    let target = target_dir();
     if no_build {
         let bin = target.join("release").join("timonier");
         ensure!(bin.exists(), "{} does not exist: run `cargo build --release -p timonier` (or pass --server-bin)", bin.display());

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
-use timonier_bench::{cargo_build_release, server_binary, workspace_root};
+use timonier_bench::{cargo_build_release, server_binary, target_dir, workspace_root};
 use timonier_testkit::{free_port, temp_dir, ChildGuard};
 
 #[derive(Parser, Debug)]
@@ -161,11 +161,7 @@ fn run(args: &Args) -> Result<()> {
     let raw = dir.path().join("profiles");
     let bin = match &args.instrumented_bin {
         Some(b) => b.clone(),
-        None => {
-            let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
-            let target = workspace_root().join(target).join("symbol-order");
-            cargo_build_release(&target, &[("RUSTFLAGS", format!("-Cprofile-generate={} -Cllvm-args=-disable-preinline", raw.display()))])?
-        }
+        None => cargo_build_release(&target_dir().join("symbol-order"), &[("RUSTFLAGS", format!("-Cprofile-generate={} -Cllvm-args=-disable-preinline", raw.display()))])?,
     };
     let spawn = |role: &str, args: Vec<String>| -> Result<ChildGuard> {
         let log = std::fs::File::create(dir.path().join(format!("{role}.log")))?;

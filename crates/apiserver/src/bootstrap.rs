@@ -1,5 +1,6 @@
 //! What exists from the first start: the four system namespaces, the `kubernetes` Service
-//! with its endpoints, and `kube-dns`; and the namespace lifecycle, which empties a deleted namespace and then removes it.
+//! with its endpoints, and `kube-dns`; and the namespace lifecycle, which empties a deleted
+//! namespace and then removes it.
 
 use std::sync::Arc;
 use std::time::Duration;

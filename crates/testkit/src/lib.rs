@@ -340,6 +340,14 @@ impl Kubectl {
         self.run_with_input(args, None)
     }
 
+    /// The events about the objects named `name`, one per line: reason, reporting component
+    /// and message, as tests compare them with upstream's.
+    pub fn events_of(&self, name: &str) -> String {
+        let selector = format!("involvedObject.name={name}");
+        let columns = "custom-columns=REASON:.reason,FROM:.source.component,MESSAGE:.message";
+        self.run(&["get", "events", "--field-selector", &selector, "-o", columns, "--no-headers"]).ok().to_string()
+    }
+
     /// Runs kubectl with `input` on stdin (for `-f -`).
     pub fn run_with_input(&self, args: &[&str], input: Option<&str>) -> Output {
         use std::io::Write;

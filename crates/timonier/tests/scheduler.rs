@@ -35,10 +35,6 @@ fn node_of(k: &Kubectl, name: &str) -> String {
     get(k, name)["spec"]["nodeName"].as_str().unwrap_or("").to_string()
 }
 
-fn events(k: &Kubectl, name: &str) -> String {
-    k.run(&["get", "events", "--field-selector", &format!("involvedObject.name={name}"), "-o", "custom-columns=REASON:.reason,FROM:.source.component,MESSAGE:.message", "--no-headers"]).ok().to_string()
-}
-
 #[test]
 fn binds_pods_where_they_fit_and_says_why_not_as_upstream() {
     let s = Server::start_control_plane(std::path::Path::new(env!("CARGO_BIN_EXE_timonier")), &[]);
@@ -54,13 +50,13 @@ fn binds_pods_where_they_fit_and_says_why_not_as_upstream() {
     let p = get(&k, "wide");
     let cond = p["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled").cloned()).unwrap_or_default();
     assert_eq!(cond["status"], "True", "{p}");
-    let ev = events(&k, "wide");
+    let ev = k.events_of("wide");
     assert!(ev.contains("Scheduled") && ev.contains("default-scheduler") && ev.contains("Successfully assigned default/wide to big"), "{ev}");
 
     // Fits nowhere: Pending, PodScheduled=False, FailedScheduling with upstream's words.
     pod(&k, "huge", "", &cpu("3"));
     let want = "0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod.";
-    wait_for("huge unschedulable", Duration::from_secs(20), || events(&k, "huge").contains(want));
+    wait_for("huge unschedulable", Duration::from_secs(20), || k.events_of("huge").contains(want));
     let p = get(&k, "huge");
     assert_eq!(p["status"]["phase"], "Pending");
     let cond = p["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled").cloned()).unwrap_or_default();
@@ -72,7 +68,7 @@ fn binds_pods_where_they_fit_and_says_why_not_as_upstream() {
     k.run(&["cordon", "big", "small"]).ok();
     pod(&k, "later", "", "");
     let want = "0/2 nodes are available: 2 node(s) were unschedulable. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.";
-    wait_for("later unschedulable", Duration::from_secs(20), || events(&k, "later").contains(want));
+    wait_for("later unschedulable", Duration::from_secs(20), || k.events_of("later").contains(want));
     k.run(&["uncordon", "small"]).ok();
     wait_for("later bound after uncordon", Duration::from_secs(20), || node_of(&k, "later") == "small");
     k.run(&["uncordon", "big"]).ok();
@@ -81,11 +77,11 @@ fn binds_pods_where_they_fit_and_says_why_not_as_upstream() {
     pod(&k, "other", "  schedulerName: my-scheduler\n", "");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(node_of(&k, "other"), "");
-    assert_eq!(events(&k, "other"), "");
+    assert_eq!(k.events_of("other"), "");
 
     // A pod waiting for room gets in once room is made.
     pod(&k, "waits", "", &cpu("1800m"));
-    wait_for("waits unschedulable", Duration::from_secs(20), || events(&k, "waits").contains("FailedScheduling"));
+    wait_for("waits unschedulable", Duration::from_secs(20), || k.events_of("waits").contains("FailedScheduling"));
     assert_eq!(node_of(&k, "waits"), "");
     k.run(&["delete", "pod", "wide", "--grace-period=0", "--force"]).ok();
     wait_for("waits bound after room was made", Duration::from_secs(20), || node_of(&k, "waits") == "big");

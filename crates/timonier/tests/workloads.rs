@@ -21,10 +21,6 @@ fn names(k: &Kubectl, kind: &str, selector: &str) -> Vec<String> {
     list["items"].as_array().into_iter().flatten().filter(|o| o["metadata"]["deletionTimestamp"].is_null()).filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string)).collect()
 }
 
-fn events(k: &Kubectl, name: &str) -> String {
-    k.run(&["get", "events", "--field-selector", &format!("involvedObject.name={name}"), "-o", "custom-columns=REASON:.reason,FROM:.source.component,MESSAGE:.message", "--no-headers"]).ok().to_string()
-}
-
 #[test]
 fn deployments_make_replicasets_and_replicasets_keep_their_pods() {
     let s = Server::start_control_plane(std::path::Path::new(env!("CARGO_BIN_EXE_timonier")), &[]);
@@ -42,8 +38,8 @@ fn deployments_make_replicasets_and_replicasets_keep_their_pods() {
     assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
     assert_eq!(pod["metadata"]["ownerReferences"][0]["name"], rs.as_str());
     assert_eq!(pod["metadata"]["ownerReferences"][0]["controller"], true);
-    wait_for("deployment events", || events(&k, "web").contains(&format!("ScalingReplicaSet   deployment-controller   Scaled up replica set {rs} from 0 to 3")));
-    assert!(events(&k, &rs).contains("SuccessfulCreate   replicaset-controller   Created pod: "), "{}", events(&k, &rs));
+    wait_for("deployment events", || k.events_of("web").contains(&format!("ScalingReplicaSet   deployment-controller   Scaled up replica set {rs} from 0 to 3")));
+    assert!(k.events_of(&rs).contains("SuccessfulCreate   replicaset-controller   Created pod: "), "{}", k.events_of(&rs));
     // Nothing runs the pods: 0 of 3 ready, all 3 up to date.
     wait_for("deployment status", || {
         let row = k.run(&["get", "deployment", "web", "--no-headers"]).ok().to_string();
@@ -71,7 +67,7 @@ fn deployments_make_replicasets_and_replicasets_keep_their_pods() {
     });
     k.run(&["scale", "deployment", "web", "--replicas=1"]).ok();
     wait_for("1 pod", || names(&k, "pods", "app=web").len() == 1);
-    assert!(events(&k, &rs).contains("SuccessfulDelete   replicaset-controller   Deleted pod: "));
+    assert!(k.events_of(&rs).contains("SuccessfulDelete   replicaset-controller   Deleted pod: "));
 
     // A new template makes a second ReplicaSet with the next revision.
     k.run(&["set", "image", "deployment/web", "busybox=busybox:2"]).ok();
