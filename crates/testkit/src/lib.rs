@@ -279,9 +279,18 @@ impl Server {
     }
 }
 
-/// The stock kubectl binary of a minor version.
+/// The Python of the client-compatibility tests: the virtual environment `scripts/install-deps`
+/// makes (Debian 12 refuses system-wide pip installs), `$TIMONIER_PYTHON_VENV` if set.
+pub fn python() -> PathBuf {
+    let venv = std::env::var_os("TIMONIER_PYTHON_VENV").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/cache/timonier-python"));
+    venv.join("bin/python")
+}
+
+/// The stock kubectl binary of a minor version (from `$TIMONIER_KUBECTL_DIR`, by default where
+/// the Google Cloud SDK puts them).
 pub fn kubectl_bin(version: &str) -> PathBuf {
-    let p = PathBuf::from(format!("/usr/lib/google-cloud-sdk/bin/kubectl.{version}"));
+    let dir = std::env::var_os("TIMONIER_KUBECTL_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/lib/google-cloud-sdk/bin"));
+    let p = dir.join(format!("kubectl.{version}"));
     if p.exists() {
         p
     } else {

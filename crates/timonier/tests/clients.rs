@@ -93,10 +93,10 @@ async fn kube_rs_client_discovery_and_runtime() {
 fn python_client() {
     let s = Server::start(std::path::Path::new(env!("CARGO_BIN_EXE_timonier")), &[]);
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/client.py");
-    let out = std::process::Command::new("python3").arg(&script).arg(&s.kubeconfig).output().expect("python3");
+    let out = std::process::Command::new(timonier_testkit::python()).arg(&script).arg(&s.kubeconfig).output().expect("python3 (scripts/install-deps makes its environment)");
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("python client: ok"),
-        "the Python client failed (scripts/install-deps installs it with pip):\n{}\n{}",
+        "the Python client failed (scripts/install-deps installs it in its own environment):\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
