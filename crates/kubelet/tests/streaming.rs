@@ -510,15 +510,18 @@ both!(tty, exec_tty);
 both!(killed, exec_killed);
 both!(portforward, port_forward);
 
-/// A plain (non-upgrade) request and a WebSocket offering only unknown subprotocols both get a
-/// 400 `metav1.Status` (the latter is what makes kubectl ≥ 1.30 fall back to SPDY).
+/// A plain (non-upgrade) request, a WebSocket offering only unknown subprotocols and a WebSocket
+/// port-forward without ports all get a 400 `metav1.Status` (the latter is what makes kubectl ≥ 1.30 fall back to SPDY).
 #[tokio::test]
 async fn non_upgrade_is_400_status() {
     let api = start_api().await;
     for (path, extra) in [
         ("exec?command=ls&stdout=true", ""),
         ("portforward", ""),
-        ("exec?command=ls", "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: base64.channel.k8s.io\r\n"),
+        ("exec?command=ls", "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: v9.channel.k8s.io\r\n"),
+        // port-forward over WebSocket channels needs its ports; v5 is not one of its protocols.
+        ("portforward", "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: v4.channel.k8s.io\r\n"),
+        ("portforward?ports=80", "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n"),
     ] {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", api.port)).await.unwrap();
         let req = format!("GET /api/v1/namespaces/default/pods/p/{path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n");
@@ -528,4 +531,206 @@ async fn non_upgrade_is_400_status() {
         assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
         assert!(resp.contains("\"kind\":\"Status\"") && resp.contains("\"reason\":\"BadRequest\""), "{resp}");
     }
+}
+
+// ------------------------------------------------------------------ other WebSocket clients
+//
+// What clients other than kubectl send (the official Python client, and the older and base64
+// subprotocols upstream's kubelet speaks), driven by tokio-tungstenite's client.
+
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// Opens a WebSocket to `path` offering `protocols`; returns it and the protocol chosen.
+async fn ws_connect(port: u16, path: &str, protocols: &[&str]) -> (Ws, Option<String>) {
+    let mut req = format!("ws://127.0.0.1:{port}/api/v1/namespaces/default/pods/p/{path}").into_client_request().unwrap();
+    if !protocols.is_empty() {
+        req.headers_mut().insert("sec-websocket-protocol", protocols.join(", ").parse().unwrap());
+    }
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (ws, resp) = tokio_tungstenite::client_async(req, tcp).await.expect("websocket handshake");
+    let chosen = resp.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap().to_string());
+    (ws, chosen)
+}
+
+/// Splits a message by the codec: (channel, data, was it a text frame).
+fn decode(msg: &Message, base64: bool) -> Option<(u8, Vec<u8>, bool)> {
+    use base64::Engine;
+    let (bytes, text): (&[u8], bool) = match msg {
+        Message::Binary(b) => (b, false),
+        Message::Text(t) => (t.as_bytes(), true),
+        _ => return None,
+    };
+    let (&ch, data) = bytes.split_first()?;
+    if base64 {
+        Some((ch - b'0', base64::engine::general_purpose::STANDARD.decode(data).unwrap(), text))
+    } else {
+        Some((ch, data.to_vec(), text))
+    }
+}
+
+/// Reads until the server closes: the channel messages in order, and the close code.
+async fn read_to_close(ws: &mut Ws, base64: bool) -> (Vec<(u8, Vec<u8>, bool)>, Option<u16>) {
+    let mut msgs = Vec::new();
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("server silent for 30 s");
+        match m {
+            Some(Ok(Message::Close(frame))) => return (msgs, frame.map(|f| u16::from(f.code))),
+            Some(Ok(m)) => msgs.extend(decode(&m, base64)),
+            None | Some(Err(_)) => return (msgs, None),
+        }
+    }
+}
+
+fn channel_bytes(msgs: &[(u8, Vec<u8>, bool)], ch: u8) -> Vec<u8> {
+    msgs.iter().filter(|(c, _, _)| *c == ch).flat_map(|(_, d, _)| d.clone()).collect()
+}
+
+/// exec with each subprotocol family: chosen as upstream (v5 when offered at all, else the
+/// client's order, the unnamed binary one when none is offered), base64 frames as text, the
+/// first message an empty one on stdout, and the exit status as a Status (v4+) or plain text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_over_every_channel_subprotocol() {
+    let api = start_api().await;
+    let cmd = "exec?command=sh&command=-c&command=echo%20out%3B%20echo%20err%20%3E%262%3B%20exit%203&stdout=true&stderr=true";
+    for (offered, chosen, base64, version) in [
+        (&["v4.base64.channel.k8s.io", "v4.channel.k8s.io"][..], Some("v4.base64.channel.k8s.io"), true, 4),
+        (&["v4.channel.k8s.io", "v5.channel.k8s.io"][..], Some("v5.channel.k8s.io"), false, 5),
+        (&["v4.channel.k8s.io"][..], Some("v4.channel.k8s.io"), false, 4),
+        (&["bogus", "base64.channel.k8s.io"][..], Some("base64.channel.k8s.io"), true, 1),
+        (&["channel.k8s.io"][..], Some("channel.k8s.io"), false, 1),
+        (&[][..], None, false, 1),
+    ] {
+        let (mut ws, got) = ws_connect(api.port, cmd, offered).await;
+        assert_eq!(got.as_deref(), chosen, "{offered:?}");
+        let (msgs, close) = read_to_close(&mut ws, base64).await;
+        assert_eq!(close, Some(1000), "{offered:?}");
+        assert_eq!(msgs.first().map(|(c, d, _)| (*c, d.len())), Some((1, 0)), "{offered:?}: {msgs:?}");
+        assert!(msgs.iter().all(|(_, _, text)| *text == base64), "{offered:?}: frame types {msgs:?}");
+        assert_eq!(channel_bytes(&msgs, 1), b"out\n", "{offered:?}");
+        assert_eq!(channel_bytes(&msgs, 2), b"err\n", "{offered:?}");
+        let status = String::from_utf8(channel_bytes(&msgs, 3)).unwrap();
+        if version >= 4 {
+            let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+            assert_eq!((v["reason"].as_str(), v["details"]["causes"][0]["message"].as_str()), (Some("NonZeroExitCode"), Some("3")), "{status}");
+        } else {
+            assert!(status.starts_with("command terminated with non-zero exit code") && status.contains("exit code 3"), "{offered:?}: {status:?}");
+        }
+    }
+    // Success: nothing on the error channel with the pre-v4 protocols, a Success Status with v4.
+    for (offered, want) in [("channel.k8s.io", ""), ("v4.channel.k8s.io", r#"{"metadata":{},"status":"Success"}"#)] {
+        let (mut ws, _) = ws_connect(api.port, "exec?command=true&stdout=true", &[offered]).await;
+        let (msgs, _) = read_to_close(&mut ws, false).await;
+        assert_eq!(String::from_utf8(channel_bytes(&msgs, 3)).unwrap(), want, "{offered}");
+    }
+}
+
+/// stdin as the Python client writes it: text frames (a str) and binary frames (bytes) on the
+/// binary protocols, base64 text on the base64 ones; v5's close signal ends the input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_stdin_from_text_binary_and_base64_frames() {
+    let api = start_api().await;
+    let path = "exec?command=cat&stdin=true&stdout=true&stderr=true";
+    let (mut ws, _) = ws_connect(api.port, path, &["v5.channel.k8s.io", "v4.channel.k8s.io"]).await;
+    ws.send(Message::text("\u{0}as text\n")).await.unwrap();
+    ws.send(Message::binary(&b"\x00as binary\n"[..])).await.unwrap();
+    ws.send(Message::binary(&[255u8, 0][..])).await.unwrap();
+    let (msgs, close) = read_to_close(&mut ws, false).await;
+    assert_eq!(String::from_utf8(channel_bytes(&msgs, 1)).unwrap(), "as text\nas binary\n");
+    assert_eq!(channel_bytes(&msgs, 3), br#"{"metadata":{},"status":"Success"}"#);
+    assert_eq!(close, Some(1000));
+
+    let path = "exec?command=head&command=-n1&stdin=true&stdout=true";
+    let (mut ws, _) = ws_connect(api.port, path, &["v4.base64.channel.k8s.io"]).await;
+    // "0" + base64("via base64\n"); a frame that is not base64 is dropped, as upstream.
+    ws.send(Message::text("0!!not base64")).await.unwrap();
+    ws.send(Message::text("0dmlhIGJhc2U2NAo=")).await.unwrap();
+    let (msgs, _) = read_to_close(&mut ws, true).await;
+    assert_eq!(String::from_utf8(channel_bytes(&msgs, 1)).unwrap(), "via base64\n");
+}
+
+/// A malformed v5 close signal ends the session with a protocol-error Close, and the process
+/// with it; garbage on unknown channels is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_close_cleanly() {
+    let api = start_api().await;
+    let (mut ws, _) = ws_connect(api.port, "exec?command=sleep&command=1000&stdin=true&stdout=true", &["v5.channel.k8s.io"]).await;
+    ws.send(Message::binary(&[9u8, 1, 2, 3][..])).await.unwrap();
+    ws.send(Message::binary(Vec::new())).await.unwrap();
+    ws.send(Message::binary(&[255u8, 0, 0][..])).await.unwrap();
+    let (_, close) = read_to_close(&mut ws, false).await;
+    assert_eq!(close, Some(1002));
+    for _ in 0..100 {
+        if api.live.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the process outlived its session");
+}
+
+/// port-forward over WebSocket channels, as upstream's kubelet and the Python client: `?ports=`,
+/// channels 2i (data) and 2i+1 (error), each opened by the port number (2 bytes, little-endian);
+/// a port nothing listens on reports on its error channel; the session ends when every port's
+/// connection has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_forward_over_websocket_channels() {
+    let api = start_api().await;
+    let (echo_port, echo) = echo_server().await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    for (protocol, base64) in [("v4.channel.k8s.io", false), ("v4.base64.channel.k8s.io", true), ("portforward.k8s.io", false)] {
+        let path = format!("portforward?ports={echo_port},{dead}");
+        let (mut ws, got) = ws_connect(api.port, &path, &["v5.channel.k8s.io", protocol]).await;
+        assert_eq!(got.as_deref(), Some(protocol));
+        let mut firsts = Vec::new();
+        let mut error = Vec::new();
+        let mut echoed = Vec::new();
+        let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        let mut sent = false;
+        while echoed.len() < payload.len() || error.is_empty() {
+            let m = tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("port-forward stalled").unwrap().unwrap();
+            let Some((ch, data, text)) = decode(&m, base64) else { continue };
+            assert_eq!(text, base64, "{protocol}: frame type");
+            if firsts.len() < 4 && !firsts.iter().any(|(c, _)| *c == ch) {
+                firsts.push((ch, data));
+            } else if ch == 0 {
+                echoed.extend_from_slice(&data);
+            } else if ch == 3 {
+                error.extend_from_slice(&data);
+            } else {
+                panic!("{protocol}: unexpected message on channel {ch}: {data:?}");
+            }
+            if firsts.len() == 4 && !sent {
+                sent = true;
+                for chunk in payload.chunks(30_000) {
+                    let msg = if base64 {
+                        use base64::Engine;
+                        Message::text(format!("0{}", base64::engine::general_purpose::STANDARD.encode(chunk)))
+                    } else {
+                        let mut m = vec![0u8];
+                        m.extend_from_slice(chunk);
+                        Message::binary(m)
+                    };
+                    ws.send(msg).await.unwrap();
+                }
+            }
+        }
+        firsts.sort();
+        let le = |p: u16| p.to_le_bytes().to_vec();
+        assert_eq!(firsts, vec![(0, le(echo_port)), (1, le(echo_port)), (2, le(dead)), (3, le(dead))], "{protocol}");
+        assert!(echoed == payload, "{protocol}: echo corrupted");
+        let error = String::from_utf8(error).unwrap();
+        assert!(error.contains(&format!("error forwarding port {dead}")), "{protocol}: {error}");
+        // The echo connection stays until the client goes; closing ends the session.
+        ws.close(None).await.unwrap();
+        let end = tokio::time::timeout(Duration::from_secs(10), async { while let Some(Ok(_)) = ws.next().await {} }).await;
+        assert!(end.is_ok(), "{protocol}: the server did not finish the close");
+    }
+    echo.abort();
 }

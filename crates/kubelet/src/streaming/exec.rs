@@ -1,5 +1,5 @@
-//! `exec` and `attach`: the remote-command protocol over WebSocket (`v5`/`v4.channel.k8s.io`)
-//! and over SPDY/3.1 (`v4.channel.k8s.io`).
+//! `exec` and `attach`: the remote-command protocol over WebSocket (the `channel.k8s.io`
+//! subprotocols, `channel.rs`) and over SPDY/3.1 (`v4.channel.k8s.io`).
 //!
 //! Both transports end up in the same shape: the caller's `run` gets in-memory pipes
 //! ([`ExecStreams`]); pumps copy between those pipes and the connection; when `run` finishes the
@@ -10,17 +10,16 @@
 use std::future::Future;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
 
+use super::channel::{self, ChannelProtocol, ChannelSender, ResizeDecoder};
 use super::spdy::{Session, Stream, StreamReader, StreamWriter};
-use super::websocket::{self, Message, WsSender};
+use super::websocket::{self, Message, CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR};
 use super::{bad_request, classify, ExecStreams, ExitStatus, StreamError, StreamOptions, Task, Upgrade};
 
-const WS_V5: &str = "v5.channel.k8s.io";
-const WS_V4: &str = "v4.channel.k8s.io";
 const SPDY_V4: &str = "v4.channel.k8s.io";
 /// In-memory pipe capacity between the connection and the process.
 const PIPE: usize = 64 * 1024;
@@ -31,16 +30,21 @@ const DRAIN: Duration = Duration::from_secs(30);
 /// How long we wait for the client to close after the final status, so that closing our side
 /// first cannot turn unread client bytes into a TCP reset that discards the status.
 const LINGER: Duration = Duration::from_secs(5);
+/// WebSocket: how long we wait for the client to close after our Close frame. Upstream waits
+/// up to 15 minutes: a slow reader still has output in flight, and closing under it would
+/// reset the connection and lose that output. Clients answer the Close at once normally.
+const WS_FINISH: Duration = Duration::from_secs(15 * 60);
 
 const CH_STDIN: u8 = 0;
 const CH_STDOUT: u8 = 1;
 const CH_STDERR: u8 = 2;
 const CH_ERROR: u8 = 3;
 const CH_RESIZE: u8 = 4;
+/// v5: `[255, n]` — the client closed its channel `n` (stdin's EOF).
 const CH_CLOSE: u8 = 255;
 
-/// exec and attach: negotiates WebSocket (v5.channel.k8s.io, v4.channel.k8s.io) or SPDY/3.1
-/// (X-Stream-Protocol-Version v4.channel.k8s.io), answers 101, then runs `run` with the streams
+/// exec and attach: negotiates WebSocket (the channel subprotocols, chosen as upstream) or
+/// SPDY/3.1 (X-Stream-Protocol-Version v4.channel.k8s.io), answers 101, then runs `run` with the streams
 /// and reports its result on the error channel as a `metav1.Status` (a non-zero exit becomes
 /// reason `NonZeroExitCode` with cause `ExitCode`, so kubectl exits with the same code).
 /// Anything else gets a 400 Status, which also makes kubectl ≥ 1.30 fall back to SPDY.
@@ -55,17 +59,17 @@ where
 {
     match classify(req.headers()) {
         Upgrade::WebSocket(offered) => {
-            let Some(proto) = [WS_V5, WS_V4].into_iter().find(|p| offered.iter().any(|o| o == p)) else {
-                return bad_request("unsupported WebSocket subprotocol; supported: v5.channel.k8s.io, v4.channel.k8s.io");
+            let Some(proto) = channel::negotiate_exec(&offered) else {
+                return bad_request("unsupported WebSocket subprotocol; supported: v5.channel.k8s.io, v4.channel.k8s.io, v4.base64.channel.k8s.io, channel.k8s.io, base64.channel.k8s.io");
             };
-            let Some(resp) = websocket::handshake_response(req.headers(), proto) else {
-                return bad_request("missing Sec-WebSocket-Key");
+            let resp = match websocket::handshake_response(req.headers(), Some(proto.name)) {
+                Ok(r) => r,
+                Err(msg) => return bad_request(msg),
             };
             let upgrade = hyper::upgrade::on(&mut req);
-            let v5 = proto == WS_V5;
             super::spawn_session("exec (websocket)", async move {
                 let io = TokioIo::new(upgrade.await.map_err(std::io::Error::other)?);
-                ws_exec(io, v5, opts, run).await
+                ws_exec(io, proto, opts, run).await
             });
             resp
         }
@@ -131,13 +135,6 @@ fn make_pipes(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> (ExecStream
     (streams, pipes)
 }
 
-/// Reads `{"Width":W,"Height":H}` (kubectl's TerminalSize JSON).
-fn parse_resize(v: &serde_json::Value) -> Option<(u16, u16)> {
-    let w = u16::try_from(v.get("Width")?.as_u64()?).ok()?;
-    let h = u16::try_from(v.get("Height")?.as_u64()?).ok()?;
-    Some((w, h))
-}
-
 /// Forwards a size to the process; a full queue only drops an intermediate size.
 fn send_resize(tx: &Option<mpsc::Sender<(u16, u16)>>, size: (u16, u16)) {
     if let Some(tx) = tx {
@@ -147,13 +144,18 @@ fn send_resize(tx: &Option<mpsc::Sender<(u16, u16)>>, size: (u16, u16)) {
 
 // ------------------------------------------------------------------ WebSocket
 
-async fn ws_exec<IO, F, Fut>(io: IO, v5: bool, opts: StreamOptions, run: F) -> Result<(), StreamError>
+async fn ws_exec<IO, F, Fut>(io: IO, proto: ChannelProtocol, opts: StreamOptions, run: F) -> Result<(), StreamError>
 where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     F: FnOnce(ExecStreams) -> Fut,
     Fut: Future<Output = ExitStatus>,
 {
-    let (mut reader, tx) = websocket::split(io);
+    let (mut reader, ws) = websocket::accept(io).await;
+    let tx = ChannelSender { ws, codec: proto.codec };
+    // As upstream: an empty message on the lowest writable channel tells the client the
+    // session is established.
+    let first = if opts.stdout { CH_STDOUT } else if opts.stderr { CH_STDERR } else { CH_ERROR };
+    tx.send(first, &[]).await?;
     let (streams, pipes) = make_pipes(opts.stdin, opts.stdout, opts.stderr, opts.tty);
     let mut pumps: Vec<Task> = Vec::new();
     if let Some(p) = pipes.stdout {
@@ -164,33 +166,40 @@ where
     }
     let mut stdin = pipes.stdin;
     let resize = pipes.resize;
+    let mut sizes = ResizeDecoder::default();
     let read = async move {
         loop {
             let msg = match reader.next().await? {
                 None | Some(Message::Close) => return Ok::<(), StreamError>(()),
-                Some(Message::Binary(b)) => b,
-                // kubectl sends binary only; text belongs to the base64 protocols we don't offer.
-                Some(Message::Text(_)) | Some(Message::Ping) => continue,
+                Some(Message::Binary(b)) | Some(Message::Text(b)) => b,
+                Some(Message::Ping) => continue,
             };
-            let Some((&ch, data)) = msg.split_first() else { continue };
+            if proto.version >= 5 && msg.first() == Some(&CH_CLOSE) {
+                // Upstream ends the connection on a malformed close signal.
+                let [_, ch] = msg[..] else {
+                    return Err(StreamError::WebSocket(format!("close signal of {} bytes", msg.len())));
+                };
+                if ch == CH_STDIN {
+                    stdin = None;
+                }
+                continue;
+            }
+            let Some((ch, data)) = channel::decode(proto.codec, &msg) else { continue };
             match ch {
                 CH_STDIN => {
                     if let Some(pipe) = stdin.as_mut() {
                         // The process closed its stdin: discard the rest.
-                        if pipe.write_all(data).await.is_err() {
+                        if pipe.write_all(&data).await.is_err() {
                             stdin = None;
                         }
                     }
                 }
                 CH_RESIZE => {
-                    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
-                        if let Some(size) = parse_resize(&v) {
-                            send_resize(&resize, size);
-                        }
+                    for size in sizes.feed(&data) {
+                        send_resize(&resize, size);
                     }
                 }
-                // v5: the client closed one of its streams; only stdin matters.
-                CH_CLOSE if v5 && data.first() == Some(&CH_STDIN) => stdin = None,
+                // Output channels are write-only and unknown channels are ignored, as upstream.
                 _ => {}
             }
         }
@@ -202,8 +211,7 @@ where
     let status = tokio::select! {
         s = &mut run => s,
         r = &mut read => {
-            r?;
-            return Err(StreamError::Closed);
+            return end_early(&tx, r).await;
         }
     };
     let drain = async {
@@ -214,33 +222,45 @@ where
     tokio::select! {
         _ = tokio::time::timeout(DRAIN, drain) => {}
         r = &mut read => {
-            r?;
-            return Err(StreamError::Closed);
+            return end_early(&tx, r).await;
         }
     }
-    let mut msg = BytesMut::new();
-    msg.put_u8(CH_ERROR);
-    msg.extend_from_slice(&status.to_status_json());
-    tx.binary(msg.freeze()).await?;
-    // kubectl ends its streams only when the connection closes, so close right after the status.
-    tx.close(1000).await?;
+    let report = if proto.version >= 4 { Some(status.to_status_json()) } else { status.v1_message().map(String::into_bytes) };
+    if let Some(report) = report {
+        tx.send(CH_ERROR, &report).await?;
+    }
+    // Clients end their streams only when the connection closes, so close right after the
+    // status, then let the client read everything and answer (see WS_FINISH).
+    tx.ws.close(CLOSE_NORMAL).await?;
     drop(tx);
-    let _ = tokio::time::timeout(LINGER, &mut read).await;
+    let _ = tokio::time::timeout(WS_FINISH, &mut read).await;
     Ok(())
 }
 
+/// The client left (or broke the protocol) before the process ended: say why in the Close
+/// frame when the connection still works; dropping `run` then kills the process.
+async fn end_early(tx: &ChannelSender, r: Result<(), StreamError>) -> Result<(), StreamError> {
+    match r {
+        Ok(()) => {
+            let _ = tx.ws.close(CLOSE_NORMAL).await;
+            Err(StreamError::Closed)
+        }
+        Err(e) => {
+            let _ = tx.ws.close(CLOSE_PROTOCOL_ERROR).await;
+            Err(e)
+        }
+    }
+}
+
 /// Copies process output to the client on `ch` until the process side closes its end.
-async fn ws_output(mut pipe: DuplexStream, ch: u8, tx: WsSender) {
+async fn ws_output(mut pipe: DuplexStream, ch: u8, tx: ChannelSender) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         let n = match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        let mut msg = BytesMut::with_capacity(n + 1);
-        msg.put_u8(ch);
-        msg.extend_from_slice(&buf[..n]);
-        if tx.binary(msg.freeze()).await.is_err() {
+        if tx.send(ch, &buf[..n]).await.is_err() {
             return;
         }
     }
@@ -381,43 +401,10 @@ async fn spdy_output(mut pipe: DuplexStream, writer: StreamWriter) {
 /// The resize stream carries a sequence of JSON objects that DATA frames may split anywhere.
 async fn spdy_resize(mut reader: StreamReader, tx: mpsc::Sender<(u16, u16)>) {
     let tx = Some(tx);
-    let mut buf: Vec<u8> = Vec::new();
+    let mut sizes = ResizeDecoder::default();
     while let Some(data) = reader.recv().await {
-        buf.extend_from_slice(&data);
-        let mut consumed = 0;
-        let mut it = serde_json::Deserializer::from_slice(&buf).into_iter::<serde_json::Value>();
-        loop {
-            match it.next() {
-                Some(Ok(v)) => {
-                    consumed = it.byte_offset();
-                    if let Some(size) = parse_resize(&v) {
-                        send_resize(&tx, size);
-                    }
-                }
-                Some(Err(e)) if e.is_eof() => break,
-                Some(Err(_)) => {
-                    // Garbage: resynchronise by dropping what we have.
-                    consumed = buf.len();
-                    break;
-                }
-                None => break,
-            }
+        for size in sizes.feed(&data) {
+            send_resize(&tx, size);
         }
-        buf.drain(..consumed);
-        if buf.len() > 64 * 1024 {
-            buf.clear();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resize_json() {
-        let v = serde_json::json!({"Width": 80, "Height": 24});
-        assert_eq!(parse_resize(&v), Some((80, 24)));
-        assert_eq!(parse_resize(&serde_json::json!({"Width": -1, "Height": 2})), None);
     }
 }

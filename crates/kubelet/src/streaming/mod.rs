@@ -4,7 +4,9 @@
 //! agent; all protocol work happens here. Three wire protocols have to be spoken because kubectl
 //! versions differ (see `shared/notes/kubectl-protocol.md` §10–§11):
 //!
-//! * WebSocket `v5.channel.k8s.io` / `v4.channel.k8s.io` for exec/attach (kubectl ≥ 1.30 tries it first);
+//! * WebSocket with the `channel.k8s.io` subprotocols (`channel.rs`) for exec/attach — `v5` from
+//!   kubectl ≥ 1.30, `v4`, `v4.base64` and the pre-v4 ones from other clients (the official
+//!   Python client among them) — and for port-forward with `?ports=` (`v4.channel.k8s.io`);
 //! * SPDY/3.1 with `X-Stream-Protocol-Version: v4.channel.k8s.io` for exec/attach (≤ 1.29, and the
 //!   fallback of newer clients) and `portforward.k8s.io` for port-forward (≤ 1.30);
 //! * SPDY/3.1 tunnelled inside WebSocket binary messages (`SPDY/3.1+portforward.k8s.io`) for
@@ -14,6 +16,7 @@
 //! spawned task that owns the upgraded connection; that task ends — and drops the caller's future,
 //! which is expected to kill the process it started — when the client goes away.
 
+pub mod channel;
 pub mod exec;
 pub mod portforward;
 pub mod spdy;
@@ -129,6 +132,16 @@ impl ExitStatus {
             }),
         };
         serde_json::to_vec(&v).unwrap_or_default()
+    }
+
+    /// What the error channel carries with the pre-v4 protocols: nothing on success, else the
+    /// Status message as plain text (upstream's `v1WriteStatusFunc`).
+    pub fn v1_message(&self) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_slice(&self.to_status_json()).ok()?;
+        if v["status"] == "Success" {
+            return None;
+        }
+        Some(v["message"].as_str().unwrap_or("").to_string())
     }
 }
 

@@ -1,99 +1,65 @@
-//! A minimal RFC 6455 WebSocket server endpoint: handshake, frame parsing with unmasking and
-//! fragmentation, ping/pong and close.
+//! The WebSocket transport of the streaming endpoints, on tokio-tungstenite.
 //!
-//! Written by hand because only the server side of binary-message streaming is needed and the
-//! kubelet must not pull in a full WebSocket stack. The connection is split into a reader (owned
-//! by the session's read loop) and a cloneable [`WsSender`] that feeds one writer task, so output
-//! pumps and the read loop (answering pings) can write concurrently without interleaving frames.
+//! hyper owns the HTTP exchange, so the handshake here is only the 101 answer (accept key from
+//! tungstenite); the upgraded connection then becomes a [`WebSocketStream`] split into a reader
+//! (owned by the session's read loop) and a cloneable [`WsSender`] that feeds one writer task,
+//! so output pumps can write concurrently without interleaving frames. Pings are answered by
+//! tungstenite itself (kubectl's read deadline is extended only by pongs).
 
-use base64::Engine;
-use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use bytes::Bytes;
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use tokio_tungstenite::tungstenite::{self, Error as WsError, Message as WsMessage};
+use tokio_tungstenite::WebSocketStream;
 
 use super::StreamError;
 
-const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-/// Largest message we accept; kubectl sends at most a few tens of KiB per message.
-const MAX_MESSAGE: usize = 16 << 20;
+/// Close codes we send (RFC 6455 §7.4.1).
+pub const CLOSE_NORMAL: u16 = 1000;
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 
-/// `Sec-WebSocket-Accept` for a client key: base64(SHA-1(key + GUID)).
-pub fn accept_key(key: &str) -> String {
-    let mut input = key.trim().as_bytes().to_vec();
-    input.extend_from_slice(WS_GUID.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(sha1(&input))
-}
-
-/// SHA-1, needed only for the handshake; a dozen lines here avoid a dependency.
-fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0];
-    let mut msg = data.to_vec();
-    let bit_len = (data.len() as u64).wrapping_mul(8);
-    msg.push(0x80);
-    while msg.len() % 64 != 56 {
-        msg.push(0);
-    }
-    msg.extend_from_slice(&bit_len.to_be_bytes());
-    for chunk in msg.chunks_exact(64) {
-        let mut w = [0u32; 80];
-        for (i, word) in chunk.chunks_exact(4).enumerate() {
-            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-        }
-        for i in 16..80 {
-            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
-        }
-        let [mut a, mut b, mut c, mut d, mut e] = h;
-        for (i, wi) in w.iter().enumerate() {
-            let (f, k) = match i {
-                0..=19 => ((b & c) | (!b & d), 0x5A827999),
-                20..=39 => (b ^ c ^ d, 0x6ED9EBA1),
-                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
-                _ => (b ^ c ^ d, 0xCA62C1D6),
-            };
-            let t = a.rotate_left(5).wrapping_add(f).wrapping_add(e).wrapping_add(k).wrapping_add(*wi);
-            e = d;
-            d = c;
-            c = b.rotate_left(30);
-            b = a;
-            a = t;
-        }
-        for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
-            *x = x.wrapping_add(y);
-        }
-    }
-    let mut out = [0u8; 20];
-    for (i, v) in h.iter().enumerate() {
-        out[i * 4..i * 4 + 4].copy_from_slice(&v.to_be_bytes());
-    }
-    out
-}
-
-/// Builds the 101 response for a WebSocket upgrade choosing `protocol`, or `None` when the
-/// request lacks a usable `Sec-WebSocket-Key` (the caller then answers 400).
+/// Builds the 101 response for a WebSocket upgrade choosing `protocol` (`None` when the client
+/// offered none: then no `Sec-WebSocket-Protocol` is sent, as RFC 6455 §4.2.2 asks), or the
+/// reason the request is not a usable handshake (the caller answers 400).
 pub fn handshake_response(
     headers: &http::HeaderMap,
-    protocol: &str,
-) -> Option<http::Response<super::Body>> {
-    let key = headers.get("sec-websocket-key")?.to_str().ok()?;
-    if key.trim().is_empty() {
-        return None;
+    protocol: Option<&str>,
+) -> Result<http::Response<super::Body>, &'static str> {
+    let key = headers
+        .get("sec-websocket-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or("missing Sec-WebSocket-Key")?;
+    // Version 13 is the only one RFC 6455 defines; every client in use sends it.
+    let version = headers.get("sec-websocket-version").and_then(|v| v.to_str().ok()).map(str::trim);
+    if version.is_some_and(|v| v != "13") {
+        return Err("unsupported Sec-WebSocket-Version; supported: 13");
     }
     let mut resp = http::Response::new(super::empty());
     *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
     h.insert(http::header::UPGRADE, http::HeaderValue::from_static("websocket"));
     h.insert(http::header::CONNECTION, http::HeaderValue::from_static("Upgrade"));
-    h.insert("sec-websocket-accept", http::HeaderValue::from_str(&accept_key(key)).ok()?);
-    h.insert("sec-websocket-protocol", http::HeaderValue::from_str(protocol).ok()?);
-    Some(resp)
+    let accept = http::HeaderValue::from_str(&derive_accept_key(key.as_bytes())).map_err(|_| "bad Sec-WebSocket-Key")?;
+    h.insert("sec-websocket-accept", accept);
+    if let Some(p) = protocol.filter(|p| !p.is_empty()) {
+        h.insert("sec-websocket-protocol", http::HeaderValue::from_str(p).map_err(|_| "bad subprotocol")?);
+    }
+    Ok(resp)
 }
 
-/// A complete message (fragments already joined) or a control frame, as seen by the session.
+/// A complete message as seen by the session.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Message {
     Binary(Bytes),
     Text(Bytes),
-    /// Already answered with a Pong by the reader.
+    /// Already answered with a Pong (by tungstenite, on the next read).
     Ping,
     Close,
 }
@@ -102,7 +68,7 @@ pub enum Message {
 #[derive(Debug)]
 enum Outgoing {
     Binary(Bytes),
-    Pong(Bytes),
+    Text(String),
     Close(u16),
 }
 
@@ -118,177 +84,113 @@ impl WsSender {
         self.tx.send(Outgoing::Binary(data)).await.map_err(|_| StreamError::Closed)
     }
 
-    /// Sends a Close frame; the writer task shuts the connection's write side afterwards.
+    /// Sends one text message.
+    pub async fn text(&self, data: String) -> Result<(), StreamError> {
+        self.tx.send(Outgoing::Text(data)).await.map_err(|_| StreamError::Closed)
+    }
+
+    /// Sends a Close frame; nothing can be sent after it. The connection itself closes when
+    /// the reader is dropped too (after the peer's Close reply, normally).
     pub async fn close(&self, code: u16) -> Result<(), StreamError> {
         self.tx.send(Outgoing::Close(code)).await.map_err(|_| StreamError::Closed)
     }
 }
 
-/// Reading half: parses frames, answers pings through the writer, joins fragments.
-pub struct WsReader<R> {
-    io: R,
-    pong: WsSender,
-    /// A fragmented message being assembled; kept across calls because control frames may
-    /// arrive between its fragments.
-    partial: Option<(u8, BytesMut)>,
+/// Reading half of a connection.
+pub struct WsReader<IO> {
+    stream: SplitStream<WebSocketStream<IO>>,
 }
 
-/// Splits an upgraded connection into a reader and a sender, spawning the writer task.
-/// The writer task ends when every [`WsSender`] (including the reader's) is dropped or after a
-/// Close frame, and then shuts down the write side so the peer sees the end of the connection.
-pub fn split<IO>(io: IO) -> (WsReader<tokio::io::ReadHalf<IO>>, WsSender)
+/// Takes over an upgraded connection (the 101 already sent) and splits it into a reader and a
+/// sender, spawning the writer task. The writer task ends when every [`WsSender`] is dropped —
+/// sending a Close frame then if none was sent — or after sending a Close.
+pub async fn accept<IO>(io: IO) -> (WsReader<IO>, WsSender)
 where
-    IO: AsyncRead + AsyncWrite + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (rd, wr) = tokio::io::split(io);
+    let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+    let (sink, stream) = ws.split();
     let (tx, rx) = mpsc::channel(32);
-    tokio::spawn(write_loop(wr, rx));
-    let sender = WsSender { tx };
-    (WsReader { io: rd, pong: sender.clone(), partial: None }, sender)
+    tokio::spawn(write_loop(sink, rx));
+    (WsReader { stream }, WsSender { tx })
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Outgoing>) {
+async fn write_loop<IO>(mut sink: SplitSink<WebSocketStream<IO>, WsMessage>, mut rx: mpsc::Receiver<Outgoing>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let close = |code: u16| WsMessage::Close(Some(CloseFrame { code: CloseCode::from(code), reason: "".into() }));
     while let Some(msg) = rx.recv().await {
-        let (opcode, payload, last) = match msg {
-            Outgoing::Binary(b) => (0x2, b, false),
-            Outgoing::Pong(b) => (0xA, b, false),
-            Outgoing::Close(code) => (0x8, Bytes::copy_from_slice(&code.to_be_bytes()), true),
+        let (msg, last) = match msg {
+            Outgoing::Binary(b) => (WsMessage::Binary(b), false),
+            Outgoing::Text(t) => (WsMessage::Text(t.into()), false),
+            Outgoing::Close(code) => (close(code), true),
         };
-        let frame = encode_frame(opcode, &payload);
-        if wr.write_all(&frame).await.is_err() {
-            break;
+        // `send` flushes each message: interactive output must not wait in a buffer.
+        if let Err(e) = sink.send(msg).await {
+            tracing::debug!("websocket write: {e}");
+            return;
         }
-        // Flush per message: kubectl waits for interactive output, batching would add latency.
-        if wr.flush().await.is_err() || last {
-            break;
-        }
-    }
-    let _ = wr.shutdown().await;
-}
-
-/// Encodes one unmasked, unfragmented server frame.
-pub fn encode_frame(opcode: u8, payload: &[u8]) -> BytesMut {
-    let mut out = BytesMut::with_capacity(payload.len() + 10);
-    out.put_u8(0x80 | opcode);
-    match payload.len() {
-        n if n < 126 => out.put_u8(n as u8),
-        n if n <= 0xFFFF => {
-            out.put_u8(126);
-            out.put_u16(n as u16);
-        }
-        n => {
-            out.put_u8(127);
-            out.put_u64(n as u64);
+        if last {
+            return;
         }
     }
-    out.extend_from_slice(payload);
-    out
+    // Every sender is gone without a Close: the session ended; say so before the connection drops.
+    let _ = sink.send(close(CLOSE_NORMAL)).await;
 }
 
-impl<R: AsyncRead + Unpin> WsReader<R> {
-    /// Returns the next message; `Ok(None)` on a clean EOF. Pings are answered here (kubectl's
-    /// read deadline is extended only by pongs) and surfaced as [`Message::Ping`] so callers
-    /// may treat them as liveness.
+impl<IO: AsyncRead + AsyncWrite + Unpin> WsReader<IO> {
+    /// Returns the next message; `Ok(None)` once the connection is closed.
     pub async fn next(&mut self) -> Result<Option<Message>, StreamError> {
         loop {
-            let Some((fin, opcode, payload)) = self.read_frame().await? else {
-                return Ok(None);
+            let msg = match self.stream.next().await {
+                None => return Ok(None),
+                Some(Ok(m)) => m,
+                Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => return Ok(None),
+                // A peer that just drops the TCP connection is a normal end for us.
+                Some(Err(WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake))) => return Ok(None),
+                Some(Err(e)) => return Err(StreamError::WebSocket(e.to_string())),
             };
-            match opcode {
-                0x8 => return Ok(Some(Message::Close)),
-                0x9 => {
-                    // A dead writer is noticed by the session's own sends; ignore here.
-                    let _ = self.pong.tx.send(Outgoing::Pong(payload.freeze())).await;
-                    return Ok(Some(Message::Ping));
+            return Ok(Some(match msg {
+                WsMessage::Binary(b) => Message::Binary(b),
+                WsMessage::Text(t) => Message::Text(Bytes::from(t)),
+                WsMessage::Ping(_) => Message::Ping,
+                WsMessage::Pong(_) | WsMessage::Frame(_) => continue,
+                WsMessage::Close(_) => {
+                    // tungstenite queued our Close reply; one more read writes it out and then
+                    // reports the end (bounded: a peer not reading must not hold us).
+                    let flush = async { while let Some(Ok(_)) = self.stream.next().await {} };
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), flush).await;
+                    Message::Close
                 }
-                0xA => continue,
-                0x0 => {
-                    let Some((_, buf)) = self.partial.as_mut() else {
-                        return Err(StreamError::WebSocket("continuation without start".into()));
-                    };
-                    if buf.len() + payload.len() > MAX_MESSAGE {
-                        return Err(StreamError::WebSocket("message too large".into()));
-                    }
-                    buf.extend_from_slice(&payload);
-                }
-                0x1 | 0x2 => {
-                    if self.partial.is_some() {
-                        return Err(StreamError::WebSocket("new message inside fragmented one".into()));
-                    }
-                    self.partial = Some((opcode, payload));
-                }
-                other => {
-                    return Err(StreamError::WebSocket(format!("unknown opcode {other}")));
-                }
-            }
-            if fin {
-                if let Some((op, buf)) = self.partial.take() {
-                    let data = buf.freeze();
-                    return Ok(Some(if op == 0x1 { Message::Text(data) } else { Message::Binary(data) }));
-                }
-            }
+            }));
         }
-    }
-
-    /// Reads one raw frame: (fin, opcode, unmasked payload). EOF before a frame starts is `None`.
-    async fn read_frame(&mut self) -> Result<Option<(bool, u8, BytesMut)>, StreamError> {
-        let mut head = [0u8; 2];
-        match self.io.read_exact(&mut head).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e.into()),
-        }
-        let fin = head[0] & 0x80 != 0;
-        let opcode = head[0] & 0x0F;
-        let masked = head[1] & 0x80 != 0;
-        let len = match head[1] & 0x7F {
-            126 => u64::from(self.io.read_u16().await?),
-            127 => self.io.read_u64().await?,
-            n => u64::from(n),
-        };
-        if len > MAX_MESSAGE as u64 {
-            return Err(StreamError::WebSocket(format!("frame of {len} bytes")));
-        }
-        if opcode >= 0x8 && (len > 125 || !fin) {
-            return Err(StreamError::WebSocket("invalid control frame".into()));
-        }
-        let mut mask = [0u8; 4];
-        if masked {
-            self.io.read_exact(&mut mask).await?;
-        }
-        let mut payload = BytesMut::zeroed(len as usize);
-        self.io.read_exact(&mut payload).await?;
-        if masked {
-            for (i, b) in payload.iter_mut().enumerate() {
-                *b ^= mask[i & 3];
-            }
-        }
-        Ok(Some((fin, opcode, payload)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn rfc6455_accept_key() {
-        assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-    }
-
-    #[test]
-    fn sha1_vectors() {
-        let hex = |b: [u8; 20]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-        assert_eq!(hex(sha1(b"abc")), "a9993e364706816aba3e25717850c26c9cd0d89d");
-        assert_eq!(hex(sha1(b"")), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
-        let long = vec![b'a'; 1000];
-        assert_eq!(hex(sha1(&long)), "291e9a6c66994949b57ba5e650361e98fc36b1ba");
+        let mut h = http::HeaderMap::new();
+        h.insert("sec-websocket-key", http::HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="));
+        h.insert("sec-websocket-version", http::HeaderValue::from_static("13"));
+        let r = handshake_response(&h, Some("v4.channel.k8s.io")).unwrap();
+        assert_eq!(r.headers()["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(r.headers()["sec-websocket-protocol"], "v4.channel.k8s.io");
+        let r = handshake_response(&h, None).unwrap();
+        assert!(r.headers().get("sec-websocket-protocol").is_none());
+        h.insert("sec-websocket-version", http::HeaderValue::from_static("8"));
+        assert!(handshake_response(&h, None).is_err());
     }
 
     #[tokio::test]
     async fn masked_fragmented_message_and_ping() {
         let (client, server) = tokio::io::duplex(4096);
-        let (mut reader, _sender) = split(server);
+        let (mut reader, _sender) = accept(server).await;
         let (mut crd, mut cwr) = tokio::io::split(client);
         let mask = [1u8, 2, 3, 4];
         let frame = |first: u8, data: &[u8]| {
@@ -307,6 +209,15 @@ mod tests {
         assert_eq!(pong, [0x8A, 1, b'p']);
         drop(cwr);
         drop(crd);
-        assert_eq!(reader.next().await.unwrap(), None);
+        assert!(matches!(reader.next().await, Ok(None) | Err(_)));
+    }
+
+    #[tokio::test]
+    async fn unmasked_client_frame_is_an_error_not_a_panic() {
+        let (client, server) = tokio::io::duplex(4096);
+        let (mut reader, _sender) = accept(server).await;
+        let (_crd, mut cwr) = tokio::io::split(client);
+        cwr.write_all(&[0x82, 0x02, 0x01, b'x']).await.unwrap();
+        assert!(reader.next().await.is_err());
     }
 }
