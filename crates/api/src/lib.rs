@@ -8,6 +8,7 @@
 pub mod openapi;
 pub mod patch;
 pub mod printers;
+pub mod gojson;
 pub mod protobuf;
 pub mod resources;
 pub mod selector;

@@ -167,18 +167,23 @@ impl WriteOptions {
     }
 }
 
-/// Records who changed which fields (managedFields) for a non-apply write.
-fn track(def: &ResourceDef, old: Option<&Value>, new: &Value, opts: &WriteOptions, mode: Mode) -> Value {
+/// Finalises a written object: gives it the zero values Go's encoding of its kind would
+/// (upstream stores what its structs encode; typed clients rely on it), then records who
+/// changed which fields (managedFields) for a non-apply write.
+fn track(def: &ResourceDef, old: Option<&Value>, mut new: Value, opts: &WriteOptions, mode: Mode) -> Value {
+    if !timonier_api::resources::is_custom(def) {
+        timonier_api::gojson::normalize(&def.group, &def.version, &def.kind, &mut new);
+    }
     if opts.managed {
-        return new.clone();
+        return new;
     }
     let now = now_rfc3339();
     match mode {
         Mode::Status => {
             let scope = timonier_api::patch::apply::Scope::status_subresource(&def.group, &def.version, &def.kind);
-            timonier_api::patch::apply::track_update_in(&scope, old, new, &opts.manager(), &now)
+            timonier_api::patch::apply::track_update_in(&scope, old, &new, &opts.manager(), &now)
         }
-        _ => timonier_api::patch::apply::track_update(old, new, &opts.manager(), &def.group, &def.version, &def.kind, &now),
+        _ => timonier_api::patch::apply::track_update(old, &new, &opts.manager(), &def.group, &def.version, &def.kind, &now),
     }
 }
 
@@ -231,7 +236,7 @@ impl ApiState {
         }
         strategy::default(def, &mut obj);
         strategy::prepare_for_create(def, &mut obj);
-        obj = track(def, None, &obj, opts, Mode::Main);
+        obj = track(def, None, obj, opts, Mode::Main);
         let name = meta_str(&obj, "name").to_string();
         let mut errs = strategy::validate(def, &obj);
         errs.extend(self.validate_custom(def, &mut obj));
@@ -452,7 +457,7 @@ impl ApiState {
             if !errs.is_empty() {
                 return Err(ApiError::invalid(def, name, errs));
             }
-            new = track(def, Some(&old), &new, opts, mode);
+            new = track(def, Some(&old), new, opts, mode);
             if new == old {
                 return Ok(old);
             }

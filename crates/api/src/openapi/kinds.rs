@@ -22,7 +22,7 @@ macro_rules! kinds {
         /// Registers the schema of the k8s-openapi type of this kind in `gen` and returns its
         /// definition name (`io.k8s.api.apps.v1.Deployment`), or None for kinds k8s-openapi
         /// does not describe.
-        pub(super) fn register(group: &str, version: &str, kind: &str, gen: &mut SchemaGenerator) -> Option<String> {
+        pub(crate) fn register(group: &str, version: &str, kind: &str, gen: &mut SchemaGenerator) -> Option<String> {
             $(
                 if let Some(name) = try_kind::<$t>(group, version, kind, gen) {
                     return Some(name);

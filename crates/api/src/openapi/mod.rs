@@ -7,7 +7,7 @@
 //! the queries hand out cached, serialized documents.
 
 mod extensions;
-mod kinds;
+pub(crate) mod kinds;
 mod paths;
 mod schemas;
 mod v2;
