@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+use super::compression::{decompress, detect, Compression};
 use super::error::{Error, IoContext, Result};
 use super::reference::validate_digest;
-use super::store::{decompress, HashingReader, Image, ImageStore};
+use super::store::{HashingReader, Image, ImageStore};
 use super::unpack::{unpack_layer, WhiteoutMode};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -212,13 +213,12 @@ fn import_docker(store: &ImageStore, input: &Input) -> Result<Vec<Image>> {
                 .ok_or_else(|| input.invalid("a layer path is not a string"))?;
             let (digest, size) = ingest_file(store, input, rel)?;
             let p = input.file(rel)?;
-            let mut head = [0u8; 2];
-            let gz = std::io::Read::read_exact(&mut fs::File::open(&p).at(&p)?, &mut head).is_ok()
-                && head == [0x1f, 0x8b];
-            let media = if gz {
-                "application/vnd.oci.image.layer.v1.tar+gzip"
-            } else {
-                "application/vnd.oci.image.layer.v1.tar"
+            let mut head = [0u8; 4];
+            let n = std::io::Read::read(&mut fs::File::open(&p).at(&p)?, &mut head).at(&p)?;
+            let media = match detect(&head[..n]) {
+                Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+                Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+                Compression::None => "application/vnd.oci.image.layer.v1.tar",
             };
             layers.push(json!({"mediaType": media, "digest": digest, "size": size}));
         }

@@ -383,15 +383,7 @@ async fn pull_from(
     let mut blobs = vec![descriptor(&m["config"])?];
     for l in m["layers"].as_array().into_iter().flatten() {
         let d = descriptor(l)?;
-        let known = d.media_type.contains("tar")
-            || d.media_type.is_empty()
-            || d.media_type.contains("rootfs.diff");
-        if d.media_type.contains("zstd") || !known {
-            return Err(Failure::Invalid(format!(
-                "unsupported layer media type {:?} (gzip or uncompressed tar layers only)",
-                d.media_type
-            )));
-        }
+        super::compression::check_layer_media_type(&d.media_type).map_err(Failure::Invalid)?;
         blobs.push(d);
     }
     for d in &blobs {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
+use super::compression::{check_layer_media_type, decompress};
 use super::error::{Error, IoContext, Result};
 use super::reference::{digest_of, normalize, validate_digest};
-use super::unpack::{unpack_layer, WhiteoutMode};
+use super::unpack::{unpack_layer_over, WhiteoutMode};
 
 /// An image as the store records it: what the kubelet needs to run it and to report it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -334,7 +335,7 @@ impl ImageStore {
         size: &mut u64,
     ) -> Result<Vec<String>> {
         let mut layer_blobs = Vec::new();
-        for (layer, diff_id) in layers.iter().zip(diff_ids) {
+        for (i, (layer, diff_id)) in layers.iter().zip(diff_ids).enumerate() {
             let invalid = |reason: String| Error::Invalid {
                 path: PathBuf::from(diff_id),
                 reason,
@@ -343,9 +344,7 @@ impl ImageStore {
                 .as_str()
                 .ok_or_else(|| invalid("a layer has no digest".into()))?;
             let media = layer["mediaType"].as_str().unwrap_or("");
-            if media.contains("zstd") {
-                return Err(invalid(format!("layer {blob} is zstd-compressed, which is not supported yet; re-export with gzip")));
-            }
+            check_layer_media_type(media).map_err(|r| invalid(format!("layer {blob}: {r}")))?;
             let path = self.blob_path(blob)?;
             *size += fs::metadata(&path)
                 .map_err(|e| {
@@ -354,7 +353,13 @@ impl ImageStore {
                     ))
                 })?
                 .len();
-            if self.ensure_layer(&path, blob, diff_id)? {
+            // The layers below, topmost first: where hard links into earlier layers point.
+            let parents = diff_ids[..i]
+                .iter()
+                .rev()
+                .map(|d| self.layer_dir(d))
+                .collect::<Result<Vec<_>>>()?;
+            if self.ensure_layer(&path, blob, diff_id, &parents)? {
                 fresh.push(self.layer_dir(diff_id)?);
             }
             layer_blobs.push(blob.to_string());
@@ -362,10 +367,16 @@ impl ImageStore {
         Ok(layer_blobs)
     }
 
-    /// Unpacks a layer blob into its layer directory unless it is there already; the
-    /// uncompressed stream must hash to `diff_id`.
-    /// Returns whether it unpacked it.
-    fn ensure_layer(&self, blob_path: &Path, blob: &str, diff_id: &str) -> Result<bool> {
+    /// Unpacks a layer blob (plain, gzip or zstd) into its layer directory unless it is there
+    /// already, on top of the (already unpacked) `parents`, topmost first; the uncompressed
+    /// stream must hash to `diff_id`. Returns whether it unpacked it.
+    fn ensure_layer(
+        &self,
+        blob_path: &Path,
+        blob: &str,
+        diff_id: &str,
+        parents: &[PathBuf],
+    ) -> Result<bool> {
         let dest = self.layer_dir(diff_id)?;
         if dest.is_dir() {
             return Ok(false);
@@ -375,7 +386,7 @@ impl ImageStore {
         let result = (|| {
             let file = fs::File::open(blob_path).at(blob_path)?;
             let mut h = HashingReader::new(decompress(file, blob_path)?);
-            unpack_layer(&mut h, &tmp, WhiteoutMode::Overlay, blob)?;
+            unpack_layer_over(&mut h, &tmp, WhiteoutMode::Overlay, parents, blob)?;
             io::copy(&mut h, &mut io::sink()).map_err(|e| Error::Layer {
                 layer: blob.to_string(),
                 reason: format!("cannot read to the end: {e}"),
@@ -610,22 +621,6 @@ fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes).and_then(|_| f.sync_all()).at(&tmp)?;
     fs::rename(&tmp, path).at(path)?;
     fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
-}
-
-/// Wraps a layer or archive stream with gzip decompression when it starts with the gzip magic.
-pub(crate) fn decompress<'a>(r: impl Read + 'a, path: &Path) -> Result<Box<dyn Read + 'a>> {
-    let mut r = BufReader::new(r);
-    let head = r.fill_buf().at(path)?;
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(flate2::read::GzDecoder::new(r)))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Err(Error::Invalid {
-            path: path.into(),
-            reason: "zstd compression is not supported yet; use gzip or none".into(),
-        })
-    } else {
-        Ok(Box::new(r))
-    }
 }
 
 /// A reader that computes the sha256 and length of everything read through it.
