@@ -185,7 +185,7 @@ impl ApiError {
         ApiError::new(503, "ServiceUnavailable", message)
     }
 
-    /// The `Status` object.
+    /// The `Status` object. Upstream leaves `reason` out when it is unknown (`""`, omitempty).
     pub fn status(&self) -> Value {
         let mut s = json!({
             "kind": "Status",
@@ -193,9 +193,11 @@ impl ApiError {
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
             "code": self.code,
         });
+        if !self.reason.is_empty() {
+            s["reason"] = json!(self.reason);
+        }
         if let Some(d) = &self.details {
             s["details"] = d.clone();
         }
@@ -223,8 +225,91 @@ impl ApiError {
     }
 }
 
+/// A `Status` serialized as kube-apiserver writes it: the Go struct's field order (kind,
+/// apiVersion, metadata, status, message, reason, details, code) and a trailing newline —
+/// clients print these bodies and some compare them.
+pub fn status_json(status: &Value) -> Vec<u8> {
+    const STATUS: &[&str] = &["kind", "apiVersion", "metadata", "status", "message", "reason", "details", "code"];
+    const LIST_META: &[&str] = &["selfLink", "resourceVersion", "continue", "remainingItemCount"];
+    const DETAILS: &[&str] = &["name", "group", "kind", "uid", "causes", "retryAfterSeconds"];
+    const CAUSE: &[&str] = &["reason", "message", "field"];
+    let mut out = String::new();
+    write_ordered(&mut out, status, STATUS, &|key| match key {
+        "metadata" => Some(LIST_META),
+        "details" => Some(DETAILS),
+        "causes" => Some(CAUSE),
+        _ => None,
+    });
+    out.push('\n');
+    out.into_bytes()
+}
+
+/// Writes `v` with the keys of `order` first, in that order, then any others; `nested` gives
+/// the order inside a key's value (objects, or each object of an array). Every field of a
+/// Status but `metadata` is `omitempty` in Go: empty strings, zeros, nulls and empty lists go.
+fn write_ordered(out: &mut String, v: &Value, order: &[&str], nested: &dyn Fn(&str) -> Option<&'static [&'static str]>) {
+    let Value::Object(m) = v else {
+        out.push_str(&v.to_string());
+        return;
+    };
+    let empty = |k: &str| match &m[k] {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Number(n) => n.as_i64() == Some(0),
+        _ => false,
+    };
+    let keys = order
+        .iter()
+        .copied()
+        .filter(|k| m.contains_key(*k))
+        .chain(m.keys().map(String::as_str).filter(|k| !order.contains(k)))
+        .filter(|k| *k == "metadata" || !empty(k));
+    out.push('{');
+    for (i, k) in keys.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&Value::String(k.to_string()).to_string());
+        out.push(':');
+        match (nested(k), &m[k]) {
+            (Some(inner), Value::Array(items)) => {
+                out.push('[');
+                for (j, item) in items.iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    write_ordered(out, item, inner, nested);
+                }
+                out.push(']');
+            }
+            (Some(inner), value) => write_ordered(out, value, inner, nested),
+            (None, value) => out.push_str(&value.to_string()),
+        }
+    }
+    out.push('}');
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}: {}", self.code, self.reason, self.message)
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    #[test]
+    fn status_bodies_in_upstreams_field_order() {
+        let e = ApiError::new(422, "Invalid", "x is invalid").with_details(json!({
+            "causes": [{"field": "spec.x", "message": "bad", "reason": "FieldValueInvalid"}],
+            "kind": "pods", "name": "x",
+        }));
+        let text = String::from_utf8(status_json(&e.status())).unwrap();
+        assert_eq!(
+            text,
+            "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"x is invalid\",\"reason\":\"Invalid\",\"details\":{\"name\":\"x\",\"kind\":\"pods\",\"causes\":[{\"reason\":\"FieldValueInvalid\",\"message\":\"bad\",\"field\":\"spec.x\"}]},\"code\":422}\n"
+        );
     }
 }

@@ -19,7 +19,7 @@ use crate::rest::{meta_str, DeleteOptions, Mode, WriteOptions};
 use crate::server::{full, streaming, Body};
 use crate::state::ApiState;
 use crate::table::{self, Include};
-use crate::{convert, discovery, watch};
+use crate::{convert, discovery, strategy, watch};
 
 /// The version this server reports: kubectl's dispatcher picks the matching client by it.
 pub const KUBE_VERSION: &str = "v1.33.5";
@@ -204,7 +204,11 @@ async fn resource(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, pat
         let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
         let body = read_body(req.into_body()).await?;
         let obj = decode(content_type.as_deref(), &body)?;
-        let answer = if def.kind == "SelfSubjectReview" { ApiState::whoami(&user, obj) } else { state.review(&user, &def.kind, obj, &path.namespace)? };
+        let answer = match def.kind.as_str() {
+            "SelfSubjectReview" => ApiState::whoami(&user, obj),
+            "TokenReview" => state.token_review(obj)?,
+            _ => state.review(&user, &def.kind, obj, &path.namespace)?,
+        };
         return Ok(json_response(StatusCode::CREATED, &answer));
     }
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -230,8 +234,23 @@ async fn resource(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, pat
         return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource".to_string()));
     }
     let (shape, format) = negotiate::negotiate(accept)?;
+    // Answered live, never stored (live.rs).
+    if def.group.is_empty() && def.kind == "ComponentStatus" {
+        let r = match &path.name {
+            Some(name) => render_object(&state, &def, &state.component_status(&def, name).await?, shape, format, &q)?,
+            None => {
+                let items = state.component_statuses().await.into_iter().map(Arc::new).collect();
+                list_response(&state, &def, crate::rest::ListPage { items, revision: state.cache.revision(), continue_token: None }, shape, format, &q)?
+            }
+        };
+        return Ok(with_warnings(r, &[crate::live::COMPONENT_STATUS_WARNING.to_string()]));
+    }
+    if def.group.is_empty() && def.kind == "Binding" {
+        let binding = decode(content_type.as_deref(), &read_body(req.into_body()).await?)?;
+        return Ok(json_response(StatusCode::CREATED, &state.create_binding(&def, &ns, &binding).await?));
+    }
     let name = path.name.clone().unwrap_or_default();
-    let result = serve_verb(&state, req, &def, &ns, &name, verb, shape, format, &q, content_type).await;
+    let result = strategy::with_requester(user, serve_verb(&state, req, &def, &ns, &name, verb, shape, format, &q, content_type)).await;
     // A CRD change changes what is served: bring the registry along before answering, so
     // that the next request can use the new kind.
     if result.is_ok() && def.kind == "CustomResourceDefinition" && !matches!(verb, "get" | "list" | "watch") {
@@ -667,18 +686,18 @@ async fn subresource(
     let (shape, format) = negotiate::negotiate(accept)?;
     let opts = write_options(q, &user_agent)?;
     match (sub, &method) {
-        ("status", &Method::GET) => {
+        ("status" | "approval", &Method::GET) => {
             let obj = state.get(def, ns, name).await?;
             render_object(&state, def, &obj, shape, format, q)
         }
-        ("status", &Method::PUT) => {
+        ("status" | "approval", &Method::PUT) => {
             let body = read_body(req.into_body()).await?;
             let obj = decode(content_type.as_deref(), &body)?;
             let rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|s| s.parse().ok());
             let updated = state.guaranteed_update(def, ns, name, rv, &opts, |_| Ok(obj.clone()), Mode::Status).await?;
             render_object(&state, def, &updated, shape, format, q)
         }
-        ("status", &Method::PATCH) => {
+        ("status" | "approval", &Method::PATCH) => {
             let body = read_body(req.into_body()).await?;
             let (obj, _) = patch_object(&state, def, def, ns, name, content_type.as_deref(), &body, &opts, Mode::Status).await?;
             render_object(&state, def, &obj, shape, format, q)

@@ -151,6 +151,28 @@ impl Query {
     pub fn insert(&mut self, k: &str, v: &str) {
         self.0.insert(k.into(), v.into());
     }
+
+    /// The `resourceVersion` parameter, checked as upstream's `ValidateListOptions` does
+    /// (an unparsable one is a 400, never silently ignored).
+    pub fn resource_version(&self) -> ApiResult<Option<&str>> {
+        match self.get("resourceVersion") {
+            None | Some("") => Ok(None),
+            Some(rv) => parse_resource_version(rv).map(|_| Some(rv)),
+        }
+    }
+}
+
+/// A resourceVersion as kube-apiserver's `APIObjectVersioner` parses it (an unsigned integer),
+/// with its error message.
+pub fn parse_resource_version(rv: &str) -> ApiResult<i64> {
+    let bad = |why: &str| {
+        ApiError::bad_request(format!("invalid resource version: resourceVersion: Invalid value: {rv:?}: strconv.ParseUint: parsing {rv:?}: {why}"))
+    };
+    match rv.parse::<u64>() {
+        Ok(n) => i64::try_from(n).map_err(|_| bad("value out of range")),
+        Err(e) if matches!(e.kind(), std::num::IntErrorKind::PosOverflow) => Err(bad("value out of range")),
+        Err(_) => Err(bad("invalid syntax")),
+    }
 }
 
 #[cfg(test)]

@@ -313,7 +313,7 @@ impl ApiState {
             return self.list_from_store(&prefix, rev, Some(start), limit, &matches).await;
         }
         let cache = self.cache_of(def)?;
-        let revision = match q.get("resourceVersion") {
+        let revision = match q.resource_version()? {
             // "0": any revision will do; "" or a specific one: at least the latest.
             Some("0") => self.cache.revision(),
             _ => self.cache.wait_fresh().await?,
@@ -404,7 +404,7 @@ impl ApiState {
         }
         let precondition = meta.get("resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
         let precondition = match precondition {
-            Some(rv) => Some(rv.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?),
+            Some(rv) => Some(crate::request::parse_resource_version(&rv)?),
             None => None,
         };
         self.guaranteed_update(def, ns, name, precondition, opts, |_old| Ok(obj.clone()), Mode::Main).await
@@ -683,8 +683,7 @@ impl DeleteOptions {
             if let Some(p) = b.get("preconditions") {
                 o.uid = p.get("uid").and_then(Value::as_str).map(str::to_string);
                 if let Some(rv) = p.get("resourceVersion").and_then(Value::as_str) {
-                    o.resource_version =
-                        Some(rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?);
+                    o.resource_version = Some(crate::request::parse_resource_version(rv)?);
                 }
             }
             if let Some(d) = b.get("dryRun").and_then(Value::as_array) {

@@ -133,7 +133,7 @@ pub async fn start(state: &Arc<ApiState>, def: Arc<ResourceDef>, ns: &str, q: &Q
         "" => (WatchStart::Snapshot, state.cache.wait_fresh().await?),
         "0" => (WatchStart::Snapshot, state.cache.revision()),
         n => {
-            let n: i64 = n.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {n}")))?;
+            let n = crate::request::parse_resource_version(n)?;
             if n > state.cache.revision() {
                 // A version from the future (another server's, or not yet in the cache).
                 let mut waited = 0;

@@ -97,6 +97,72 @@ fn unknown_paths_and_methods() {
 }
 
 #[test]
+fn unparsable_resource_versions_get_400() {
+    let s = server();
+    assert_eq!(curl(&s, "POST", CMS, "application/json", Some(br#"{"metadata":{"name":"rv"}}"#)).0, 201);
+    for path in [
+        format!("{CMS}?resourceVersion=abc"),
+        format!("{CMS}?resourceVersion=abc&watch=true"),
+        format!("{CMS}/rv?resourceVersion=-1"),
+        format!("{CMS}?resourceVersion=99999999999999999999999"),
+    ] {
+        let (code, status) = curl(&s, "GET", &path, "application/json", None);
+        assert_eq!((code, status["reason"].as_str()), (400, Some("BadRequest")), "{path}: {status}");
+        assert!(status["message"].as_str().unwrap_or("").starts_with("invalid resource version: resourceVersion: Invalid value: "), "{status}");
+    }
+    let (code, status) = curl(&s, "PUT", &format!("{CMS}/rv"), "application/json", Some(br#"{"metadata":{"name":"rv","resourceVersion":"x1"}}"#));
+    assert_eq!(code, 400, "{status}");
+}
+
+/// Status bodies byte for byte as kube-apiserver writes them: the Go struct's field order and a
+/// trailing newline (clients print them; some compare them).
+#[test]
+fn status_bodies_as_upstream_writes_them() {
+    let s = server();
+    let out = s.admin_curl().args(["-s", "--http1.1"]).arg(s.url(&format!("{CMS}/nope"))).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"configmaps \\\"nope\\\" not found\",\"reason\":\"NotFound\",\"details\":{\"name\":\"nope\",\"kind\":\"configmaps\"},\"code\":404}\n"
+    );
+    // A deletion that completes answers Status Success (no code: Go's omitempty) for most kinds,
+    curl(&s, "POST", CMS, "application/json", Some(br#"{"metadata":{"name":"gone"}}"#));
+    let (code, status) = curl(&s, "DELETE", &format!("{CMS}/gone"), "application/json", None);
+    assert_eq!((code, status["kind"].as_str(), status["status"].as_str()), (200, Some("Status"), Some("Success")), "{status}");
+    assert_eq!(status["details"]["name"], "gone");
+    assert!(status.get("code").is_none(), "{status}");
+    // and the deleted object for the registries with ReturnDeletedObject (services, pods, ...).
+    let svc = br#"{"metadata":{"name":"web"},"spec":{"ports":[{"port":80}]}}"#;
+    assert_eq!(curl(&s, "POST", "/api/v1/namespaces/default/services", "application/json", Some(svc)).0, 201);
+    let (code, deleted) = curl(&s, "DELETE", "/api/v1/namespaces/default/services/web", "application/json", None);
+    assert_eq!((code, deleted["kind"].as_str(), deleted["metadata"]["name"].as_str()), (200, Some("Service"), Some("web")), "{deleted}");
+    let sa = br#"{"metadata":{"name":"robot"}}"#;
+    assert_eq!(curl(&s, "POST", "/api/v1/namespaces/default/serviceaccounts", "application/json", Some(sa)).0, 201);
+    let (_, deleted) = curl(&s, "DELETE", "/api/v1/namespaces/default/serviceaccounts/robot", "application/json", None);
+    assert_eq!(deleted["kind"], "ServiceAccount", "{deleted}");
+}
+
+/// A client that sends its whole oversized body before reading (as Python's urllib3 does, with
+/// no Expect: 100-continue) gets the 413 Status, not a reset connection.
+#[test]
+fn oversized_bodies_sent_whole_get_413() {
+    let s = server();
+    let big = format!(r#"{{"metadata":{{"name":"big"}},"data":{{"x":"{}"}}}}"#, "y".repeat(4 * 1024 * 1024));
+    let f = s.dir.path().join("big-body");
+    std::fs::write(&f, &big).unwrap();
+    // curl sends Expect: 100-continue for large bodies unless told not to.
+    let out = s
+        .admin_curl()
+        .args(["-s", "--http1.1", "-o", "-", "-w", "\n%{http_code}", "-X", "POST", "-H", "Expect:", "-H", "Content-Type: application/json"])
+        .arg("--data-binary")
+        .arg(format!("@{}", f.display()))
+        .arg(s.url(CMS))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("\n413") && text.contains("Request entity too large: limit is 3145728"), "curl exit {:?}: {text}", out.status.code());
+}
+
+#[test]
 fn clients_that_vanish_mid_request_or_mid_watch_do_no_harm() {
     let s = server();
     // Half a TLS handshake, then nothing.

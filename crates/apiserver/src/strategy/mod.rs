@@ -3,6 +3,7 @@
 //! the generic behaviour (metadata validation only).
 
 mod apps;
+mod cluster;
 mod core;
 
 use serde_json::{Map, Value};
@@ -11,6 +12,7 @@ use timonier_api::resources::ResourceDef;
 use crate::error::FieldError;
 use crate::validation::{validate_metadata, NameRule};
 
+pub use self::cluster::{with_requester, SYSTEM_PRIORITY_CLASSES};
 pub use self::core::pod_qos_class;
 
 /// Mutable access to `obj[path...]` as an object, creating empty objects on the way.
@@ -50,6 +52,8 @@ pub fn name_rule(def: &ResourceDef) -> NameRule {
         ("", "Namespace") => NameRule::Label,
         ("", "Service") => NameRule::Dns1035,
         ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
+        // IPv6 addresses have colons; cluster::validate_ip_address checks the address itself.
+        ("flowcontrol.apiserver.k8s.io", _) | ("networking.k8s.io", "IPAddress") => NameRule::PathSegment,
         _ => NameRule::Subdomain,
     }
 }
@@ -65,6 +69,8 @@ pub fn has_generation(def: &ResourceDef) -> bool {
             | ("autoscaling", _)
             | ("networking.k8s.io", "Ingress" | "NetworkPolicy")
             | ("apiextensions.k8s.io", _)
+            | ("admissionregistration.k8s.io", _)
+            | ("flowcontrol.apiserver.k8s.io", _)
     )
 }
 
@@ -97,6 +103,14 @@ pub fn default(def: &ResourceDef, obj: &mut Value) {
         ("apps", "DaemonSet") => apps::default_daemonset(obj),
         ("batch", "Job") => apps::default_job(obj),
         ("batch", "CronJob") => apps::default_cronjob(obj),
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => cluster::default_webhooks(obj, true),
+        ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => cluster::default_webhooks(obj, false),
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => cluster::default_admission_policy(obj),
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => cluster::default_admission_policy_binding(obj),
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema") => cluster::default_flow_schema(obj),
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => cluster::default_priority_level(obj),
+        ("scheduling.k8s.io", "PriorityClass") => cluster::default_priority_class(obj),
+        ("storage.k8s.io", "CSIDriver") => cluster::default_csi_driver(obj),
         _ => {}
     }
 }
@@ -105,6 +119,9 @@ pub fn default(def: &ResourceDef, obj: &mut Value) {
 pub fn prepare_for_create(def: &ResourceDef, obj: &mut Value) {
     if is(def, "apiextensions.k8s.io", "CustomResourceDefinition") {
         crate::crd::prepare_crd(obj);
+    }
+    if is(def, "certificates.k8s.io", "CertificateSigningRequest") {
+        cluster::prepare_csr(obj);
     }
     let Some(m) = obj.as_object_mut() else { return };
     if has_generation(def) {
@@ -172,6 +189,21 @@ pub fn validate(def: &ResourceDef, obj: &Value) -> Vec<FieldError> {
         }
         ("batch", "Job") => errs.extend(apps::validate_job(obj)),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => errs.extend(crate::crd::validate_crd(obj)),
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => errs.extend(cluster::validate_webhooks(obj, true)),
+        ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => errs.extend(cluster::validate_webhooks(obj, false)),
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => errs.extend(cluster::validate_admission_policy(obj)),
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => errs.extend(cluster::validate_admission_policy_binding(obj)),
+        ("certificates.k8s.io", "CertificateSigningRequest") => errs.extend(cluster::validate_csr(obj)),
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema") => errs.extend(cluster::validate_flow_schema(obj)),
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => errs.extend(cluster::validate_priority_level(obj)),
+        ("networking.k8s.io", "ServiceCIDR") => errs.extend(cluster::validate_service_cidr(obj)),
+        ("networking.k8s.io", "IPAddress") => errs.extend(cluster::validate_ip_address(obj)),
+        ("node.k8s.io", "RuntimeClass") => errs.extend(cluster::validate_runtime_class(obj)),
+        ("scheduling.k8s.io", "PriorityClass") => errs.extend(cluster::validate_priority_class(obj)),
+        ("storage.k8s.io", "CSIDriver") => errs.extend(cluster::validate_csi_driver(obj)),
+        ("storage.k8s.io", "CSINode") => errs.extend(cluster::validate_csi_node(obj)),
+        ("storage.k8s.io", "CSIStorageCapacity") => errs.extend(cluster::validate_csi_storage_capacity(obj)),
+        ("storage.k8s.io", "VolumeAttachment") => errs.extend(cluster::validate_volume_attachment(obj)),
         _ => {}
     }
     errs
@@ -193,6 +225,15 @@ pub fn validate_update(def: &ResourceDef, new: &Value, old: &Value) -> Vec<Field
     }
     if is(def, "", "Service") {
         errs.extend(core::validate_service_update(new, old));
+    }
+    match (def.group.as_str(), def.kind.as_str()) {
+        ("certificates.k8s.io", "CertificateSigningRequest") => errs.extend(cluster::validate_csr_update(new, old)),
+        ("networking.k8s.io", "ServiceCIDR") => errs.extend(cluster::validate_service_cidr_update(new, old)),
+        ("scheduling.k8s.io", "PriorityClass") => errs.extend(cluster::validate_priority_class_update(new, old)),
+        ("storage.k8s.io", "CSIStorageCapacity") => errs.extend(cluster::validate_csi_storage_capacity_update(new, old)),
+        ("storage.k8s.io", "VolumeAttachment") => errs.extend(cluster::validate_volume_attachment_update(new, old)),
+        ("node.k8s.io", kind @ "RuntimeClass") | ("networking.k8s.io", kind @ "IPAddress") => errs.extend(cluster::validate_immutable_parts(kind, new, old)),
+        _ => {}
     }
     errs
 }

@@ -47,4 +47,22 @@ try:
     raise SystemExit("expected 404")
 except client.exceptions.ApiException as e:
     assert e.status == 404, e.status
+
+# DELETE answers as upstream: the deleted object for registries with ReturnDeletedObject
+# (the client decodes a Service delete as a V1Service), a Status for the rest.
+svc = client.V1Service(metadata=client.V1ObjectMeta(name="py-svc"), spec=client.V1ServiceSpec(ports=[client.V1ServicePort(port=80)]))
+core.create_namespaced_service("default", svc)
+deleted = core.delete_namespaced_service("py-svc", "default")
+assert isinstance(deleted, client.V1Service) and deleted.metadata.name == "py-svc", deleted
+core.create_namespaced_config_map("default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="py-gone")))
+status = core.delete_namespaced_config_map("py-gone", "default")
+status = status if isinstance(status, dict) else status.to_dict()
+assert status["status"] == "Success" and status["details"]["name"] == "py-gone", status
+
+# A body over 3 MiB: a 413 Status, not a dropped connection.
+try:
+    core.create_namespaced_config_map("default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="py-big"), data={"x": "y" * (4 * 1024 * 1024)}))
+    raise SystemExit("expected 413")
+except client.exceptions.ApiException as e:
+    assert e.status == 413 and "Request entity too large" in e.body, (e.status, e.body)
 print("python client: ok")
