@@ -94,6 +94,9 @@ pub struct PodView<'a> {
     pub readiness_gates: Vec<String>,
     pub previous_conditions: Vec<Value>,
     pub now: String,
+    /// The pod is being deleted and its containers were stopped for good: its phase is
+    /// terminal whatever the restart policy (upstream's `podIsTerminal`).
+    pub terminating: bool,
 }
 
 /// The phase by upstream's rules: Pending until every init container succeeded and no app
@@ -133,7 +136,13 @@ pub fn phase(v: &PodView) -> &'static str {
     } else if running > 0 {
         "Running"
     } else if stopped > 0 {
-        if v.restart_policy == "Always" {
+        if v.terminating {
+            if succeeded == stopped {
+                "Succeeded"
+            } else {
+                "Failed"
+            }
+        } else if v.restart_policy == "Always" {
             "Running"
         } else if succeeded == stopped {
             "Succeeded"
@@ -267,6 +276,7 @@ mod tests {
             readiness_gates: vec![],
             previous_conditions: vec![],
             now: "now".into(),
+            terminating: false,
         }
     }
 
@@ -285,6 +295,10 @@ mod tests {
         assert_eq!(phase(&pod("Always", vec![], vec![view("a", State::waiting("CrashLoopBackOff", None), Some(term(1)))])), "Running");
         assert_eq!(phase(&pod("Always", vec![view("i", running, None)], vec![view("a", State::waiting("PodInitializing", None), None)])), "Pending");
         assert_eq!(phase(&pod("Never", vec![view("i", term(2), None)], vec![view("a", State::waiting("PodInitializing", None), None)])), "Failed");
+        // Deleted and stopped: terminal whatever the restart policy.
+        let stopped = |code| PodView { terminating: true, ..pod("Always", vec![], vec![view("a", term(code), None)]) };
+        assert_eq!(phase(&stopped(0)), "Succeeded");
+        assert_eq!(phase(&stopped(143)), "Failed");
     }
 
     #[test]

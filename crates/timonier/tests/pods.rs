@@ -383,6 +383,33 @@ fn deleted_pods_leave_nothing_behind() {
     assert!(!Path::new("/sys/fs/cgroup/memory/timonier").exists() || std::fs::read_dir("/sys/fs/cgroup/memory/timonier").unwrap().flatten().all(|e| !e.path().is_dir()));
 }
 
+/// A graceful delete stops the containers, then shows the pod's final status (terminated,
+/// not Ready, a terminal phase) before the object goes, so `kubectl wait --for=condition=
+/// Ready=false` and clients watching for the exit code see it.
+#[test]
+fn graceful_deletion_shows_the_final_status() {
+    let _g = lock();
+    let node = Node::start();
+    let k = &node.kubectl;
+    let script = "    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 0.1; done\"]\n";
+    node.apply(&pod_yaml("graceful", "busybox", "", script));
+    node.wait_phase("graceful", "Running");
+    node.wait("graceful Ready", Duration::from_secs(30), |k| k.run(&["get", "pod", "graceful", "-o", "jsonpath={.status.containerStatuses[0].ready}"]).stdout == "true");
+    let format = "jsonpath={.status.phase} {.status.conditions[?(@.type==\"Ready\")].status} {.status.containerStatuses[0].state.terminated.exitCode}{\"\\n\"}";
+    let mut watch = k.command(&["get", "pod", "graceful", "--watch", "-o", format]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    k.run(&["delete", "pod", "graceful", "--grace-period=10", "--wait=false"]).ok();
+    let waited = k.run(&["wait", "--for=condition=Ready=false", "pod/graceful", "--timeout=10s"]);
+    node.wait("graceful gone", Duration::from_secs(20), |k| k.run(&["get", "pod", "graceful"]).code != 0);
+    let _ = watch.kill();
+    let out = watch.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    // The last state before deletion: exited 0 on SIGTERM, so Succeeded, Ready False.
+    assert!(seen.lines().any(|l| l.trim() == "Succeeded False 0"), "watched:\n{seen}");
+    // `kubectl wait` saw Ready=false (or, had it been late, the pod already gone).
+    assert!(waited.code == 0 || waited.stderr.contains("not found"), "{}", waited.stderr);
+}
+
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![];
     if let Ok(rd) = std::fs::read_dir(dir) {

@@ -98,6 +98,8 @@ struct Worker {
     /// Service-account tokens of projected volumes and when to renew them.
     tokens: HashMap<(String, String), (String, Instant)>,
     volumes_refreshed: Instant,
+    /// Set once a deleted pod's containers were stopped: the status posted is the final one.
+    terminating: bool,
 }
 
 /// How often a running pod's configMap, secret, downwardAPI and projected volumes are
@@ -129,6 +131,7 @@ pub async fn run_worker(node: Arc<NodeRuntime>, uid: String, mut rx: watch::Rece
         killing: Default::default(),
         tokens: HashMap::new(),
         volumes_refreshed: Instant::now(),
+        terminating: false,
     };
     loop {
         let latest = rx.borrow_and_update().clone();
@@ -618,6 +621,7 @@ impl Worker {
             readiness_gates: spec.readiness_gates.iter().flatten().map(|g| g.condition_type.clone()).collect(),
             previous_conditions: previous,
             now: crate::now_rfc3339(),
+            terminating: self.terminating,
         };
         let status = status::pod_status(&view);
         let phase = status["phase"].as_str().unwrap_or("Pending").to_string();
@@ -677,7 +681,8 @@ impl Worker {
         let started = Instant::now();
         self.run_pre_stop_hooks(Duration::from_secs(grace)).await;
         let left = grace.saturating_sub(started.elapsed().as_secs());
-        self.stop_sandbox(left).await;
+        self.stop_containers(left).await;
+        self.stop_sandbox(0).await;
         let pods: Api<Pod> = Api::namespaced(self.node.config.client.clone(), &self.ns());
         let dp = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(Preconditions { uid: Some(self.uid.clone()), resource_version: None }), ..Default::default() };
         if let Err(e) = pods.delete(self.pod.metadata.name.as_deref().unwrap_or(""), &dp).await {
@@ -686,6 +691,28 @@ impl Worker {
             }
         }
         self.teardown(0).await;
+    }
+
+    /// Stops the running containers together (SIGTERM, `grace` seconds, SIGKILL) and posts the
+    /// pod's final status — containers terminated, not ready, a terminal phase — before the
+    /// object goes, as upstream's status manager does: clients waiting for `Ready=false` or
+    /// for the exit codes see them.
+    async fn stop_containers(&mut self, grace: u64) {
+        let Some(shim) = self.shim.clone() else { return };
+        let Ok(states) = shim.status().await else { return };
+        let stops = states.iter().filter(|s| s.running).map(|s| stop_container(shim.clone(), s.id.clone(), grace));
+        futures::future::join_all(stops).await;
+        // SIGKILLed containers take a moment to be reaped.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut states = shim.status().await.unwrap_or_default();
+        while states.iter().any(|s| s.running) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            states = shim.status().await.unwrap_or_default();
+        }
+        let running: HashMap<String, ContainerState> = states.into_iter().map(|s| (s.id.clone(), s)).collect();
+        self.waiting.clear();
+        self.terminating = true;
+        self.post_status(&running, false).await;
     }
 
     /// Runs the preStop hooks of the running containers, together, within `budget`.
