@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 #[derive(clap::Args, Clone)]
 pub struct ClusterArgs {
@@ -27,7 +27,20 @@ pub struct StartArgs {
     /// Run the control plane only (no pods run on this machine).
     #[arg(long)]
     pub disable_agent: bool,
+    /// Static bearer tokens: CSV lines `token,user,uid,"group1,group2"`.
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
+    /// Extra names or addresses for the API server's certificate.
+    #[arg(long)]
+    pub tls_san: Vec<String>,
+    #[command(flatten)]
+    pub node: crate::agent::NodeArgs,
 }
+
+/// The cluster DNS Service's address (`kube-system/kube-dns`), which pods resolve through.
+const CLUSTER_DNS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 96, 0, 10);
+/// How long `start` waits for each step before it gives up and shows the server's log.
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn home() -> PathBuf {
     std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
@@ -64,6 +77,8 @@ fn running_pid(dir: &Path) -> Option<i32> {
     (alive && ours).then_some(pid)
 }
 
+/// Starts the server detached and returns once the cluster is usable — the API answering, the
+/// node Ready, cluster DNS answering — printing each step with its time, as `minikube start`.
 pub fn start(args: StartArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let dir = data_dir(&args.cluster);
@@ -72,10 +87,12 @@ pub fn start(args: StartArgs) -> anyhow::Result<()> {
     if let Some(pid) = running_pid(&dir) {
         merge_kubeconfig(&kubeconfig, &user_kubeconfig())?;
         println!("timonier is already running (pid {pid}); kubectl is configured to use \"timonier\"");
+        kubectl_hint();
         return Ok(());
     }
-    let _ = std::fs::remove_file(dir.join("ready"));
-    let log = std::fs::File::create(dir.join("server.log")).with_context(|| format!("cannot create {}", dir.join("server.log").display()))?;
+    println!("* Starting the control plane{} (state in {})", if args.disable_agent { "" } else { " and the node agent" }, dir.display());
+    let log_path = dir.join("server.log");
+    let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
     let exe = std::env::current_exe().context("cannot find the timonier binary")?;
     let mut cmd = Command::new(exe);
     cmd.arg("server")
@@ -87,7 +104,7 @@ pub fn start(args: StartArgs) -> anyhow::Result<()> {
         .arg(&args.datastore)
         .arg("--write-kubeconfig")
         .arg(&kubeconfig)
-        .args(args.disable_agent.then_some("--disable-agent"))
+        .args(server_args(&args))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -98,26 +115,144 @@ pub fn start(args: StartArgs) -> anyhow::Result<()> {
     }
     let mut child = cmd.spawn().context("cannot start the server")?;
     std::fs::write(pid_file(&dir), child.id().to_string())?;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let step = |what: &str| println!("* {what} ({:.1} s)", started.elapsed().as_secs_f64());
+    let failed = |child: &mut std::process::Child, what: &str| -> anyhow::Error {
+        let tail = log_tail(&log_path);
+        match child.try_wait() {
+            Ok(Some(status)) => anyhow::anyhow!("the server exited ({status}); the end of {}:\n{tail}", log_path.display()),
+            _ => anyhow::anyhow!("{what} within {} s; the end of {}:\n{tail}", STEP_TIMEOUT.as_secs(), log_path.display()),
+        }
+    };
+
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.secure_port));
+    let api_ready = || {
+        std::fs::read_to_string(&log_path).unwrap_or_default().contains("API server ready")
+            && std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+    };
+    if !wait_until(&mut child, api_ready) {
+        return Err(failed(&mut child, "the API server did not become ready"));
+    }
+    step(&format!("API server ready at https://{addr}"));
+
+    if !args.disable_agent {
+        let text = std::fs::read_to_string(&kubeconfig).with_context(|| format!("cannot read {}", kubeconfig.display()))?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
+        let client = rt.block_on(crate::agent::client_from_kubeconfig(&text))?.0;
+        let mut node = None;
+        let node_ready = || {
+            node = rt.block_on(ready_node(&client, args.node.node_name.as_deref()));
+            node.is_some()
+        };
+        if !wait_until(&mut child, node_ready) {
+            return Err(failed(&mut child, "no node became Ready"));
+        }
+        step(&format!("Node {:?} Ready", node.unwrap_or_default()));
+        if !wait_until(&mut child, || dns_answers(CLUSTER_DNS, "kubernetes.default.svc.cluster.local")) {
+            return Err(failed(&mut child, &format!("the cluster DNS at {CLUSTER_DNS} did not answer")));
+        }
+        step(&format!("Cluster DNS answering at {CLUSTER_DNS}"));
+    }
+    merge_kubeconfig(&kubeconfig, &user_kubeconfig())?;
+    step("Done! kubectl is now configured to use \"timonier\" cluster and \"default\" namespace by default");
+    kubectl_hint();
+    Ok(())
+}
+
+/// The `server` flags that `start` passes on as they are.
+fn server_args(args: &StartArgs) -> Vec<std::ffi::OsString> {
+    let mut out: Vec<std::ffi::OsString> = Vec::new();
+    let mut flag = |name: &str, value: &dyn AsRef<std::ffi::OsStr>| {
+        out.push(name.into());
+        out.push(value.as_ref().to_os_string());
+    };
+    let node = &args.node;
+    if let Some(f) = &args.token_auth_file {
+        flag("--token-auth-file", f);
+    }
+    for san in &args.tls_san {
+        flag("--tls-san", san);
+    }
+    if let Some(n) = &node.node_name {
+        flag("--node-name", n);
+    }
+    if let Some(ip) = node.node_ip {
+        flag("--node-ip", &ip.to_string());
+    }
+    if let Some(f) = &node.registry_config {
+        flag("--registry-config", f);
+    }
+    flag("--kubelet-port", &node.kubelet_port.to_string());
+    flag("--bridge", &node.bridge);
+    if args.disable_agent {
+        out.push("--disable-agent".into());
+    }
+    out
+}
+
+/// Polls `ready` until it holds, the server exits, or `STEP_TIMEOUT` passes.
+fn wait_until(child: &mut std::process::Child, mut ready: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + STEP_TIMEOUT;
     loop {
-        if let Some(status) = child.try_wait()? {
-            let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(10).collect();
-            bail!("the server exited ({status}); the end of {}:\n{}", dir.join("server.log").display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        if ready() {
+            return true;
         }
-        let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-        if log.contains("API server ready") && std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("the server did not become ready within 60 s; see {}", dir.join("server.log").display());
+        if Instant::now() > deadline || !matches!(child.try_wait(), Ok(None)) {
+            return false;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    merge_kubeconfig(&kubeconfig, &user_kubeconfig())?;
-    println!("Done! kubectl is now configured to use \"timonier\" cluster (ready in {:.1} s)", started.elapsed().as_secs_f64());
-    Ok(())
+}
+
+fn log_tail(path: &Path) -> String {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(10).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
+/// The name of a Ready node (`name`, or any when none is given).
+async fn ready_node(client: &kube::Client, name: Option<&str>) -> Option<String> {
+    use k8s_openapi::api::core::v1::Node;
+    let nodes: kube::Api<Node> = kube::Api::all(client.clone());
+    let list = nodes.list(&Default::default()).await.ok()?;
+    list.items.into_iter().find_map(|n| {
+        let node_name = n.metadata.name.clone()?;
+        let ready = n.status?.conditions?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+        (ready && name.is_none_or(|want| want == node_name)).then_some(node_name)
+    })
+}
+
+/// Whether a DNS server answers an A query for `name` with at least one address.
+fn dns_answers(server: std::net::Ipv4Addr, name: &str) -> bool {
+    let query = || -> std::io::Result<bool> {
+        let socket = std::net::UdpSocket::bind(("0.0.0.0", 0))?;
+        socket.set_read_timeout(Some(Duration::from_millis(300)))?;
+        let id = (std::process::id() as u16).to_be_bytes();
+        // Header: id, recursion desired, one question.
+        let mut q = vec![id[0], id[1], 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in name.split('.') {
+            q.push(label.len() as u8);
+            q.extend_from_slice(label.as_bytes());
+        }
+        q.extend_from_slice(&[0, 0, 1, 0, 1]); // root, type A, class IN
+        socket.send_to(&q, (server, 53))?;
+        let mut buf = [0u8; 512];
+        let n = socket.recv(&mut buf)?;
+        // Same id, a response, no error, at least one answer.
+        Ok(n >= 12 && buf[..2] == id && buf[2] & 0x80 != 0 && buf[3] & 0x0f == 0 && u16::from_be_bytes([buf[6], buf[7]]) > 0)
+    };
+    query().unwrap_or(false)
+}
+
+/// A fresh machine has no kubectl: say how to get it, as minikube offers `minikube kubectl`.
+fn kubectl_hint() {
+    let on_path = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("kubectl").is_file()));
+    if !on_path {
+        println!(
+            "! kubectl is not on your PATH. Install it as the Kubernetes documentation says \
+             (https://kubernetes.io/docs/tasks/tools/install-kubectl-linux/):\n    \
+             curl -LO https://dl.k8s.io/release/v1.33.5/bin/linux/amd64/kubectl && sudo install -m 0755 kubectl /usr/local/bin/kubectl"
+        );
+    }
 }
 
 pub fn stop(args: ClusterArgs) -> anyhow::Result<()> {
@@ -156,16 +291,55 @@ pub fn delete(args: ClusterArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The cluster's state as `minikube status` prints it; the exit code has a bit per part that
+/// is not running (1 the host process, 2 the node agent, 4 the API server), so 7 = stopped.
 pub fn status(args: ClusterArgs) -> anyhow::Result<()> {
     let dir = data_dir(&args);
-    match running_pid(&dir) {
-        Some(pid) => println!("timonier: Running (pid {pid}, data in {})", dir.display()),
-        None => {
-            println!("timonier: Stopped");
-            std::process::exit(7);
+    let kubeconfig = dir.join("kubeconfig");
+    let pid = running_pid(&dir);
+    let (mut apiserver, mut kubelet, mut agent_wanted) = (false, false, true);
+    if pid.is_some() {
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.unwrap_or_default())).unwrap_or_default();
+        agent_wanted = !cmdline.split(|b| *b == 0).any(|a| a == b"--disable-agent");
+        if let Ok(text) = std::fs::read_to_string(&kubeconfig) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
+            rt.block_on(async {
+                if let Ok((client, _)) = crate::agent::client_from_kubeconfig(&text).await {
+                    if let Ok(req) = http::Request::get("/readyz").body(Vec::new()) {
+                        apiserver = client.request_text(req).await.is_ok_and(|t| t.trim() == "ok");
+                    }
+                    kubelet = apiserver && agent_wanted && ready_node(&client, None).await.is_some();
+                }
+            });
         }
     }
+    let configured = kubeconfig_points_at(&user_kubeconfig(), &kubeconfig);
+    let word = |up: bool| if up { "Running" } else { "Stopped" };
+    println!("timonier");
+    println!("type: Control Plane");
+    println!("host: {}", word(pid.is_some()));
+    println!("kubelet: {}", if pid.is_some() && !agent_wanted { "Disabled" } else { word(kubelet) });
+    println!("apiserver: {}", word(apiserver));
+    println!("kubeconfig: {}", if configured { "Configured" } else { "Misconfigured" });
+    if let Some(pid) = pid {
+        println!("pid: {pid}\ndata: {}", dir.display());
+    }
+    let code = (pid.is_none() as i32) | ((agent_wanted && !kubelet) as i32) << 1 | (!apiserver as i32) << 2;
+    if code != 0 {
+        std::process::exit(code);
+    }
     Ok(())
+}
+
+/// Whether the user's kubeconfig has the `timonier` cluster with this cluster's server URL.
+fn kubeconfig_points_at(user: &Path, ours: &Path) -> bool {
+    let server = |cfg: &Yaml| -> Option<String> {
+        cfg.get("clusters")?.as_sequence()?.iter().find(|c| c.get("name").and_then(Yaml::as_str) == Some("timonier"))?.get("cluster")?.get("server")?.as_str().map(str::to_string)
+    };
+    match (load_yaml(user).ok(), load_yaml(ours).ok()) {
+        (Some(u), Some(o)) => server(&u).is_some() && server(&u) == server(&o),
+        _ => false,
+    }
 }
 
 type Yaml = serde_yaml::Value;

@@ -38,7 +38,11 @@ fn start_status_stop_delete() {
     let _stop = Stop(home.path(), d);
 
     let status = timonier(home.path(), &["status", "--data-dir", d]);
-    assert!(String::from_utf8_lossy(&status.stdout).contains("Running"));
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    for line in ["host: Running", "kubelet: Disabled", "apiserver: Running", "kubeconfig: Configured"] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
     // Starting again is harmless.
     assert!(timonier(home.path(), &["start", "--data-dir", d, "--secure-port", &port, "--disable-agent"]).status.success());
 
@@ -54,13 +58,50 @@ fn start_status_stop_delete() {
 
     assert!(timonier(home.path(), &["stop", "--data-dir", d]).status.success());
     let status = timonier(home.path(), &["status", "--data-dir", d]);
-    assert!(!status.status.success() && String::from_utf8_lossy(&status.stdout).contains("Stopped"));
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status.status.code(), Some(7), "{text}");
+    assert!(text.contains("host: Stopped") && text.contains("apiserver: Stopped"), "{text}");
     // State survives a stop/start.
     assert!(timonier(home.path(), &["start", "--data-dir", d, "--secure-port", &port, "--disable-agent"]).status.success());
     assert!(timonier(home.path(), &["delete", "--data-dir", d]).status.success());
     assert!(!dir.exists());
     let cfg = std::fs::read_to_string(home.path().join(".kube/config")).unwrap();
     assert!(!cfg.contains("timonier") && cfg.contains("name: other"), "{cfg}");
+}
+
+/// `start` with its node agent returns once the cluster is usable, and says so step by step;
+/// `status` then reports every part running.
+#[test]
+fn start_waits_for_the_node_and_dns() {
+    let home = timonier_testkit::temp_dir("timonier-home-");
+    let dir = home.path().join("cluster");
+    let d = dir.to_str().unwrap();
+    let (port, kubelet_port) = (timonier_testkit::free_port().to_string(), timonier_testkit::free_port().to_string());
+    struct Delete<'a>(&'a std::path::Path, &'a str);
+    impl Drop for Delete<'_> {
+        fn drop(&mut self) {
+            let _ = timonier(self.0, &["delete", "--data-dir", self.1]);
+        }
+    }
+    let _delete = Delete(home.path(), d);
+    let out = timonier(
+        home.path(),
+        &["start", "--data-dir", d, "--secure-port", &port, "--kubelet-port", &kubelet_port, "--bridge", "tmnrcli0", "--node-name", "cli-node", "--node-ip", "127.0.0.1"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let steps: Vec<&str> = text.lines().filter(|l| l.starts_with("* ")).collect();
+    assert_eq!(steps.len(), 5, "{text}");
+    assert!(steps[1].starts_with(&format!("* API server ready at https://127.0.0.1:{port} (")), "{text}");
+    assert!(steps[2].starts_with("* Node \"cli-node\" Ready ("), "{text}");
+    assert!(steps[3].starts_with("* Cluster DNS answering at 10.96.0.10 ("), "{text}");
+    assert!(steps[4].starts_with("* Done! kubectl is now configured to use \"timonier\""), "{text}");
+    let status = timonier(home.path(), &["status", "--data-dir", d]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    for line in ["host: Running", "kubelet: Running", "apiserver: Running", "kubeconfig: Configured"] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
 }
 
 /// A one-layer docker archive (`docker save` format) holding busybox, made in memory.
