@@ -181,12 +181,34 @@ const BUILTIN: &[Spec] = &[
     spec!("networking.k8s.io", "v1", "IngressClass", "ingressclasses", &[], CLUSTER, false, &[]),
     spec!("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", &["netpol"], NS, false, &[]),
     spec!("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", &["crd", "crds"], CLUSTER, false, &["status"]),
+    // Served and stored like upstream; what kube-apiserver does with them beyond storing is
+    // later work: the webhooks and policies are not called or evaluated at admission yet,
+    // certificate requests are not signed, flow control does not limit requests, and the
+    // Service allocator does not read ServiceCIDRs or write IPAddresses.
+    spec!("", "v1", "Binding", "bindings", &[], NS, false, &[], &["create"], ""),
+    spec!("", "v1", "ComponentStatus", "componentstatuses", &["cs"], CLUSTER, false, &[], &["get", "list"], ""),
+    spec!("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", &[], CLUSTER, false, &[]),
+    spec!("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy", "validatingadmissionpolicies", &[], CLUSTER, false, &["status"]),
+    spec!("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings", &[], CLUSTER, false, &[]),
+    spec!("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations", &[], CLUSTER, false, &[]),
+    spec!("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", &["csr"], CLUSTER, false, &["approval", "status"]),
+    spec!("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema", "flowschemas", &[], CLUSTER, false, &["status"]),
+    spec!("flowcontrol.apiserver.k8s.io", "v1", "PriorityLevelConfiguration", "prioritylevelconfigurations", &[], CLUSTER, false, &["status"]),
+    spec!("networking.k8s.io", "v1", "IPAddress", "ipaddresses", &["ip"], CLUSTER, false, &[]),
+    spec!("networking.k8s.io", "v1", "ServiceCIDR", "servicecidrs", &[], CLUSTER, false, &["status"]),
+    spec!("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", &[], CLUSTER, false, &[]),
+    spec!("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", &["pc"], CLUSTER, false, &[]),
+    spec!("storage.k8s.io", "v1", "CSIDriver", "csidrivers", &[], CLUSTER, false, &[]),
+    spec!("storage.k8s.io", "v1", "CSINode", "csinodes", &[], CLUSTER, false, &[]),
+    spec!("storage.k8s.io", "v1", "CSIStorageCapacity", "csistoragecapacities", &[], NS, false, &[]),
+    spec!("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", &[], CLUSTER, false, &["status"]),
     // Reviews: answered at once, never stored.
     spec!("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", &[], CLUSTER, false, &[], &["create"], ""),
     spec!("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", &[], CLUSTER, false, &[], &["create"], ""),
     spec!("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", &[], CLUSTER, false, &[], &["create"], ""),
     spec!("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews", &[], NS, false, &[], &["create"], ""),
     spec!("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", &[], CLUSTER, false, &[], &["create"], ""),
+    spec!("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", &[], CLUSTER, false, &[], &["create"], ""),
 ];
 
 /// Whether a resource is a custom resource (defined by a CRD), stored under its group.
@@ -197,6 +219,25 @@ pub fn is_custom(def: &ResourceDef) -> bool {
 /// Whether a resource is a review: created to get an answer, never stored.
 pub fn is_review(def: &ResourceDef) -> bool {
     matches!(def.group.as_str(), "authorization.k8s.io" | "authentication.k8s.io")
+}
+
+/// Whether a resource is answered by the server at request time and never stored (reviews,
+/// `componentstatuses`, `bindings`): the REST store and the watch cache have nothing of it.
+pub fn is_virtual(def: &ResourceDef) -> bool {
+    is_review(def) || (def.group.is_empty() && matches!(def.kind.as_str(), "ComponentStatus" | "Binding"))
+}
+
+/// The categories upstream gives a built-in resource (`kubectl get all`, `kubectl get
+/// api-extensions`): the kinds that extend the API carry `api-extensions`.
+fn categories(spec: &Spec) -> Vec<String> {
+    let mut out = Vec::new();
+    if spec.all {
+        out.push("all".to_string());
+    }
+    if spec.group == "admissionregistration.k8s.io" || spec.kind == "CustomResourceDefinition" {
+        out.push("api-extensions".to_string());
+    }
+    out
 }
 
 fn subresource(spec: &Spec, name: &str) -> Subresource {
@@ -210,6 +251,7 @@ fn subresource(spec: &Spec, name: &str) -> Subresource {
         "exec" | "attach" | "portforward" => ("", "v1", "PodExecOptions", &["create", "get"]),
         "proxy" => ("", "v1", spec.kind, &["create", "delete", "get", "patch", "update"]),
         "finalize" => ("", "v1", "Namespace", &["update"]),
+        "approval" => (spec.group, spec.version, spec.kind, &["get", "patch", "update"]),
         other => (spec.group, spec.version, other, &["get"]),
     };
     let kind = match name {
@@ -241,7 +283,7 @@ pub fn builtin() -> Vec<Arc<ResourceDef>> {
                 plural: s.plural.into(),
                 singular: s.kind.to_lowercase(),
                 short_names: s.short.iter().map(|n| n.to_string()).collect(),
-                categories: if s.all { vec!["all".into()] } else { vec![] },
+                categories: categories(s),
                 namespaced: s.namespaced,
                 verbs: s.verbs.iter().map(|v| v.to_string()).collect(),
                 subresources: s.subresources.iter().map(|n| subresource(s, n)).collect(),
@@ -268,6 +310,32 @@ mod tests {
         assert_eq!(deploy.subresource("scale").unwrap().kind, "Scale");
         let svc = all.iter().find(|r| r.plural == "services").unwrap();
         assert_eq!(svc.key("default", "kubernetes"), "/registry/services/specs/default/kubernetes");
+    }
+
+    #[test]
+    fn cluster_kinds_as_kube_apiserver_serves_them() {
+        let all = builtin();
+        let find = |g: &str, p: &str| all.iter().find(|r| r.group == g && r.plural == p).cloned().unwrap();
+        let csr = find("certificates.k8s.io", "certificatesigningrequests");
+        assert_eq!(csr.short_names, ["csr"]);
+        assert_eq!(csr.key("", "c1"), "/registry/certificatesigningrequests/c1");
+        assert_eq!(csr.subresource("approval").unwrap().kind, "CertificateSigningRequest");
+        assert_eq!(csr.subresource("approval").unwrap().verbs, ["get", "patch", "update"]);
+        let cap = find("storage.k8s.io", "csistoragecapacities");
+        assert!(cap.namespaced);
+        assert_eq!(cap.key("ns", "c"), "/registry/csistoragecapacities/ns/c");
+        assert_eq!(find("scheduling.k8s.io", "priorityclasses").key("", "p"), "/registry/priorityclasses/p");
+        assert_eq!(find("networking.k8s.io", "ipaddresses").short_names, ["ip"]);
+        assert_eq!(find("admissionregistration.k8s.io", "validatingwebhookconfigurations").categories, ["api-extensions"]);
+        assert_eq!(find("apiextensions.k8s.io", "customresourcedefinitions").categories, ["api-extensions"]);
+        assert_eq!(find("", "pods").categories, ["all"]);
+        let cs = find("", "componentstatuses");
+        assert_eq!((cs.short_names.clone(), cs.verbs.clone()), (vec!["cs".to_string()], vec!["get".to_string(), "list".to_string()]));
+        assert!(is_virtual(&cs) && is_virtual(&find("", "bindings")) && is_virtual(&find("authentication.k8s.io", "tokenreviews")));
+        assert!(!is_virtual(&find("", "pods")));
+        assert!(all.iter().all(|r| !is_custom(r)), "no built-in is stored as a custom resource");
+        // What kube-apiserver 1.33 serves by default, apiregistration's apiservices aside.
+        assert_eq!(all.len(), 59);
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub fn user_from_cert(der: &[u8]) -> Option<UserInfo> {
 #[derive(Debug, Clone, Default)]
 pub struct TokenFile {
     tokens: HashMap<String, UserInfo>,
+    /// The uid column of each token's user (what a TokenReview answers as `user.uid`).
+    uids: HashMap<String, String>,
 }
 
 impl TokenFile {
@@ -45,6 +47,7 @@ impl TokenFile {
 
     pub fn parse(text: &str) -> Result<TokenFile, String> {
         let mut tokens = HashMap::new();
+        let mut uids = HashMap::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -56,8 +59,9 @@ impl TokenFile {
             }
             let groups = fields.get(3).map(|g| g.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
             tokens.insert(fields[0].clone(), UserInfo { name: fields[1].clone(), groups }.with_authenticated());
+            uids.insert(fields[0].clone(), fields[2].clone());
         }
-        Ok(TokenFile { tokens })
+        Ok(TokenFile { tokens, uids })
     }
 
     pub fn insert(&mut self, token: &str, user: UserInfo) {
@@ -66,6 +70,11 @@ impl TokenFile {
 
     pub fn user(&self, token: &str) -> Option<UserInfo> {
         self.tokens.get(token).cloned()
+    }
+
+    /// The uid the token file gives the token's user ("" when none).
+    pub fn uid(&self, token: &str) -> &str {
+        self.uids.get(token).map_or("", String::as_str)
     }
 }
 
@@ -103,6 +112,7 @@ mod tests {
         assert_eq!(a.name, "alice");
         assert_eq!(a.groups, ["dev", "ops", "system:authenticated"]);
         assert_eq!(f.user("xyz").unwrap().groups, ["system:authenticated"]);
+        assert_eq!((f.uid("abc"), f.uid("xyz"), f.uid("nope")), ("1", "2", ""));
         assert!(f.user("nope").is_none());
         assert!(TokenFile::parse("lonely").is_err());
         assert_eq!(bearer(Some("Bearer abc")), Some("abc"));

@@ -1,6 +1,6 @@
 //! What exists from the first start: the four system namespaces, the `kubernetes` Service
-//! with its endpoints, and `kube-dns`; and the namespace lifecycle, which empties a deleted
-//! namespace and then removes it.
+//! with its endpoints, `kube-dns`, the system PriorityClasses and the default ServiceCIDR;
+//! and the namespace lifecycle, which empties a deleted namespace and then removes it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,7 +67,27 @@ pub async fn ensure(state: &Arc<ApiState>, secure_port: u16, advertise: &str) ->
         "endpoints": [{"addresses": [advertise], "conditions": {"ready": true}}],
         "ports": [{"name": "https", "port": secure_port, "protocol": "TCP"}],
     });
-    create_or_set(state, ("discovery.k8s.io", "v1", "endpointslices"), slice, &["endpoints", "ports"]).await
+    create_or_set(state, ("discovery.k8s.io", "v1", "endpointslices"), slice, &["endpoints", "ports"]).await?;
+    // Upstream's two reserved PriorityClasses, which system pods name.
+    let pc_def = state.def("scheduling.k8s.io", "v1", "priorityclasses")?;
+    for (name, value, description) in crate::strategy::SYSTEM_PRIORITY_CLASSES {
+        let pc = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name}, "value": value, "description": description});
+        create_if_absent(state, &pc_def, pc).await?;
+    }
+    // The default ServiceCIDR kube-apiserver makes from its Service range.
+    let cidr_def = state.def("networking.k8s.io", "v1", "servicecidrs")?;
+    let range = format!("{}/{}", std::net::Ipv4Addr::from(state.services.base), state.services.prefix);
+    let cidr = json!({"apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR", "metadata": {"name": "kubernetes"}, "spec": {"cidrs": [range]}});
+    create_if_absent(state, &cidr_def, cidr).await
+}
+
+/// Creates a cluster-scoped object unless one of that name exists (kept as its owner left it).
+async fn create_if_absent(state: &Arc<ApiState>, def: &Arc<timonier_api::resources::ResourceDef>, obj: Value) -> ApiResult<()> {
+    match state.create(def, "", obj, &WriteOptions::default()).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Creates `obj` in the default namespace, or sets `fields` of the one that exists to its

@@ -17,6 +17,7 @@ pub mod error;
 mod gc;
 mod handler;
 mod kubelet_proxy;
+mod live;
 mod negotiate;
 pub mod node_ipam;
 mod object_proxy;
@@ -148,6 +149,8 @@ impl Server {
         let sa_key = sa_token::TokenKey::load_or_create(&config.data_dir.join("pki"))?;
         let _ = state.sa_key.set(Arc::new(sa_key));
         let _ = state.ca_pem.set(pki.ca.cert_pem.clone());
+        let tokens = Arc::new(tokens);
+        let _ = state.tokens.set(tokens.clone());
         let advertise = if config.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { config.bind_address.to_string() };
         bootstrap::ensure(&state, addr.port(), &advertise).await.map_err(ServerError::Bootstrap)?;
         rbac::ensure_bootstrap_policy(&state).await.map_err(ServerError::Bootstrap)?;
@@ -159,7 +162,7 @@ impl Server {
         if let Some(path) = &config.write_kubeconfig {
             pki.write_kubeconfig(path, &format!("https://{url_host}:{}", addr.port()))?;
         }
-        Ok(Server { state, addr, pki, listener, tls, tokens: Arc::new(tokens) })
+        Ok(Server { state, addr, pki, listener, tls, tokens })
     }
 
     /// Serves until `shutdown` resolves.

@@ -250,10 +250,16 @@ impl ApiState {
     /// signature, not expired, for this API server, and the account (and the object it is
     /// bound to) still the one it was issued for.
     pub fn authenticate_sa_token(&self, token: &str) -> Option<UserInfo> {
+        self.verify_sa_token(token, &[ISSUER]).map(|(user, _)| user)
+    }
+
+    /// As `authenticate_sa_token`, for a token meant for one of `audiences` (a TokenReview may
+    /// ask for others than this server's); also returns the token's claims.
+    pub fn verify_sa_token(&self, token: &str, audiences: &[&str]) -> Option<(UserInfo, Value)> {
         let key = self.sa_key.get()?;
         let claims = key.verify(token)?;
         let now = now_secs();
-        let (ns, name) = sa_token::check_claims(&claims, now, &[ISSUER])?;
+        let (ns, name) = sa_token::check_claims(&claims, now, audiences)?;
         let k = claims.get("kubernetes.io")?;
         let lookup = |plural: &str, obj_ns: &str, obj_name: &str| -> Option<Arc<Value>> {
             let def = self.def("", "v1", plural).ok()?;
@@ -294,10 +300,11 @@ impl ApiState {
                 }
             }
         }
-        Some(UserInfo {
+        let user = UserInfo {
             name: format!("system:serviceaccount:{ns}:{name}"),
             groups: vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{ns}"), "system:authenticated".into()],
-        })
+        };
+        Some((user, claims))
     }
 
     /// A ServiceAccount, waiting a little for the controller when it is the `default` one

@@ -60,6 +60,8 @@ pub struct ApiState {
     pub sa_key: std::sync::OnceLock<Arc<crate::sa_token::TokenKey>>,
     /// The cluster CA (PEM), published in every namespace as `kube-root-ca.crt`.
     pub ca_pem: std::sync::OnceLock<String>,
+    /// The static bearer tokens, for TokenReviews (requests are authenticated in `server.rs`).
+    pub tokens: std::sync::OnceLock<Arc<crate::auth::TokenFile>>,
 }
 
 impl ApiState {
@@ -79,6 +81,7 @@ impl ApiState {
             kubelet_tls: Default::default(),
             sa_key: Default::default(),
             ca_pem: Default::default(),
+            tokens: Default::default(),
         }))
     }
 

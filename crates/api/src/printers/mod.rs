@@ -10,6 +10,7 @@
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value};
 
+mod cluster;
 mod corev1;
 mod docs;
 mod labels;
@@ -93,6 +94,25 @@ fn printer(group: &str, kind: &str) -> Option<(&'static [Column], CellFn)> {
         ("coordination.k8s.io", "Lease") => (other::LEASE, other::lease),
         ("storage.k8s.io", "StorageClass") => (other::STORAGE_CLASS, other::storage_class),
         ("discovery.k8s.io", "EndpointSlice") => (other::ENDPOINT_SLICE, other::endpoint_slice),
+        ("", "ComponentStatus") => (cluster::COMPONENT_STATUS, cluster::component_status),
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration") => {
+            (cluster::WEBHOOK_CONFIGURATION, cluster::webhook_configuration)
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => (cluster::VALIDATING_ADMISSION_POLICY, cluster::validating_admission_policy),
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
+            (cluster::VALIDATING_ADMISSION_POLICY_BINDING, cluster::validating_admission_policy_binding)
+        }
+        ("certificates.k8s.io", "CertificateSigningRequest") => (cluster::CERTIFICATE_SIGNING_REQUEST, cluster::certificate_signing_request),
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema") => (cluster::FLOW_SCHEMA, cluster::flow_schema),
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => (cluster::PRIORITY_LEVEL_CONFIGURATION, cluster::priority_level_configuration),
+        ("networking.k8s.io", "ServiceCIDR") => (cluster::SERVICE_CIDR, cluster::service_cidr),
+        ("networking.k8s.io", "IPAddress") => (cluster::IP_ADDRESS, cluster::ip_address),
+        ("node.k8s.io", "RuntimeClass") => (cluster::RUNTIME_CLASS, cluster::runtime_class),
+        ("scheduling.k8s.io", "PriorityClass") => (cluster::PRIORITY_CLASS, cluster::priority_class),
+        ("storage.k8s.io", "CSIDriver") => (cluster::CSI_DRIVER, cluster::csi_driver),
+        ("storage.k8s.io", "CSINode") => (cluster::CSI_NODE, cluster::csi_node),
+        ("storage.k8s.io", "CSIStorageCapacity") => (cluster::CSI_STORAGE_CAPACITY, cluster::csi_storage_capacity),
+        ("storage.k8s.io", "VolumeAttachment") => (cluster::VOLUME_ATTACHMENT, cluster::volume_attachment),
         // Upstream registers no printer for these; their storage uses the default convertor.
         ("", "LimitRange")
         | ("rbac.authorization.k8s.io", "Role")

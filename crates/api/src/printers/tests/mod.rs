@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::*;
 
+mod cluster;
 mod core;
 mod pod;
 mod rest;
@@ -266,6 +267,7 @@ fn samples() -> Vec<(&'static str, &'static str, Value)> {
     all.extend(core::samples());
     all.extend(workloads::samples());
     all.extend(rest::samples());
+    all.extend(cluster::samples());
     all
 }
 
