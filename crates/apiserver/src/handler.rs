@@ -25,7 +25,17 @@ use crate::{convert, discovery, strategy, watch};
 pub const KUBE_VERSION: &str = "v1.33.5";
 
 pub fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
-    respond(code, "application/json", serde_json::to_vec(v).unwrap_or_default())
+    respond(code, "application/json", json_bytes(v))
+}
+
+/// JSON as Go's encoder writes it: a trailing newline, and `Status` in its struct's field order.
+fn json_bytes(v: &Value) -> Vec<u8> {
+    if v.get("kind").and_then(Value::as_str) == Some("Status") && v.get("apiVersion").and_then(Value::as_str) == Some("v1") {
+        return crate::error::status_json(v);
+    }
+    let mut out = serde_json::to_vec(v).unwrap_or_default();
+    out.push(b'\n');
+    out
 }
 
 fn respond(code: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Body> {
@@ -42,7 +52,7 @@ pub fn error_response(e: &ApiError) -> Response<Body> {
 
 fn render(code: StatusCode, v: &Value, format: Format, content_type: &str) -> Response<Body> {
     match format {
-        Format::Json => respond(code, content_type, serde_json::to_vec(v).unwrap_or_default()),
+        Format::Json => respond(code, content_type, json_bytes(v)),
         Format::Yaml => respond(code, "application/yaml", serde_yaml::to_string(v).unwrap_or_default().into_bytes()),
         Format::Protobuf { json_ok } => {
             let api_version = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
@@ -52,25 +62,40 @@ fn render(code: StatusCode, v: &Value, format: Format, content_type: &str) -> Re
                 Some(Ok(bytes)) => respond(code, negotiate::PROTOBUF, bytes),
                 Some(Err(e)) if !json_ok => error_response(&ApiError::internal(format!("cannot encode the answer as protobuf: {e}"))),
                 None if !json_ok => error_response(&ApiError::not_acceptable("application/json, application/yaml")),
-                _ => respond(code, content_type, serde_json::to_vec(v).unwrap_or_default()),
+                _ => respond(code, content_type, json_bytes(v)),
             }
         }
     }
 }
 
-/// Reads the request body, refusing more than `MAX_BODY` bytes (at once when the client
-/// announces the length, before it sends the body).
-async fn read_body(body: hyper::body::Incoming) -> ApiResult<Bytes> {
+/// Reads the request body, refusing more than `MAX_BODY` bytes with a 413. The excess is read
+/// and discarded (up to `MAX_DRAIN`) before answering: a client that sends its whole body before
+/// reading the response (Python's urllib3, Go without Expect: 100-continue) would otherwise see
+/// the connection reset instead of the Status.
+async fn read_body(mut body: hyper::body::Incoming) -> ApiResult<Bytes> {
     use hyper::body::Body as _;
-    if body.size_hint().lower() as usize > MAX_BODY {
+    const MAX_DRAIN: u64 = 64 * 1024 * 1024;
+    if body.size_hint().lower() > MAX_DRAIN {
         return Err(ApiError::too_large(MAX_BODY));
     }
-    let limited = http_body_util::Limited::new(body, MAX_BODY);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large(MAX_BODY)),
-        Err(e) => Err(ApiError::bad_request(format!("cannot read the request body: {e}"))),
+    let mut buf = Vec::new();
+    let mut seen = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        seen += data.len() as u64;
+        if seen <= MAX_BODY as u64 {
+            buf.extend_from_slice(&data);
+        } else if seen > MAX_DRAIN {
+            break;
+        } else {
+            buf = Vec::new();
+        }
     }
+    if seen > MAX_BODY as u64 {
+        return Err(ApiError::too_large(MAX_BODY));
+    }
+    Ok(Bytes::from(buf))
 }
 
 pub fn version_info() -> Value {
@@ -279,6 +304,7 @@ async fn serve_verb(
     let sdef = if convert::converts(&def) { state.def("", "v1", "events")? } else { def.clone() };
     match verb {
         "get" => {
+            q.resource_version()?;
             let obj = state.get(&def, &ns, &name).await?;
             Ok(render_object(&state, &def, &obj, shape, format, &q)?)
         }
@@ -335,7 +361,7 @@ async fn serve_verb(
             let opts_body = if body.is_empty() { None } else { Some(negotiate::decode_body(content_type.as_deref(), &body)?) };
             let opts = DeleteOptions::parse(opts_body.as_ref(), &q)?;
             let (obj, gone) = state.delete(&sdef, &ns, &name, &opts).await?;
-            if gone {
+            if gone && !strategy::returns_deleted_object(&def) {
                 Ok(json_response(StatusCode::OK, &success(&def, &obj)))
             } else {
                 render_object(&state, &def, &obj, Shape::Object, format, &q)

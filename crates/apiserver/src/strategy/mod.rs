@@ -58,6 +58,18 @@ pub fn name_rule(def: &ResourceDef) -> NameRule {
     }
 }
 
+/// Whether a DELETE that removes the object answers with the object rather than a `Status`:
+/// the registries with `ReturnDeletedObject: true` in upstream's `pkg/registry` (typed clients
+/// decode the answer by it — the Python client parses a Service delete as a `V1Service`).
+pub fn returns_deleted_object(def: &ResourceDef) -> bool {
+    matches!(
+        (def.group.as_str(), def.kind.as_str()),
+        ("", "Pod" | "PodTemplate" | "Service" | "ServiceAccount" | "PersistentVolume" | "PersistentVolumeClaim" | "ResourceQuota")
+            | ("storage.k8s.io", "StorageClass" | "CSIDriver" | "CSINode" | "VolumeAttachment" | "VolumeAttributesClass")
+            | ("resource.k8s.io", "DeviceClass" | "ResourceClaim" | "ResourceClaimTemplate" | "ResourceSlice")
+    )
+}
+
 /// Whether the kind tracks `metadata.generation` (bumped on spec changes).
 pub fn has_generation(def: &ResourceDef) -> bool {
     matches!(
