@@ -163,6 +163,7 @@ pub async fn pod_log(state: Arc<ApiState>, ns: &str, name: &str, query: &crate::
 pub async fn stream(state: Arc<ApiState>, mut req: http::Request<hyper::body::Incoming>, ns: &str, name: &str, sub: &str) -> ApiResult<Response<Body>> {
     let (pod, node) = pod_node(&state, ns, name)?;
     let raw_query = req.uri().query().unwrap_or("").to_string();
+    state.admit_connect(ns, name, sub, &raw_query).await?;
     let path = if sub == "portforward" {
         format!("/portForward/{ns}/{name}?{raw_query}")
     } else {

@@ -5,6 +5,7 @@
 //! serves every resource of the registry with a per-kind strategy (`strategy`). Writes go to
 //! the store; reads and watches are served from the watch cache (`cache`).
 
+mod admission;
 mod alloc;
 pub mod auth;
 pub mod bootstrap;

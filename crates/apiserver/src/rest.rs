@@ -9,6 +9,7 @@ use timonier_api::resources::ResourceDef;
 use timonier_api::selector::{FieldSelector, LabelSelector};
 use timonier_store::{KeyValue, ListOptions, StoreError};
 
+use crate::admission::Operation;
 use crate::error::{ApiError, ApiResult};
 use crate::request::Query;
 use crate::state::ApiState;
@@ -245,6 +246,12 @@ impl ApiState {
         }
         self.check_namespace_for_create(def, ns).await?;
         self.admit_create(def, &mut obj, opts).await?;
+        if let Err(e) = self.admit(def, "", Operation::Create, Some(&mut obj), None, opts.dry_run).await {
+            if !opts.dry_run {
+                self.release(def, &obj).await;
+            }
+            return Err(e);
+        }
         if opts.dry_run {
             return Ok(obj);
         }
@@ -266,7 +273,7 @@ impl ApiState {
     }
 
     /// A custom resource's schema validation and pruning (nothing for built-in kinds).
-    fn validate_custom(&self, def: &ResourceDef, obj: &mut Value) -> Vec<crate::error::FieldError> {
+    pub(crate) fn validate_custom(&self, def: &ResourceDef, obj: &mut Value) -> Vec<crate::error::FieldError> {
         if !timonier_api::resources::is_custom(def) {
             return vec![];
         }
@@ -458,6 +465,8 @@ impl ApiState {
                 return Err(ApiError::invalid(def, name, errs));
             }
             new = track(def, Some(&old), new, opts, mode);
+            let subresource = if mode == Mode::Status { "status" } else { "" };
+            self.admit(def, subresource, Operation::Update, Some(&mut new), Some(&old), opts.dry_run).await?;
             if new == old {
                 return Ok(old);
             }
@@ -512,6 +521,7 @@ impl ApiState {
                     )));
                 }
             }
+            self.admit(def, "", Operation::Delete, None, Some(&old), opts.dry_run).await?;
             let mut new = old.clone();
             let mut changed = false;
             let grace = self.grace_period(def, &old, opts.grace_period_seconds);

@@ -166,7 +166,13 @@ where
         async move {
             let method = req.method().clone();
             let uri = req.uri().clone();
-            let resp = if rejected { crate::handler::error_response(&crate::error::ApiError::unauthorized()) } else { handle(state, req, user, local).await };
+            let resp = if rejected {
+                crate::handler::error_response(&crate::error::ApiError::unauthorized())
+            } else {
+                // Admission needs the user deep in the REST store, and may have warnings.
+                let (resp, warnings) = crate::admission::request_scope(user.clone(), handle(state, req, user, local)).await;
+                crate::admission::add_warnings(resp, &warnings)
+            };
             tracing::debug!(%peer, %method, %uri, status = resp.status().as_u16(), "request");
             Ok::<_, Infallible>(resp)
         }
