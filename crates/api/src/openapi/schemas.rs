@@ -127,6 +127,9 @@ pub(super) fn build(defs: &[Arc<ResourceDef>], custom: &[(Gvk, Value)]) -> Catal
     }
     let mut all: BTreeMap<String, Value> = gen.take_definitions(true).into_iter().collect();
     apply_field_extensions(&mut all);
+    for name in by_gvk.values() {
+        unrequire_metadata(&mut all, name);
+    }
     by_gvk.insert((String::new(), "v1".into(), "Status".into()), STATUS.into());
     let mut gvks: Vec<(&Gvk, &String)> = by_gvk.iter().collect();
     gvks.sort();
@@ -145,6 +148,18 @@ pub(super) fn build(defs: &[Arc<ResourceDef>], custom: &[(Gvk, Value)]) -> Catal
         add_list(&mut catalog, d);
     }
     catalog
+}
+
+/// k8s-openapi makes every kind's `metadata` a required field (its Rust type is not optional);
+/// upstream's documents never require it, and kubectl 1.27's client-side validation would
+/// refuse a manifest without one.
+fn unrequire_metadata(all: &mut BTreeMap<String, Value>, name: &str) {
+    let Some(Value::Object(schema)) = all.get_mut(name) else { return };
+    let Some(Value::Array(required)) = schema.get_mut("required") else { return };
+    required.retain(|r| r != "metadata");
+    if required.is_empty() {
+        schema.remove("required");
+    }
 }
 
 /// Appends a GVK to a definition's `x-kubernetes-group-version-kind` list.

@@ -160,6 +160,9 @@ fn v2_has_paths_and_definitions_in_v2_form() {
     let spec = &v2["definitions"]["io.k8s.api.apps.v1.Deployment"]["properties"]["spec"];
     assert_eq!(spec["$ref"], "#/definitions/io.k8s.api.apps.v1.DeploymentSpec");
     assert_eq!(v2["definitions"]["io.k8s.apimachinery.pkg.util.intstr.IntOrString"]["format"], "int-or-string");
+    // As upstream: no kind requires its metadata (kubectl validates manifests against this).
+    assert!(v2["definitions"]["io.k8s.api.core.v1.ConfigMap"].get("required").is_none());
+    assert_eq!(v2["definitions"]["io.k8s.api.core.v1.Binding"]["required"], json!(["target"]));
     let pb = api.v2_protobuf();
     assert!(pb.starts_with(b"\x0a\x032.0"));
     let needle = b"x-kubernetes-group-version-kind";
