@@ -181,6 +181,8 @@ const BUILTIN: &[Spec] = &[
     spec!("networking.k8s.io", "v1", "IngressClass", "ingressclasses", &[], CLUSTER, false, &[]),
     spec!("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", &["netpol"], NS, false, &[]),
     spec!("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", &["crd", "crds"], CLUSTER, false, &["status"]),
+    // kube-aggregator's kind, stored under its group as upstream keeps it.
+    spec!("apiregistration.k8s.io", "v1", "APIService", "apiservices", &[], CLUSTER, false, &["status"], ALL_VERBS, "apiregistration.k8s.io/apiservices"),
     // Served and stored like upstream; what kube-apiserver does with them beyond storing is
     // later work: the webhooks and policies are not called or evaluated at admission yet,
     // certificate requests are not signed, flow control does not limit requests, and the
@@ -211,9 +213,10 @@ const BUILTIN: &[Spec] = &[
     spec!("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", &[], CLUSTER, false, &[], &["create"], ""),
 ];
 
-/// Whether a resource is a custom resource (defined by a CRD), stored under its group.
+/// Whether a resource is a custom resource (defined by a CRD), stored under its group. A
+/// built-in stored the same way (apiregistration's `apiservices`) is not one.
 pub fn is_custom(def: &ResourceDef) -> bool {
-    def.storage_resource == format!("{}/{}", def.group, def.plural)
+    def.storage_resource == format!("{}/{}", def.group, def.plural) && !BUILTIN.iter().any(|s| s.group == def.group && s.plural == def.plural)
 }
 
 /// Whether a resource is a review: created to get an answer, never stored.
@@ -234,7 +237,7 @@ fn categories(spec: &Spec) -> Vec<String> {
     if spec.all {
         out.push("all".to_string());
     }
-    if spec.group == "admissionregistration.k8s.io" || spec.kind == "CustomResourceDefinition" {
+    if spec.group == "admissionregistration.k8s.io" || spec.kind == "CustomResourceDefinition" || spec.kind == "APIService" {
         out.push("api-extensions".to_string());
     }
     out
@@ -334,8 +337,12 @@ mod tests {
         assert!(is_virtual(&cs) && is_virtual(&find("", "bindings")) && is_virtual(&find("authentication.k8s.io", "tokenreviews")));
         assert!(!is_virtual(&find("", "pods")));
         assert!(all.iter().all(|r| !is_custom(r)), "no built-in is stored as a custom resource");
-        // What kube-apiserver 1.33 serves by default, apiregistration's apiservices aside.
-        assert_eq!(all.len(), 59);
+        // What kube-apiserver 1.33 serves by default.
+        assert_eq!(all.len(), 60);
+        let apis = find("apiregistration.k8s.io", "apiservices");
+        assert_eq!(apis.key("", "v1.apps"), "/registry/apiregistration.k8s.io/apiservices/v1.apps");
+        assert!(!is_custom(&apis));
+        assert_eq!(apis.categories, ["api-extensions"]);
     }
 
     #[test]

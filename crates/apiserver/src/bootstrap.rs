@@ -1,6 +1,6 @@
 //! What exists from the first start: the four system namespaces, the `kubernetes` Service
 //! with its endpoints, `kube-dns`, the system PriorityClasses and the default ServiceCIDR;
-//! and the namespace lifecycle, which empties a deleted namespace and then removes it.
+//! the local APIServices of the built-in group versions; and the namespace lifecycle, which empties a deleted namespace and then removes it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,7 +78,9 @@ pub async fn ensure(state: &Arc<ApiState>, secure_port: u16, advertise: &str) ->
     let cidr_def = state.def("networking.k8s.io", "v1", "servicecidrs")?;
     let range = format!("{}/{}", std::net::Ipv4Addr::from(state.services.base), state.services.prefix);
     let cidr = json!({"apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR", "metadata": {"name": "kubernetes"}, "spec": {"cidrs": [range]}});
-    create_if_absent(state, &cidr_def, cidr).await
+    create_if_absent(state, &cidr_def, cidr).await?;
+    // The local APIServices of the built-in group versions (upstream's autoregistration).
+    crate::aggregator::ensure_builtin(state).await
 }
 
 /// Creates a cluster-scoped object unless one of that name exists (kept as its owner left it).

@@ -145,17 +145,32 @@ async fn route(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, user: 
             return Err(ApiState::forbidden(&user, &a));
         }
     }
+    // Group versions of non-local APIServices are served by their extension servers.
+    if let Some(api) = crate::aggregator::target(&state, &endpoint) {
+        return crate::aggregator::proxy(state, req, &endpoint, user, api).await;
+    }
     match endpoint {
         Endpoint::CoreGroup => Ok(match discovery::aggregated_version(accept.as_deref()) {
             Some(v) => respond(StatusCode::OK, &discovery::aggregated_content_type(v), serde_json::to_vec(&discovery::aggregated(&registry, true, v)).unwrap_or_default()),
             None => json_response(StatusCode::OK, &discovery::api_versions(&server_address)),
         }),
         Endpoint::Groups => Ok(match discovery::aggregated_version(accept.as_deref()) {
-            Some(v) => respond(StatusCode::OK, &discovery::aggregated_content_type(v), serde_json::to_vec(&discovery::aggregated(&registry, false, v)).unwrap_or_default()),
-            None => json_response(StatusCode::OK, &discovery::api_group_list(&registry)),
+            Some(v) => {
+                let mut doc = discovery::aggregated(&registry, false, v);
+                crate::aggregator::discovery::add_aggregated(&state, &mut doc);
+                respond(StatusCode::OK, &discovery::aggregated_content_type(v), serde_json::to_vec(&doc).unwrap_or_default())
+            }
+            None => {
+                let mut list = discovery::api_group_list(&registry);
+                crate::aggregator::discovery::add_groups(&state, &mut list);
+                json_response(StatusCode::OK, &list)
+            }
         }),
         Endpoint::CoreVersion(v) => discovery::api_resource_list(&registry, "", &v).map(|l| json_response(StatusCode::OK, &l)).ok_or_else(ApiError::path_not_found),
-        Endpoint::Group(g) => discovery::api_group(&registry, &g).map(|l| json_response(StatusCode::OK, &l)).ok_or_else(ApiError::path_not_found),
+        Endpoint::Group(g) => discovery::api_group(&registry, &g)
+            .or_else(|| crate::aggregator::discovery::api_group(&state, &g))
+            .map(|l| json_response(StatusCode::OK, &l))
+            .ok_or_else(ApiError::path_not_found),
         Endpoint::GroupVersion(g, v) => discovery::api_resource_list(&registry, &g, &v).map(|l| json_response(StatusCode::OK, &l)).ok_or_else(ApiError::path_not_found),
         Endpoint::OpenApiV2 => {
             let api = state.openapi();

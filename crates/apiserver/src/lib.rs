@@ -5,6 +5,7 @@
 //! serves every resource of the registry with a per-kind strategy (`strategy`). Writes go to
 //! the store; reads and watches are served from the watch cache (`cache`).
 
+mod aggregator;
 mod admission;
 mod alloc;
 pub mod auth;
@@ -147,6 +148,9 @@ impl Server {
         let kubelet_client = pki.issue_client("kube-apiserver-kubelet-client", &["system:masters"])?;
         let kubelet_tls = kubelet_proxy::client_tls(&kubelet_client).map_err(ServerError::Config)?;
         let _ = state.kubelet_tls.set(kubelet_tls);
+        // Presented to extension API servers behind APIServices (upstream's
+        // --proxy-client-cert-file), signed by the cluster CA.
+        let _ = state.aggregator.client_cert.set(pki.issue_client("front-proxy-client", &[])?);
         let sa_key = sa_token::TokenKey::load_or_create(&config.data_dir.join("pki"))?;
         let _ = state.sa_key.set(Arc::new(sa_key));
         let _ = state.ca_pem.set(pki.ca.cert_pem.clone());
@@ -172,6 +176,7 @@ impl Server {
         tokio::spawn(gc::run(self.state.clone()));
         tokio::spawn(serviceaccount::controller(self.state.clone()));
         tokio::spawn(crd::controller(self.state.clone()));
+        tokio::spawn(aggregator::controller(self.state.clone()));
         tokio::spawn(disruption::controller(self.state.clone()));
         tokio::spawn(node_ipam::controller(self.state.clone()));
         tokio::spawn(volume_binding::controller(self.state.clone()));

@@ -62,6 +62,8 @@ pub struct ApiState {
     pub ca_pem: std::sync::OnceLock<String>,
     /// The static bearer tokens, for TokenReviews (requests are authenticated in `server.rs`).
     pub tokens: std::sync::OnceLock<Arc<crate::auth::TokenFile>>,
+    /// The aggregation layer's discovery of extension servers and their TLS settings.
+    pub aggregator: crate::aggregator::Aggregator,
 }
 
 impl ApiState {
@@ -82,6 +84,7 @@ impl ApiState {
             sa_key: Default::default(),
             ca_pem: Default::default(),
             tokens: Default::default(),
+            aggregator: Default::default(),
         }))
     }
 

@@ -36,7 +36,7 @@ fn table(out: &str) -> Vec<Vec<String>> {
 }
 
 /// Every resource a default kube-apiserver 1.33 serves, as `kubectl api-resources` prints it
-/// (NAME, SHORTNAMES, APIVERSION, NAMESPACED, KIND) — apiregistration's apiservices aside.
+/// (NAME, SHORTNAMES, APIVERSION, NAMESPACED, KIND).
 const EXPECTED: &[(&str, &str, &str, &str, &str)] = &[
     ("bindings", "", "v1", "true", "Binding"),
     ("componentstatuses", "cs", "v1", "false", "ComponentStatus"),
@@ -60,6 +60,7 @@ const EXPECTED: &[(&str, &str, &str, &str, &str)] = &[
     ("validatingadmissionpolicybindings", "", "admissionregistration.k8s.io/v1", "false", "ValidatingAdmissionPolicyBinding"),
     ("validatingwebhookconfigurations", "", "admissionregistration.k8s.io/v1", "false", "ValidatingWebhookConfiguration"),
     ("customresourcedefinitions", "crd,crds", "apiextensions.k8s.io/v1", "false", "CustomResourceDefinition"),
+    ("apiservices", "", "apiregistration.k8s.io/v1", "false", "APIService"),
     ("controllerrevisions", "", "apps/v1", "true", "ControllerRevision"),
     ("daemonsets", "ds", "apps/v1", "true", "DaemonSet"),
     ("deployments", "deploy", "apps/v1", "true", "Deployment"),

