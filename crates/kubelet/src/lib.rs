@@ -7,9 +7,11 @@
 //! and the agent re-adopts them on start, so restarting the agent never restarts a pod.
 
 mod backoff;
+pub mod component_logs;
 mod env;
 mod grpc_probe;
 mod logs;
+pub mod mirror;
 mod node;
 mod pods;
 mod probes;
@@ -61,6 +63,9 @@ pub struct Config {
     pub port: u16,
     /// The cluster CA (PEM): clients of the agent API must hold a certificate it signed.
     pub client_ca_pem: String,
+    /// The control-plane components this process runs (`timonier server`), shown as mirror
+    /// pods next to the agent's own kube-proxy and coredns.
+    pub control_plane: Vec<mirror::StaticComponent>,
 }
 
 pub(crate) use timonier_client::now_rfc3339;

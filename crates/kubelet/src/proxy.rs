@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,16 +18,22 @@ use timonier_client::watch;
 use timonier_network::dns::{host_resolvers, ClusterDns, ZONE};
 use timonier_network::{PodNetwork, ServicePort};
 
+use crate::mirror::ProxyHealth;
+
 /// The port the node's DNS server listens on, on the gateway address.
 const DNS_PORT: u16 = 53;
 
-pub async fn run(client: Client, network: PodNetwork) {
+pub async fn run(client: Client, network: PodNetwork, health: Arc<ProxyHealth>) {
     let gateway = network.config().pod_cidr.gateway();
     let dns = ClusterDns::default();
     let server = dns.clone();
+    let dns_health = health.clone();
     tokio::spawn(async move {
-        if let Err(e) = server.serve(SocketAddr::from((gateway, DNS_PORT)), host_resolvers()).await {
-            tracing::error!(error = %e, "cluster DNS cannot listen on {gateway}:{DNS_PORT}; pods cannot resolve service names");
+        let r = server.serve(SocketAddr::from((gateway, DNS_PORT)), host_resolvers()).await;
+        dns_health.dns_failed.store(true, Ordering::Relaxed);
+        if let Err(e) = r {
+            // The DNS server's own target: this is coredns' log, not kube-proxy's.
+            tracing::error!(target: "timonier_network::dns", error = %e, "cluster DNS cannot listen on {gateway}:{DNS_PORT}; pods cannot resolve service names");
         }
     });
     let wake = Arc::new(tokio::sync::Notify::new());
@@ -38,11 +45,13 @@ pub async fn run(client: Client, network: PodNetwork) {
     loop {
         let (ports, records) = desired(&services, &slices, gateway);
         dns.set_records(records);
+        health.dns_records.store(true, Ordering::Relaxed);
         if applied.as_ref() != Some(&ports) {
             match network.sync_services(&ports).await {
                 Ok(()) => {
                     tracing::debug!(ports = ports.len(), "service rules updated");
                     applied = Some(ports);
+                    health.rules_synced.store(true, Ordering::Relaxed);
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot update the service rules; retrying"),
             }

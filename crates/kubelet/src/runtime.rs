@@ -28,6 +28,10 @@ pub struct NodeRuntime {
     pub images: ImageStore,
     pub network: PodNetwork,
     pub recorder: Recorder,
+    /// What the Service proxy loop reports, for the kube-proxy and coredns mirror pods.
+    pub proxy_health: Arc<crate::mirror::ProxyHealth>,
+    /// Wakes the mirror pod manager when a mirror pod changes.
+    mirror_wake: Arc<tokio::sync::Notify>,
     /// One pull at a time per image reference; others wait and reuse its result.
     pull_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
@@ -66,7 +70,16 @@ impl NodeRuntime {
         let recorder = Recorder::new(config.client.clone(), "kubelet", Some(&facts.name));
         std::fs::create_dir_all(config.data_dir.join("pods")).map_err(|e| Error::Runtime(format!("cannot create {}: {e}", config.data_dir.display())))?;
         tracing::info!(node = %facts.name, %pod_cidr, "node agent ready");
-        Ok(NodeRuntime { config, facts, images, network, recorder, pull_locks: Mutex::new(HashMap::new()) })
+        Ok(NodeRuntime {
+            config,
+            facts,
+            images,
+            network,
+            recorder,
+            proxy_health: Default::default(),
+            mirror_wake: Default::default(),
+            pull_locks: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Heartbeats and pod dispatching, until cancelled.
@@ -80,7 +93,9 @@ impl NodeRuntime {
             }
         });
         tokio::spawn(self.clone().heartbeat());
-        tokio::spawn(crate::proxy::run(self.config.client.clone(), self.network.clone()));
+        let proxy = crate::proxy::run(self.config.client.clone(), self.network.clone(), self.proxy_health.clone());
+        tokio::spawn(self.proxy_health.running.clone().track(proxy));
+        tokio::spawn(crate::mirror::run(self.clone(), self.mirror_wake.clone()));
         tokio::spawn(self.clone().image_gc());
         self.dispatch().await
     }
@@ -167,6 +182,11 @@ impl NodeRuntime {
                 }
             };
             match event {
+                // Mirror pods stand for what runs in this process: no worker runs them, the
+                // mirror pod manager keeps them.
+                watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) | watcher::Event::Delete(pod) if crate::mirror::is_mirror(&pod) => {
+                    self.mirror_wake.notify_one();
+                }
                 watcher::Event::Init => listed.clear(),
                 watcher::Event::InitApply(pod) => {
                     listed.push(pod.metadata.uid.clone().unwrap_or_default());

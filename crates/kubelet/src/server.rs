@@ -18,6 +18,7 @@ use kube::api::Api;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use crate::component_logs::{self, Component};
 use crate::logs::{self, LogOptions};
 use crate::{stream_handlers, streaming};
 use crate::runtime::NodeRuntime;
@@ -123,6 +124,14 @@ async fn container_logs(node: Arc<NodeRuntime>, ns: &str, pod_name: &str, contai
         let reason = status.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.clone()).unwrap_or_else(|| "ContainerCreating".into());
         return text(StatusCode::BAD_REQUEST, &format!("container \"{container}\" in pod \"{pod_name}\" is waiting to start: {reason}"));
     }
+    if crate::mirror::is_mirror(&pod) {
+        // A component of this process: its log is the file the binary's tracing writes, and a
+        // follow lasts as long as the client listens (the component lives as long as we do).
+        let Some(component) = Component::from_name(container) else {
+            return text(StatusCode::NOT_FOUND, &format!("no logs for container \"{container}\" of the mirror pod \"{pod_name}\""));
+        };
+        return log_response(component_logs::log_path(&node.config.data_dir, component), opts, || true);
+    }
     let Some((uid, dir)) = find_pod_dir(&node, ns, pod_name) else {
         return text(StatusCode::NOT_FOUND, &format!("no logs for pod \"{pod_name}\" on this node"));
     };
@@ -136,6 +145,11 @@ async fn container_logs(node: Arc<NodeRuntime>, ns: &str, pod_name: &str, contai
         .and_then(|id| id.strip_prefix("timonier://"))
         .map(|id| node.pods_dir().join(&uid).join("sandbox").join("containers").join(id).join("exit.json"));
     let still_running = move || running && exit_marker.as_ref().is_some_and(|m| !m.exists() && m.parent().is_some_and(|d| d.exists()));
+    log_response(log_path, opts, still_running)
+}
+
+/// A streamed answer of the log at `log_path`.
+fn log_response(log_path: PathBuf, opts: LogOptions, still_running: impl Fn() -> bool + Send + 'static) -> Response<Body> {
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     tokio::spawn(logs::stream(log_path, opts, tx, still_running));
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|b| Ok::<_, Infallible>(Frame::data(b)));

@@ -113,6 +113,7 @@ pub fn config(client: kube::Client, ca_pem: String, data_dir: PathBuf, node: &No
         bridge: node.bridge.clone(),
         port: node.kubelet_port,
         client_ca_pem: ca_pem,
+        control_plane: Vec::new(),
     })
 }
 

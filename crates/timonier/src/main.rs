@@ -5,11 +5,13 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use timonier_kubelet::mirror::{Component, Health, StaticComponent, TaskAlive};
 use timonier_store::Datastore;
 
 mod agent;
 mod cluster;
 mod image;
+mod logging;
 
 #[derive(Parser)]
 #[command(name = "timonier", version, about = "A Kubernetes-compatible cluster in one binary")]
@@ -95,18 +97,19 @@ fn main() -> anyhow::Result<()> {
         }
         other => other,
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TIMONIER_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let logs = logging::init();
     match command {
-        Command::Server(args) => runtime()?.block_on(server(args)),
+        Command::Server(args) => runtime()?.block_on(server(args, &logs)),
         Command::Start(args) => cluster::start(args),
         Command::Stop(args) => cluster::stop(args),
         Command::Delete(args) => cluster::delete(args),
         Command::Status(args) => cluster::status(args),
         Command::Image(args) => image::run(args),
-        Command::Agent(args) => runtime()?.block_on(agent::run(args)),
+        Command::Agent(args) => {
+            // A joining node runs the Service proxy and cluster DNS of its own.
+            logs.open(&args.data_dir, &[Component::Proxy, Component::Dns]);
+            runtime()?.block_on(agent::run(args))
+        }
         Command::Shim { .. } => Ok(()),
     }
 }
@@ -115,7 +118,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
-async fn server(args: ServerArgs) -> anyhow::Result<()> {
+async fn server(args: ServerArgs, logs: &logging::ComponentLogs) -> anyhow::Result<()> {
     let config = timonier_apiserver::Config {
         data_dir: args.data_dir.clone(),
         bind_address: args.bind_address,
@@ -127,22 +130,42 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         watch_cache_size: args.default_watch_cache_size,
     };
     let agent_dir = args.data_dir.join("agent");
+    // What runs here shows as mirror pods, each with its log; they need a node, so a server
+    // without its agent has none, as a control plane without a kubelet has no static pods.
+    if !args.disable_agent {
+        let mut components = vec![Component::ApiServer];
+        if !args.disable_scheduler {
+            components.push(Component::Scheduler);
+        }
+        if !args.disable_controllers {
+            components.push(Component::ControllerManager);
+        }
+        components.extend([Component::Proxy, Component::Dns]);
+        logs.open(&agent_dir, &components);
+    }
     let started = std::time::Instant::now();
     let server = timonier_apiserver::Server::start(config).await?;
-    tracing::info!(address = %server.addr, elapsed_ms = started.elapsed().as_millis() as u64, "API server ready");
+    // The API server's own line (its log file has it): the target says whose it is.
+    tracing::info!(target: "timonier_apiserver", address = %server.addr, elapsed_ms = started.elapsed().as_millis() as u64, "API server ready");
     // The in-process components are API clients like any other, over loopback.
     let host = if server.addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { server.addr.ip().to_string() };
     let url_host = if host.contains(':') { format!("[{host}]") } else { host };
     let kubeconfig = server.pki.admin_kubeconfig(&format!("https://{url_host}:{}", server.addr.port()), "timonier");
     let (client, ca) = agent::client_from_kubeconfig(&kubeconfig).await?;
+    let mut control_plane = vec![StaticComponent { component: Component::ApiServer, health: Health::ApiServerReadyz }];
     if !args.disable_scheduler {
-        tokio::spawn(timonier_scheduler::run(client.clone(), std::future::pending()));
+        let alive = TaskAlive::default();
+        tokio::spawn(alive.clone().track(timonier_scheduler::run(client.clone(), std::future::pending())));
+        control_plane.push(StaticComponent { component: Component::Scheduler, health: Health::Task(alive) });
     }
     if !args.disable_controllers {
-        tokio::spawn(timonier_controllers::run(client.clone(), std::future::pending()));
+        let alive = TaskAlive::default();
+        tokio::spawn(alive.clone().track(timonier_controllers::run(client.clone(), std::future::pending())));
+        control_plane.push(StaticComponent { component: Component::ControllerManager, health: Health::Task(alive) });
     }
     if !args.disable_agent {
-        let config = agent::config(client, ca, agent_dir, &args.node)?;
+        let mut config = agent::config(client, ca, agent_dir, &args.node)?;
+        config.control_plane = control_plane;
         tokio::spawn(async move {
             if let Err(e) = timonier_kubelet::run(config, std::future::pending()).await {
                 tracing::error!(error = %e, "the node agent stopped; pods on this node are no longer managed");
