@@ -122,6 +122,7 @@ fn api_resources_lists_every_default_resource() {
         assert_eq!(
             names,
             [
+                "apiservices.apiregistration.k8s.io",
                 "customresourcedefinitions.apiextensions.k8s.io",
                 "mutatingwebhookconfigurations.admissionregistration.k8s.io",
                 "validatingadmissionpolicies.admissionregistration.k8s.io",
