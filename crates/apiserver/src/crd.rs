@@ -417,3 +417,22 @@ pub fn table_cells(obj: &Value, paths: &[(String, String)]) -> Vec<Value> {
     }
     cells
 }
+
+/// Upstream's SetDefaults_CustomResourceDefinitionSpec for the names: `singular` is the
+/// lower-cased kind and `listKind` the kind + "List" when not given (acceptedNames copies
+/// them); no conversion means `None`.
+pub fn default_crd(obj: &mut Value) {
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    if let Some(names) = spec.get_mut("names").and_then(Value::as_object_mut) {
+        let kind = names.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+        if names.get("singular").and_then(Value::as_str).is_none_or(str::is_empty) {
+            names.insert("singular".into(), json!(kind.to_lowercase()));
+        }
+        if !kind.is_empty() && names.get("listKind").and_then(Value::as_str).is_none_or(str::is_empty) {
+            names.insert("listKind".into(), json!(format!("{kind}List")));
+        }
+    }
+    if spec.get("conversion").is_none_or(Value::is_null) {
+        spec.insert("conversion".into(), json!({"strategy": "None"}));
+    }
+}

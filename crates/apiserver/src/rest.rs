@@ -457,6 +457,7 @@ impl ApiState {
                             None => m.remove("status"),
                         };
                     }
+                    strategy::prepare_for_status_update(def, &mut new, &old);
                 }
             }
             let mut errs = strategy::validate_update(def, &new, &old);

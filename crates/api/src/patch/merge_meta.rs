@@ -12,6 +12,10 @@
 //! Only types that carry a patch strategy, or lead to one, are listed; fields and types absent
 //! here behave as plain JSON (maps merge, lists replace). `KINDS` maps (group, version, kind)
 //! to the root type (core group "").
+//!
+//! The admissionregistration, certificates, flowcontrol, node and scheduling kinds were added
+//! by hand from the same merge-metadata.json when those kinds came to be served; APIService
+//! (not in that file) from kube-aggregator's types.go: status.conditions merge on `type`.
 
 #![allow(unused_imports)]
 use super::meta::{Field, Shape, Shape::*, Strategy, TypeDef, MERGE, MERGE_RETAIN, NONE, NONE_RETAIN, REPLACE};
@@ -23,6 +27,31 @@ const fn f(name: &'static str, shape: Shape, ty: &'static str, strategy: Strateg
 
 /// Every relevant API type with its relevant fields, both sorted by name (binary-searched).
 pub(crate) static TYPES: &[TypeDef] = &[
+    TypeDef { name: "io.k8s.api.admissionregistration.v1.MutatingWebhook", fields: &[
+        f("matchConditions", List, "", MERGE, "name"),
+    ] },
+    TypeDef { name: "io.k8s.api.admissionregistration.v1.MutatingWebhookConfiguration", fields: &[
+        f("metadata", Object, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", NONE, ""),
+        f("webhooks", List, "io.k8s.api.admissionregistration.v1.MutatingWebhook", MERGE, "name"),
+    ] },
+    TypeDef { name: "io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicy", fields: &[
+        f("metadata", Object, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", NONE, ""),
+        f("spec", Object, "io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicySpec", NONE, ""),
+    ] },
+    TypeDef { name: "io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicyBinding", fields: &[
+        f("metadata", Object, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", NONE, ""),
+    ] },
+    TypeDef { name: "io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicySpec", fields: &[
+        f("matchConditions", List, "", MERGE, "name"),
+        f("variables", List, "", MERGE, "name"),
+    ] },
+    TypeDef { name: "io.k8s.api.admissionregistration.v1.ValidatingWebhook", fields: &[
+        f("matchConditions", List, "", MERGE, "name"),
+    ] },
+    TypeDef { name: "io.k8s.api.admissionregistration.v1.ValidatingWebhookConfiguration", fields: &[
+        f("metadata", Object, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", NONE, ""),
+        f("webhooks", List, "io.k8s.api.admissionregistration.v1.ValidatingWebhook", MERGE, "name"),
+    ] },
     TypeDef { name: "io.k8s.api.apps.v1.ControllerRevision", fields: &[
         f("metadata", Object, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", NONE, ""),
     ] },
@@ -106,6 +135,9 @@ pub(crate) static TYPES: &[TypeDef] = &[
     TypeDef { name: "io.k8s.api.batch.v1.JobTemplateSpec", fields: &[
         f("metadata", Object, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", NONE, ""),
         f("spec", Object, "io.k8s.api.batch.v1.JobSpec", NONE, ""),
+    ] },
+    TypeDef { name: "io.k8s.api.certificates.v1.CertificateSigningRequest", fields: &[
+        f("metadata", Object, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", NONE, ""),
     ] },
     TypeDef { name: "io.k8s.api.coordination.v1.Lease", fields: &[
         f("metadata", Object, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", NONE, ""),
@@ -248,6 +280,20 @@ pub(crate) static TYPES: &[TypeDef] = &[
     TypeDef { name: "io.k8s.api.events.v1.Event", fields: &[
         f("metadata", Object, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", NONE, ""),
     ] },
+    TypeDef { name: "io.k8s.api.flowcontrol.v1.FlowSchema", fields: &[
+        f("metadata", Object, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", NONE, ""),
+        f("status", Object, "io.k8s.api.flowcontrol.v1.FlowSchemaStatus", NONE, ""),
+    ] },
+    TypeDef { name: "io.k8s.api.flowcontrol.v1.FlowSchemaStatus", fields: &[
+        f("conditions", List, "", MERGE, "type"),
+    ] },
+    TypeDef { name: "io.k8s.api.flowcontrol.v1.PriorityLevelConfiguration", fields: &[
+        f("metadata", Object, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", NONE, ""),
+        f("status", Object, "io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationStatus", NONE, ""),
+    ] },
+    TypeDef { name: "io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationStatus", fields: &[
+        f("conditions", List, "", MERGE, "type"),
+    ] },
     TypeDef { name: "io.k8s.api.networking.v1.IPAddress", fields: &[
         f("metadata", Object, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", NONE, ""),
     ] },
@@ -266,6 +312,9 @@ pub(crate) static TYPES: &[TypeDef] = &[
     ] },
     TypeDef { name: "io.k8s.api.networking.v1.ServiceCIDRStatus", fields: &[
         f("conditions", List, "", MERGE, "type"),
+    ] },
+    TypeDef { name: "io.k8s.api.node.v1.RuntimeClass", fields: &[
+        f("metadata", Object, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", NONE, ""),
     ] },
     TypeDef { name: "io.k8s.api.policy.v1.Eviction", fields: &[
         f("metadata", Object, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", NONE, ""),
@@ -291,6 +340,9 @@ pub(crate) static TYPES: &[TypeDef] = &[
         f("metadata", Object, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", NONE, ""),
     ] },
     TypeDef { name: "io.k8s.api.rbac.v1.RoleBinding", fields: &[
+        f("metadata", Object, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", NONE, ""),
+    ] },
+    TypeDef { name: "io.k8s.api.scheduling.v1.PriorityClass", fields: &[
         f("metadata", Object, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", NONE, ""),
     ] },
     TypeDef { name: "io.k8s.api.storage.v1.CSIDriver", fields: &[
@@ -319,6 +371,13 @@ pub(crate) static TYPES: &[TypeDef] = &[
         f("finalizers", List, "", MERGE, ""),
         f("ownerReferences", List, "", MERGE, "uid"),
     ] },
+    TypeDef { name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIService", fields: &[
+        f("metadata", Object, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", NONE, ""),
+        f("status", Object, "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceStatus", NONE, ""),
+    ] },
+    TypeDef { name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceStatus", fields: &[
+        f("conditions", List, "", MERGE, "type"),
+    ] },
 ];
 
 /// Served kinds (group, version, kind) and their root type; sorted for binary search.
@@ -340,7 +399,12 @@ pub(crate) static KINDS: &[(&str, &str, &str, &str)] = &[
     ("", "v1", "Secret", "io.k8s.api.core.v1.Secret"),
     ("", "v1", "Service", "io.k8s.api.core.v1.Service"),
     ("", "v1", "ServiceAccount", "io.k8s.api.core.v1.ServiceAccount"),
+    ("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "io.k8s.api.admissionregistration.v1.MutatingWebhookConfiguration"),
+    ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy", "io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicy"),
+    ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding", "io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicyBinding"),
+    ("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", "io.k8s.api.admissionregistration.v1.ValidatingWebhookConfiguration"),
     ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition"),
+    ("apiregistration.k8s.io", "v1", "APIService", "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIService"),
     ("apps", "v1", "ControllerRevision", "io.k8s.api.apps.v1.ControllerRevision"),
     ("apps", "v1", "DaemonSet", "io.k8s.api.apps.v1.DaemonSet"),
     ("apps", "v1", "Deployment", "io.k8s.api.apps.v1.Deployment"),
@@ -351,20 +415,25 @@ pub(crate) static KINDS: &[(&str, &str, &str, &str)] = &[
     ("autoscaling", "v2", "HorizontalPodAutoscaler", "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler"),
     ("batch", "v1", "CronJob", "io.k8s.api.batch.v1.CronJob"),
     ("batch", "v1", "Job", "io.k8s.api.batch.v1.Job"),
+    ("certificates.k8s.io", "v1", "CertificateSigningRequest", "io.k8s.api.certificates.v1.CertificateSigningRequest"),
     ("coordination.k8s.io", "v1", "Lease", "io.k8s.api.coordination.v1.Lease"),
     ("discovery.k8s.io", "v1", "EndpointSlice", "io.k8s.api.discovery.v1.EndpointSlice"),
     ("events.k8s.io", "v1", "Event", "io.k8s.api.events.v1.Event"),
+    ("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema", "io.k8s.api.flowcontrol.v1.FlowSchema"),
+    ("flowcontrol.apiserver.k8s.io", "v1", "PriorityLevelConfiguration", "io.k8s.api.flowcontrol.v1.PriorityLevelConfiguration"),
     ("networking.k8s.io", "v1", "IPAddress", "io.k8s.api.networking.v1.IPAddress"),
     ("networking.k8s.io", "v1", "Ingress", "io.k8s.api.networking.v1.Ingress"),
     ("networking.k8s.io", "v1", "IngressClass", "io.k8s.api.networking.v1.IngressClass"),
     ("networking.k8s.io", "v1", "NetworkPolicy", "io.k8s.api.networking.v1.NetworkPolicy"),
     ("networking.k8s.io", "v1", "ServiceCIDR", "io.k8s.api.networking.v1.ServiceCIDR"),
+    ("node.k8s.io", "v1", "RuntimeClass", "io.k8s.api.node.v1.RuntimeClass"),
     ("policy", "v1", "Eviction", "io.k8s.api.policy.v1.Eviction"),
     ("policy", "v1", "PodDisruptionBudget", "io.k8s.api.policy.v1.PodDisruptionBudget"),
     ("rbac.authorization.k8s.io", "v1", "ClusterRole", "io.k8s.api.rbac.v1.ClusterRole"),
     ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "io.k8s.api.rbac.v1.ClusterRoleBinding"),
     ("rbac.authorization.k8s.io", "v1", "Role", "io.k8s.api.rbac.v1.Role"),
     ("rbac.authorization.k8s.io", "v1", "RoleBinding", "io.k8s.api.rbac.v1.RoleBinding"),
+    ("scheduling.k8s.io", "v1", "PriorityClass", "io.k8s.api.scheduling.v1.PriorityClass"),
     ("storage.k8s.io", "v1", "CSIDriver", "io.k8s.api.storage.v1.CSIDriver"),
     ("storage.k8s.io", "v1", "CSINode", "io.k8s.api.storage.v1.CSINode"),
     ("storage.k8s.io", "v1", "CSIStorageCapacity", "io.k8s.api.storage.v1.CSIStorageCapacity"),

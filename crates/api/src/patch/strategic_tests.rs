@@ -329,3 +329,26 @@ fn arbitrary_input_never_panics() {
         let _ = apply(&doc, &patch, "apps", "v1", "Deployment");
     }
 }
+
+/// Every built-in kind served takes strategic merge patches (kube-apiserver refuses them only
+/// for custom resources); webhooks merge on `name`, APIService conditions on `type`.
+#[test]
+fn cluster_kinds_take_strategic_merge_patches() {
+    for (g, k) in [
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"),
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding"),
+        ("certificates.k8s.io", "CertificateSigningRequest"),
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema"),
+        ("node.k8s.io", "RuntimeClass"),
+        ("scheduling.k8s.io", "PriorityClass"),
+        ("apiregistration.k8s.io", "APIService"),
+    ] {
+        assert!(supports(g, "v1", k), "{g} {k}");
+    }
+    let doc = json!({"webhooks": [{"name": "a", "timeoutSeconds": 10}, {"name": "b"}]});
+    let got = apply(&doc, &json!({"webhooks": [{"name": "a", "timeoutSeconds": 5}]}), "admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration").unwrap();
+    assert_eq!(got, json!({"webhooks": [{"name": "a", "timeoutSeconds": 5}, {"name": "b"}]}));
+    let doc = json!({"status": {"conditions": [{"type": "Available", "status": "False"}]}});
+    let got = apply(&doc, &json!({"status": {"conditions": [{"type": "Other", "status": "True"}]}}), "apiregistration.k8s.io", "v1", "APIService").unwrap();
+    assert_eq!(got["status"]["conditions"].as_array().map(Vec::len), Some(2));
+}

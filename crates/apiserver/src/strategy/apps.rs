@@ -162,3 +162,89 @@ pub fn validate_job(obj: &Value) -> Vec<FieldError> {
     }
     errs
 }
+
+/// Upstream's Job PrepareForCreate (generateSelector) unless `spec.manualSelector` is true:
+/// the template gets the job-name and controller-uid labels (legacy and
+/// `batch.kubernetes.io/` forms, kept where the user set them) and the selector matches
+/// `batch.kubernetes.io/controller-uid`. The uid has been assigned by then.
+pub fn generate_job_selector(obj: &mut Value) {
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+    let Some(spec) = obj_at(obj, &["spec"]) else { return };
+    if spec.get("manualSelector").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    let Some(template) = spec.get_mut("template").and_then(Value::as_object_mut) else { return };
+    let meta = template.entry("metadata").or_insert_with(|| json!({}));
+    if let Some(meta) = meta.as_object_mut() {
+        let labels = meta.entry("labels").or_insert_with(|| json!({}));
+        if !labels.is_object() {
+            *labels = json!({});
+        }
+        if let Some(labels) = labels.as_object_mut() {
+            for (k, v) in [
+                ("job-name", &name),
+                ("batch.kubernetes.io/job-name", &name),
+                ("controller-uid", &uid),
+                ("batch.kubernetes.io/controller-uid", &uid),
+            ] {
+                labels.entry(k).or_insert_with(|| json!(v));
+            }
+        }
+    }
+    let selector = spec.entry("selector").or_insert_with(|| json!({}));
+    if !selector.is_object() {
+        *selector = json!({});
+    }
+    if let Some(sel) = selector.as_object_mut() {
+        let ml = sel.entry("matchLabels").or_insert_with(|| json!({}));
+        if !ml.is_object() {
+            *ml = json!({});
+        }
+        if let Some(ml) = ml.as_object_mut() {
+            ml.entry("batch.kubernetes.io/controller-uid").or_insert_with(|| json!(uid));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_selector_generated_unless_manual() {
+        let mut job = json!({"metadata": {"name": "pi", "uid": "u-1"}, "spec": {"template": {"metadata": {"labels": {"job-name": "mine"}}, "spec": {}}}});
+        generate_job_selector(&mut job);
+        assert_eq!(job["spec"]["selector"], json!({"matchLabels": {"batch.kubernetes.io/controller-uid": "u-1"}}));
+        assert_eq!(
+            job["spec"]["template"]["metadata"]["labels"],
+            json!({"job-name": "mine", "batch.kubernetes.io/job-name": "pi", "controller-uid": "u-1", "batch.kubernetes.io/controller-uid": "u-1"})
+        );
+        let mut manual = json!({"metadata": {"name": "pi", "uid": "u-1"}, "spec": {"manualSelector": true, "template": {}}});
+        generate_job_selector(&mut manual);
+        assert!(manual["spec"].get("selector").is_none());
+    }
+
+    #[test]
+    fn secret_string_data_and_network_policy_and_storage_class_defaults() {
+        let mut secret = json!({"data": {"a": "eA==", "k": "b2xk"}, "stringData": {"k": "v"}});
+        super::super::core::merge_string_data(&mut secret);
+        assert_eq!(secret, json!({"data": {"a": "eA==", "k": "dg=="}}));
+        let mut np = json!({"spec": {"podSelector": {}, "egress": [{}]}});
+        super::super::core::default_network_policy(&mut np);
+        assert_eq!(np["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+        let mut sc = json!({"provisioner": "x"});
+        super::super::cluster::default_storage_class(&mut sc);
+        assert_eq!((sc["reclaimPolicy"].clone(), sc["volumeBindingMode"].clone()), (json!("Delete"), json!("Immediate")));
+    }
+
+    #[test]
+    fn csr_conditions_get_timestamps() {
+        let old = json!({"status": {"conditions": [{"type": "Approved", "status": "True", "lastTransitionTime": "t0", "lastUpdateTime": "t0"}]}});
+        let mut new = json!({"status": {"conditions": [{"type": "Approved", "status": "True"}, {"type": "Failed", "status": "True"}]}});
+        super::super::cluster::csr_condition_timestamps(&mut new, &old, "now");
+        assert_eq!(new["status"]["conditions"][0]["lastTransitionTime"], "t0");
+        assert_eq!(new["status"]["conditions"][0]["lastUpdateTime"], "now");
+        assert_eq!(new["status"]["conditions"][1]["lastTransitionTime"], "now");
+    }
+}

@@ -857,3 +857,28 @@ mod tests {
         assert_eq!(messages(validate_flow_schema(&fs)), ["spec.matchingPrecedence: Invalid value: 0: must be between 1 and 10000, inclusive"]);
     }
 }
+
+/// Upstream's SetDefaults_StorageClass.
+pub fn default_storage_class(obj: &mut Value) {
+    let Some(m) = obj.as_object_mut() else { return };
+    set_default(m, "reclaimPolicy", json!("Delete"));
+    set_default(m, "volumeBindingMode", json!("Immediate"));
+}
+
+/// Upstream's populateConditionTimestamps for CertificateSigningRequest status and approval
+/// writes: a condition without `lastUpdateTime` gets now; without `lastTransitionTime`, the
+/// old condition's of the same type and status, else now.
+pub fn csr_condition_timestamps(new: &mut Value, old: &Value, now: &str) {
+    let old_conds = old.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let Some(conds) = new.pointer_mut("/status/conditions").and_then(Value::as_array_mut) else { return };
+    for c in conds.iter_mut().filter_map(Value::as_object_mut) {
+        if c.get("lastUpdateTime").is_none_or(Value::is_null) {
+            c.insert("lastUpdateTime".into(), json!(now));
+        }
+        if c.get("lastTransitionTime").is_none_or(Value::is_null) {
+            let same = old_conds.iter().find(|o| o.get("type") == c.get("type") && o.get("status") == c.get("status"));
+            let t = same.and_then(|o| o.get("lastTransitionTime")).filter(|t| !t.is_null()).cloned().unwrap_or_else(|| json!(now));
+            c.insert("lastTransitionTime".into(), t);
+        }
+    }
+}

@@ -425,3 +425,36 @@ mod tests {
         assert_eq!(svc["spec"]["externalTrafficPolicy"], "Cluster");
     }
 }
+
+/// A Secret's `stringData` is write-only: upstream's conversion into the internal type merges
+/// each entry into `data` (base64, overriding a `data` entry of the same key) and drops the
+/// field, so nothing stores or answers it.
+pub fn merge_string_data(obj: &mut Value) {
+    use base64::Engine as _;
+    let Some(m) = obj.as_object_mut() else { return };
+    let Some(Value::Object(strings)) = m.remove("stringData") else { return };
+    let data = m.entry("data").or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    if let Some(data) = data.as_object_mut() {
+        for (k, v) in strings {
+            let text = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+            data.insert(k, Value::String(base64::engine::general_purpose::STANDARD.encode(text)));
+        }
+    }
+}
+
+/// Upstream's SetDefaults_NetworkPolicySpec: no policyTypes means Ingress, plus Egress when
+/// egress rules are given.
+pub fn default_network_policy(obj: &mut Value) {
+    let Some(spec) = obj_at(obj, &["spec"]) else { return };
+    if spec.get("policyTypes").and_then(Value::as_array).is_some_and(|t| !t.is_empty()) {
+        return;
+    }
+    let mut types = vec![s("Ingress")];
+    if spec.get("egress").and_then(Value::as_array).is_some_and(|e| !e.is_empty()) {
+        types.push(s("Egress"));
+    }
+    spec.insert("policyTypes".into(), Value::Array(types));
+}

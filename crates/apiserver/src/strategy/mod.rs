@@ -109,6 +109,7 @@ pub fn default(def: &ResourceDef, obj: &mut Value) {
             if let Some(m) = obj.as_object_mut() {
                 set_default(m, "type", Value::String("Opaque".into()));
             }
+            core::merge_string_data(obj);
         }
         ("", "ReplicationController") => apps::default_replicated(obj),
         ("apps", "Deployment") => apps::default_deployment(obj),
@@ -125,6 +126,9 @@ pub fn default(def: &ResourceDef, obj: &mut Value) {
         ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => cluster::default_priority_level(obj),
         ("scheduling.k8s.io", "PriorityClass") => cluster::default_priority_class(obj),
         ("storage.k8s.io", "CSIDriver") => cluster::default_csi_driver(obj),
+        ("storage.k8s.io", "StorageClass") => cluster::default_storage_class(obj),
+        ("networking.k8s.io", "NetworkPolicy") => core::default_network_policy(obj),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => crate::crd::default_crd(obj),
         ("apiregistration.k8s.io", "APIService") => crate::aggregator::default(obj),
         _ => {}
     }
@@ -137,6 +141,9 @@ pub fn prepare_for_create(def: &ResourceDef, obj: &mut Value) {
     }
     if is(def, "certificates.k8s.io", "CertificateSigningRequest") {
         cluster::prepare_csr(obj);
+    }
+    if is(def, "batch", "Job") {
+        apps::generate_job_selector(obj);
     }
     if is(def, "apiregistration.k8s.io", "APIService") {
         crate::aggregator::prepare_for_create(obj);
@@ -189,6 +196,13 @@ pub fn prepare_for_update(def: &ResourceDef, new: &mut Value, old: &Value) {
     }
 }
 
+/// What a status (or approval) write sets beyond the status it carries.
+pub fn prepare_for_status_update(def: &ResourceDef, new: &mut Value, old: &Value) {
+    if is(def, "certificates.k8s.io", "CertificateSigningRequest") {
+        cluster::csr_condition_timestamps(new, old, &crate::rest::now_rfc3339());
+    }
+}
+
 /// Everything but metadata and status: what "a spec change" means across kinds (ConfigMaps
 /// have `data`, RBAC objects `rules`, …).
 fn spec_of(m: &Map<String, Value>) -> Map<String, Value> {
@@ -232,18 +246,31 @@ pub fn validate(def: &ResourceDef, obj: &Value) -> Vec<FieldError> {
     errs
 }
 
+/// Whether two values are the same Go value: a null field is an absent one (the stored object
+/// has `creationTimestamp: null` in a template; a client that drops nulls sends it without).
+fn same_value(a: Option<&Value>, b: Option<&Value>) -> bool {
+    fn strip(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), strip(v))).collect()),
+            Value::Array(a) => Value::Array(a.iter().map(strip).collect()),
+            other => other.clone(),
+        }
+    }
+    a.filter(|v| !v.is_null()).map(strip) == b.filter(|v| !v.is_null()).map(strip)
+}
+
 /// Validates an update: everything `validate` checks, plus immutable fields.
 pub fn validate_update(def: &ResourceDef, new: &Value, old: &Value) -> Vec<FieldError> {
     let mut errs = validate(def, new);
     if (is(def, "apps", "Deployment") || is(def, "apps", "ReplicaSet") || is(def, "apps", "StatefulSet") || is(def, "apps", "DaemonSet"))
-        && new.pointer("/spec/selector") != old.pointer("/spec/selector") {
+        && !same_value(new.pointer("/spec/selector"), old.pointer("/spec/selector")) {
             errs.push(FieldError::invalid(
                 "spec.selector",
                 new.pointer("/spec/selector").unwrap_or(&Value::Null),
                 "field is immutable",
             ));
         }
-    if is(def, "batch", "Job") && new.pointer("/spec/template") != old.pointer("/spec/template") {
+    if is(def, "batch", "Job") && !same_value(new.pointer("/spec/template"), old.pointer("/spec/template")) {
         errs.push(FieldError::invalid("spec.template", new.pointer("/spec/template").unwrap_or(&Value::Null), "field is immutable"));
     }
     if is(def, "", "Service") {
