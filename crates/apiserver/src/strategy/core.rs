@@ -85,19 +85,27 @@ pub fn default_pod_spec(spec: &mut Map<String, Value>) {
 
 /// What admission adds to a Pod (not to pod templates): the ServiceAccount, the
 /// DefaultTolerationSeconds tolerations, the Priority plugin's fields, and service links.
-pub fn admit_pod_spec(spec: &mut Map<String, Value>) {
+pub fn admit_pod_spec(spec: &mut Map<String, Value>, mirror: bool) {
     set_default(spec, "enableServiceLinks", json!(true));
-    if !matches!(spec.get("serviceAccountName"), Some(Value::String(n)) if !n.is_empty()) {
+    // ServiceAccount admission leaves mirror pods alone (the kubelet made them from files).
+    if !mirror && !matches!(spec.get("serviceAccountName"), Some(Value::String(n)) if !n.is_empty()) {
         let sa = spec.get("serviceAccount").and_then(Value::as_str).filter(|n| !n.is_empty()).unwrap_or("default").to_string();
         spec.insert("serviceAccountName".into(), s(&sa));
     }
     if let Some(sa) = spec.get("serviceAccountName").cloned() {
         spec.insert("serviceAccount".into(), sa);
     }
+    // DefaultTolerationSeconds: unless a toleration already covers the taint (its key, or any
+    // key, with NoExecute or any effect).
     let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
     if let Some(ts) = tolerations.as_array_mut() {
         for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
-            if !ts.iter().any(|t| t.get("key").and_then(Value::as_str) == Some(key)) {
+            let covered = ts.iter().any(|t| {
+                let k = t.get("key").and_then(Value::as_str).unwrap_or("");
+                let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+                (k == key || k.is_empty()) && (effect == "NoExecute" || effect.is_empty())
+            });
+            if !covered {
                 ts.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
             }
         }
@@ -391,11 +399,24 @@ mod tests {
     fn pull_policy_by_tag() {
         let mut spec = json!({"containers": [{"name": "a", "image": "nginx"}, {"name": "b", "image": "nginx:1.27"}, {"name": "c", "image": "localhost:5000/x:latest"}, {"name": "d", "image": "localhost:5000/x"}]});
         default_pod_spec(spec.as_object_mut().unwrap());
-        admit_pod_spec(spec.as_object_mut().unwrap());
+        admit_pod_spec(spec.as_object_mut().unwrap(), false);
         let policies: Vec<_> = spec["containers"].as_array().unwrap().iter().map(|c| c["imagePullPolicy"].as_str().unwrap()).collect();
         assert_eq!(policies, ["Always", "IfNotPresent", "Always", "Always"]);
         assert_eq!(spec["restartPolicy"], "Always");
         assert_eq!(spec["serviceAccountName"], "default");
+    }
+
+    #[test]
+    fn default_tolerations_unless_already_tolerated() {
+        let mut plain = json!({"containers": []});
+        admit_pod_spec(plain.as_object_mut().unwrap(), false);
+        let keys: Vec<_> = plain["tolerations"].as_array().unwrap().iter().map(|t| (t["key"].as_str().unwrap(), t["tolerationSeconds"].as_i64())).collect();
+        assert_eq!(keys, [("node.kubernetes.io/not-ready", Some(300)), ("node.kubernetes.io/unreachable", Some(300))]);
+        // A mirror pod that tolerates every NoExecute taint gets neither, and no service account.
+        let mut mirror = json!({"containers": [], "tolerations": [{"operator": "Exists", "effect": "NoExecute"}]});
+        admit_pod_spec(mirror.as_object_mut().unwrap(), true);
+        assert_eq!(mirror["tolerations"], json!([{"operator": "Exists", "effect": "NoExecute"}]));
+        assert!(mirror.get("serviceAccountName").is_none());
     }
 
     #[test]

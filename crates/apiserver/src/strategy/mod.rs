@@ -93,9 +93,10 @@ pub fn has_generation(def: &ResourceDef) -> bool {
 pub fn default(def: &ResourceDef, obj: &mut Value) {
     match (def.group.as_str(), def.kind.as_str()) {
         ("", "Pod") => {
+            let mirror = obj.pointer("/metadata/annotations/kubernetes.io~1config.mirror").is_some();
             if let Some(spec) = obj_at(obj, &["spec"]) {
                 core::default_pod_spec(spec);
-                core::admit_pod_spec(spec);
+                core::admit_pod_spec(spec, mirror);
             }
         }
         ("", "PodTemplate") => {
