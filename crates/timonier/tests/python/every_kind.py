@@ -375,6 +375,8 @@ def crud(row):
         lst = call(row, "list", label_selector=sel)
         check(names(lst) == want, "list with %r: %r, want %r" % (sel, names(lst), want))
         check(lst.metadata.resource_version, "list has no resourceVersion")
+    lst = call(row, "list", resource_version="0", resource_version_match="NotOlderThan", label_selector="kind=%s" % klabel)
+    check(names(lst) == [name], "list at resourceVersion 0: %r" % names(lst))
     lst = call(row, "list", field_selector="metadata.name=%s" % name)
     check(names(lst) == [name], "list with field selector: %r" % names(lst))
     if row.get("namespaced", True):
@@ -416,7 +418,16 @@ def crud(row):
         check(e.status == 409, "stale replace: %s" % e.status)
 
     # Delete: the typed answer, then the object is gone (or, for a namespace, terminating).
-    call(row, "delete", name, **row.get("delete_kw", {}))
+    # The client declares the kind's model for the registries that answer the deleted object
+    # (pods, services, …) and a plain object for the others, which answer a Status.
+    gone = call(row, "delete", name, **row.get("delete_kw", {}))
+    if isinstance(gone, dict):
+        kind = gone.get("kind")
+        check(kind == created.kind or
+              (kind == "Status" and gone.get("status") == "Success" and gone.get("details", {}).get("name") == name),
+              "delete answered %r" % gone)
+    else:
+        check(isinstance(gone, model) and gone.metadata.name == name, "delete answered %r" % type(gone).__name__)
     deadline = time.time() + 30
     while True:
         try:
@@ -435,6 +446,19 @@ def crud(row):
             raise AssertionError("second delete succeeded")
     except ApiException as e:
         check(e.status in (404, 409), "second delete: %s" % e.status)
+
+    # deletecollection with a label selector: only the selected objects go.
+    if hasattr(row["api"], ("delete_collection_namespaced_%s" if row.get("namespaced", True) else "delete_collection_%s") % k) and not row.get("name"):
+        for n in ("a", "b"):
+            o = row["make"]("%s-%s" % (name, n))
+            o.metadata.labels["batch"] = n
+            call(row, "create", o)
+        call(row, "delete_collection", label_selector="kind=%s,batch=a" % klabel, **row.get("delete_kw", {}))
+        deadline = time.time() + 30
+        while names(call(row, "list", label_selector="kind=%s" % klabel)) != [name + "-b"]:
+            check(time.time() < deadline, "after deletecollection: %r" % names(call(row, "list", label_selector="kind=%s" % klabel)))
+            time.sleep(0.2)
+        call(row, "delete", name + "-b", **row.get("delete_kw", {}))
 
 
 @case("namespace for the suite")
@@ -554,6 +578,59 @@ def _():
 
     ns = CORE.read_namespace_status(NS)
     check(ns.status.phase == "Active", "namespace status %r" % ns.status)
+
+
+@case("subresources: serviceaccount token, pod eviction, ephemeral containers, node and pod status")
+def _():
+    CORE.create_namespaced_service_account(NS, m.V1ServiceAccount(metadata=m.V1ObjectMeta(name="ek-sa")))
+    # No audiences: the API server's own (its issuer), so the token authenticates to it.
+    tr = CORE.create_namespaced_service_account_token("ek-sa", NS, m.AuthenticationV1TokenRequest(
+        spec=m.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)))
+    check(isinstance(tr, m.AuthenticationV1TokenRequest) and tr.status.token.count(".") == 2 and tr.status.expiration_timestamp,
+          "token request %r" % tr.status)
+    check(tr.spec.audiences == ["https://kubernetes.default.svc.cluster.local"], "defaulted audiences %r" % tr.spec.audiences)
+    review = client.AuthenticationV1Api().create_token_review(m.V1TokenReview(spec=m.V1TokenReviewSpec(token=tr.status.token)))
+    check(review.status.authenticated and review.status.user.username == "system:serviceaccount:%s:ek-sa" % NS, "token review %r" % review.status)
+    # A token for another audience does not authenticate to the API server.
+    other = CORE.create_namespaced_service_account_token("ek-sa", NS, m.AuthenticationV1TokenRequest(
+        spec=m.V1TokenRequestSpec(audiences=["https://vault.example.com"])))
+    review = client.AuthenticationV1Api().create_token_review(m.V1TokenReview(spec=m.V1TokenReviewSpec(token=other.status.token)))
+    check(not review.status.authenticated, "a token for another audience authenticated: %r" % review.status)
+    if not review.status.error:
+        # KNOWN GAP: kube-apiserver's TokenReview carries the authenticator's error in
+        # status.error ("[invalid bearer token, token audiences [...] is invalid for the target
+        # audiences [...]]"); Timonier's token check only says yes or no (sa_token::check_claims
+        # returns an Option), so the reason is lost. Reported, not failed.
+        KNOWN_GAPS.append("TokenReview of a rejected service-account token has no status.error")
+
+    CORE.create_namespaced_pod(NS, m.V1Pod(metadata=meta("ek-evicted", "evicted"), spec=pod_spec()))
+    # The client declares V1Eviction as the answer; kube-apiserver answers a Status (201).
+    r = CORE.create_namespaced_pod_eviction("ek-evicted", NS, m.V1Eviction(metadata=m.V1ObjectMeta(name="ek-evicted", namespace=NS)),
+                                            _preload_content=False)
+    check(r.status == 201, "eviction answer %s" % r.status)
+
+    CORE.create_namespaced_pod(NS, m.V1Pod(metadata=meta("ek-debugged", "debugged"), spec=pod_spec()))
+    try:
+        p = CORE.patch_namespaced_pod_ephemeralcontainers("ek-debugged", NS, {"spec": {"ephemeralContainers": [
+            {"name": "debugger", "image": "busybox", "stdin": True, "tty": True}]}})
+        check(isinstance(p, m.V1Pod) and p.spec.ephemeral_containers[0].name == "debugger"
+              and p.spec.ephemeral_containers[0].termination_message_policy == "File", "ephemeral %r" % p.spec.ephemeral_containers)
+    except ApiException as e:
+        if e.status != 404:
+            raise
+        # KNOWN GAP: pods/ephemeralcontainers (get, patch, update; what `kubectl debug` uses) is
+        # not served. It needs its own write mode in rest.rs (only spec.ephemeralContainers
+        # changes, existing ones immutable), routing and discovery; skipped until then.
+        KNOWN_GAPS.append("pods/ephemeralcontainers is not served (404)")
+    p = CORE.patch_namespaced_pod_status("ek-debugged", NS, {"status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Tested"}]}})
+    check(p.status.conditions[0].reason == "Tested" and p.status.phase == "Pending", "pod status %r" % p.status)
+    CORE.delete_namespaced_pod("ek-debugged", NS, grace_period_seconds=0)
+
+    CORE.create_node(m.V1Node(metadata=m.V1ObjectMeta(name="ek-status-node")))
+    n = CORE.patch_node_status("ek-status-node", {"status": {"capacity": {"cpu": "4", "pods": "110"}, "conditions": [
+        {"type": "Ready", "status": "False", "reason": "Tested", "lastHeartbeatTime": "2024-01-01T00:00:00Z", "lastTransitionTime": "2024-01-01T00:00:00Z"}]}})
+    check(n.status.capacity == {"cpu": "4", "pods": "110"} and n.status.conditions[0].reason == "Tested", "node status %r" % n.status)
+    CORE.delete_node("ek-status-node")
 
 
 # --- kubernetes.utils: create_from_yaml and create_from_dict ------------------------------
@@ -689,6 +766,40 @@ def _():
     objs = utils.create_from_dict(api_client, {"apiVersion": "v1", "kind": "ConfigMapList", "items": [
         {"metadata": {"name": "ek-dict-a"}, "data": {"x": "1"}}, {"metadata": {"name": "ek-dict-b"}}]}, namespace=NS)
     check([o.metadata.name for o in objs] == ["ek-dict-a", "ek-dict-b"], "from a ConfigMapList: %r" % objs)
+
+
+@case("dynamic client: discovery, server-side apply (create_from_yaml apply=True), get, list, patch, delete")
+def _():
+    from kubernetes.dynamic import DynamicClient
+    dyn = DynamicClient(api_client)
+    objs = utils.create_from_yaml(api_client, yaml_objects=[{"apiVersion": "v1", "kind": "ConfigMap",
+                                                             "metadata": {"name": "ek-applied", "namespace": NS, "labels": {"ek": "applied"}},
+                                                             "data": {"a": "1"}}], apply=True, namespace=NS)
+    # (namespace= is needed: create_from_yaml defaults it to "default" and the apply path sends
+    # it as the request's namespace, which kube-apiserver refuses (400) for an object of another.)
+    check(objs[0][0].metadata.name == "ek-applied", "applied %r" % objs)
+    cms = dyn.resources.get(api_version="v1", kind="ConfigMap")
+    got = cms.get(name="ek-applied", namespace=NS)
+    check(got.data.a == "1" and got.metadata.managedFields[0].manager == "python-client", "applied object %r" % got.to_dict())
+    check([i.metadata.name for i in cms.get(namespace=NS, label_selector="ek=applied").items] == ["ek-applied"], "dynamic list")
+    deps = dyn.resources.get(api_version="apps/v1", kind="Deployment")
+    check(deps.namespaced and deps.name == "deployments" and "scale" in [s.split("/")[-1] for s in deps.subresources], "deployments resource %r" % deps.subresources)
+    crb = dyn.resources.get(api_version="rbac.authorization.k8s.io/v1", kind="ClusterRoleBinding")
+    check(not crb.namespaced, "clusterrolebindings are namespaced?")
+    # Applying again with a change, then a conflicting field manager is refused (409) unless forced.
+    cms.server_side_apply(body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ek-applied", "namespace": NS},
+                                "data": {"a": "2"}}, field_manager="python-client")
+    try:
+        cms.server_side_apply(body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ek-applied", "namespace": NS},
+                                    "data": {"a": "3"}}, field_manager="someone-else")
+        raise AssertionError("a conflicting apply succeeded")
+    except ApiException as e:
+        check(e.status == 409, "conflicting apply: %s" % e.status)
+    cms.server_side_apply(body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ek-applied", "namespace": NS},
+                                "data": {"a": "3"}}, field_manager="someone-else", force_conflicts=True)
+    cms.patch(name="ek-applied", namespace=NS, body={"data": {"b": "x"}}, content_type="application/merge-patch+json")
+    check(cms.get(name="ek-applied", namespace=NS).data.to_dict() == {"a": "3", "b": "x"}, "after apply and patch")
+    cms.delete(name="ek-applied", namespace=NS)
 
 
 # --- watch ------------------------------------------------------------------------------------
