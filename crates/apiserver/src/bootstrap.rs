@@ -83,6 +83,42 @@ pub async fn ensure(state: &Arc<ApiState>, secure_port: u16, advertise: &str) ->
     crate::aggregator::ensure_builtin(state).await
 }
 
+/// The ConfigMap in which kube-apiserver publishes how it authenticates clients, read by
+/// extension API servers at start (`k8s.io/apiserver`'s delegated authentication).
+pub const AUTHENTICATION_CONFIGMAP: &str = "extension-apiserver-authentication";
+
+/// Writes `kube-system/extension-apiserver-authentication` as kube-apiserver's
+/// ClusterAuthenticationTrustController does: the CA of client certificates, and the
+/// front-proxy (request header) settings — its CA, the allowed client name and the header
+/// names, lists as JSON. Rewritten at every start, so a changed CA is published.
+pub async fn ensure_authentication_configmap(state: &Arc<ApiState>, client_ca: &str, front_proxy_ca: &str) -> ApiResult<()> {
+    let json_list = |v: &str| serde_json::to_string(&[v]).unwrap_or_default();
+    let data = json!({
+        "client-ca-file": client_ca,
+        "requestheader-client-ca-file": front_proxy_ca,
+        "requestheader-allowed-names": json_list(crate::pki::FRONT_PROXY_CLIENT),
+        "requestheader-extra-headers-prefix": json_list("X-Remote-Extra-"),
+        "requestheader-group-headers": json_list("X-Remote-Group"),
+        "requestheader-username-headers": json_list("X-Remote-User"),
+    });
+    let def = state.def("", "v1", "configmaps")?;
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": AUTHENTICATION_CONFIGMAP, "namespace": "kube-system"}, "data": data});
+    match state.create(&def, "kube-system", cm, &WriteOptions::default()).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 409 => {
+            state
+                .guaranteed_update(&def, "kube-system", AUTHENTICATION_CONFIGMAP, None, &WriteOptions::default(), |old| {
+                    let mut new = old.clone();
+                    new["data"] = data.clone();
+                    Ok(new)
+                }, Mode::Main)
+                .await?;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Creates a cluster-scoped object unless one of that name exists (kept as its owner left it).
 async fn create_if_absent(state: &Arc<ApiState>, def: &Arc<timonier_api::resources::ResourceDef>, obj: Value) -> ApiResult<()> {
     match state.create(def, "", obj, &WriteOptions::default()).await {

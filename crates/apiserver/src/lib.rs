@@ -149,8 +149,8 @@ impl Server {
         let kubelet_tls = kubelet_proxy::client_tls(&kubelet_client).map_err(ServerError::Config)?;
         let _ = state.kubelet_tls.set(kubelet_tls);
         // Presented to extension API servers behind APIServices (upstream's
-        // --proxy-client-cert-file), signed by the cluster CA.
-        let _ = state.aggregator.client_cert.set(pki.issue_client("front-proxy-client", &[])?);
+        // --proxy-client-cert-file), signed by the front-proxy CA they trust for it.
+        let _ = state.aggregator.client_cert.set(pki.issue_front_proxy_client()?);
         let sa_key = sa_token::TokenKey::load_or_create(&config.data_dir.join("pki"))?;
         let _ = state.sa_key.set(Arc::new(sa_key));
         let _ = state.ca_pem.set(pki.ca.cert_pem.clone());
@@ -158,6 +158,9 @@ impl Server {
         let _ = state.tokens.set(tokens.clone());
         let advertise = if config.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { config.bind_address.to_string() };
         bootstrap::ensure(&state, addr.port(), &advertise).await.map_err(ServerError::Bootstrap)?;
+        bootstrap::ensure_authentication_configmap(&state, &pki.ca.cert_pem, &pki.front_proxy_ca.cert_pem)
+            .await
+            .map_err(ServerError::Bootstrap)?;
         rbac::ensure_bootstrap_policy(&state).await.map_err(ServerError::Bootstrap)?;
         state.sync_crds().await.map_err(ServerError::Bootstrap)?;
         // The system namespaces have their ServiceAccount and CA bundle before the first pod.

@@ -65,8 +65,8 @@ impl ApiState {
             review.pointer("/spec/audiences").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect();
         let targets: Vec<&str> = if asked.is_empty() { API_AUDIENCES.to_vec() } else { asked.iter().map(String::as_str).collect() };
         let status = match self.review_token(&token, &targets) {
-            Some(answer) => answer,
-            None => json!({"user": {}}),
+            Ok(answer) => answer,
+            Err(error) => json!({"user": {}, "error": error}),
         };
         let Some(m) = review.as_object_mut() else { return Err(ApiError::bad_request("the body of a TokenReview must be an object")) };
         m.insert("kind".into(), json!("TokenReview"));
@@ -76,15 +76,20 @@ impl ApiState {
         Ok(review)
     }
 
-    /// The status of an authenticated token, None when no authenticator accepts it.
-    fn review_token(&self, token: &str, targets: &[&str]) -> Option<Value> {
+    /// The status of an authenticated token, or the error upstream's authenticators give
+    /// when none accepts it (`status.error`).
+    fn review_token(&self, token: &str, targets: &[&str]) -> Result<Value, String> {
         // Static tokens are audience-agnostic: valid for the audiences this server has.
         let implicit: Vec<&str> = targets.iter().copied().filter(|a| API_AUDIENCES.contains(a)).collect();
         if let Some(user) = self.tokens.get().and_then(|t| t.user(token).map(|u| (u, t.uid(token).to_string()))).filter(|_| !implicit.is_empty()) {
             let (user, uid) = user;
-            return Some(authenticated(&user, &uid, Map::new(), &implicit));
+            return Ok(authenticated(&user, &uid, Map::new(), &implicit));
         }
-        let (user, claims) = self.verify_sa_token(token, targets)?;
+        let (user, claims) = match self.verify_sa_token(token, targets) {
+            Ok(ok) => ok,
+            Err(crate::sa_token::TokenError::NotOurs) => return Err(rejection(None)),
+            Err(crate::sa_token::TokenError::Invalid(reason)) => return Err(rejection(Some(&reason))),
+        };
         let token_auds: Vec<&str> = match claims.get("aud") {
             Some(Value::String(s)) => vec![s.as_str()],
             Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
@@ -106,7 +111,7 @@ impl ApiState {
         if let Some(jti) = claims.get("jti").and_then(Value::as_str) {
             extra.insert("authentication.kubernetes.io/credential-id".into(), json!([format!("JTI={jti}")]));
         }
-        Some(authenticated(&user, uid, extra, &audiences))
+        Ok(authenticated(&user, uid, extra, &audiences))
     }
 
     /// `POST namespaces/{ns}/bindings`: binds the pod the Binding names, as `pods/binding`.
@@ -132,6 +137,38 @@ impl ApiState {
     }
 }
 
+/// A rejected token's `status.error` as kube-apiserver 1.33 words it. Its TokenReview runs the
+/// token through the whole request authenticator chain, a union that aggregates every
+/// authenticator's error as Go's `utilerrors.NewAggregate` prints them (one error alone, else
+/// `[a, b, c]`, duplicates dropped). The chain starts with the loopback-token authenticator,
+/// which never knows a client's token and says `invalid bearer token`; the service-account
+/// authenticator adds its reason for a token of its issuer. For a refused token of this issuer
+/// upstream's answer ends with `unknown` (observed on 1.33 clusters:
+/// `[invalid bearer token, token audiences ["a"] is invalid for the target audiences ["b"],
+/// unknown]`); a token that is not one (no reason) is plain `invalid bearer token`.
+fn rejection(reason: Option<&str>) -> String {
+    let mut errors = vec!["invalid bearer token"];
+    if let Some(r) = reason {
+        errors.extend([r, "unknown"]);
+    }
+    go_aggregate(&errors)
+}
+
+/// Errors as Go's `utilerrors.NewAggregate(...).Error()` prints them.
+fn go_aggregate(errors: &[&str]) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for e in errors {
+        if !seen.contains(e) {
+            seen.push(e);
+        }
+    }
+    match seen.as_slice() {
+        [] => String::new(),
+        [one] => one.to_string(),
+        many => format!("[{}]", many.join(", ")),
+    }
+}
+
 fn authenticated(user: &UserInfo, uid: &str, extra: Map<String, Value>, audiences: &[&str]) -> Value {
     let mut u = json!({"username": user.name, "groups": user.groups});
     if !uid.is_empty() {
@@ -154,6 +191,17 @@ mod tests {
         let bad = component("etcd-0", Err("timeout".into()));
         assert_eq!(bad["conditions"], json!([{"type": "Healthy", "status": "False", "error": "timeout"}]));
         assert_eq!(bad["metadata"]["name"], "etcd-0");
+    }
+
+    #[test]
+    fn rejections_as_upstream_aggregates_them() {
+        assert_eq!(rejection(None), "invalid bearer token");
+        assert_eq!(
+            rejection(Some(r#"token audiences ["x"] is invalid for the target audiences ["y"]"#)),
+            r#"[invalid bearer token, token audiences ["x"] is invalid for the target audiences ["y"], unknown]"#
+        );
+        assert_eq!(go_aggregate(&["a", "a"]), "a");
+        assert_eq!(go_aggregate(&["a", "b", "a"]), "[a, b]");
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The cluster's certificates: a CA made at first start, the API server's serving certificate
-//! and the admin's client certificate, all kept in the data directory and reused afterwards,
-//! and the kubeconfig that points kubectl at them.
+//! and the admin's client certificate, and the front-proxy CA (as kubeadm's `front-proxy-ca`:
+//! a CA of its own that signs only the aggregator's client certificate, so that an extension
+//! API server can tell the proxy, trusted to assert users in headers, from users presenting
+//! client certificates of the cluster CA), all kept in the data directory and reused
+//! afterwards, and the kubeconfig that points kubectl at them.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -35,7 +38,14 @@ pub struct Pki {
     pub ca: CertPair,
     pub serving: CertPair,
     pub admin: CertPair,
+    /// Signs the aggregator's `front-proxy-client` certificate, and nothing else; published as
+    /// `requestheader-client-ca-file`.
+    pub front_proxy_ca: CertPair,
 }
+
+/// The name extension API servers accept in the front-proxy's certificate
+/// (`requestheader-allowed-names`), as kubeadm's `front-proxy-client`.
+pub const FRONT_PROXY_CLIENT: &str = "front-proxy-client";
 
 fn read(path: &Path) -> Result<Option<String>, PkiError> {
     match std::fs::read_to_string(path) {
@@ -94,14 +104,19 @@ impl Pki {
     pub fn load_or_create(dir: &Path, sans: &[String]) -> Result<Pki, PkiError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| PkiError::Io { action: "create", path: dir.into(), source: e })?;
-        let ca = match load_pair(dir, "ca")? {
-            Some(ca) => ca,
-            None => {
-                let ca = make_ca()?;
-                save_pair(dir, "ca", &ca)?;
-                ca
+        let load_or_make_ca = |name: &str, cn: &str| -> Result<CertPair, PkiError> {
+            match load_pair(dir, name)? {
+                Some(ca) => Ok(ca),
+                None => {
+                    let ca = make_ca(cn)?;
+                    save_pair(dir, name, &ca)?;
+                    Ok(ca)
+                }
             }
         };
+        let ca = load_or_make_ca("ca", "timonier-ca")?;
+        // Made on the first start that lacks it (data directories from before it existed too).
+        let front_proxy_ca = load_or_make_ca("front-proxy-ca", "front-proxy-ca")?;
         let ca_key = KeyPair::from_pem(&ca.key_pem)
             .map_err(|e| PkiError::Bad { path: dir.join("ca.key"), reason: e.to_string() })?;
         let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)
@@ -122,7 +137,15 @@ impl Pki {
                 a
             }
         };
-        Ok(Pki { dir: dir.into(), ca, serving, admin })
+        Ok(Pki { dir: dir.into(), ca, serving, admin, front_proxy_ca })
+    }
+
+    /// The aggregator's client certificate (upstream's `--proxy-client-cert-file`), CN
+    /// `front-proxy-client`, signed by the front-proxy CA; made at each start.
+    pub fn issue_front_proxy_client(&self) -> Result<CertPair, PkiError> {
+        let key = KeyPair::from_pem(&self.front_proxy_ca.key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(&self.front_proxy_ca.cert_pem, key)?;
+        make_client(&issuer, FRONT_PROXY_CLIENT, &[])
     }
 
     /// A client certificate signed by the cluster CA (for node agents and tests).
@@ -154,11 +177,11 @@ impl Pki {
     }
 }
 
-fn make_ca() -> Result<CertPair, PkiError> {
+fn make_ca(common_name: &str) -> Result<CertPair, PkiError> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "timonier-ca");
+    dn.push(DnType::CommonName, common_name);
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
@@ -229,4 +252,28 @@ fn covers(cert_pem: &str, sans: &[String]) -> bool {
         let canon = s.parse::<IpAddr>().map(|ip| ip.to_string()).unwrap_or_else(|_| s.clone());
         names.contains(&canon)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issuer_cn(pem: &str) -> (String, String) {
+        let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("pem");
+        let cert = p.parse_x509().expect("x509");
+        let cn = |n: &x509_parser::x509::X509Name| n.iter_common_name().next().and_then(|c| c.as_str().ok()).unwrap_or("").to_string();
+        (cn(cert.issuer()), cn(cert.subject()))
+    }
+
+    #[test]
+    fn front_proxy_ca_is_separate_and_persists() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = Pki::load_or_create(dir.path(), &["127.0.0.1".into()]).expect("pki");
+        assert_ne!(a.front_proxy_ca.cert_pem, a.ca.cert_pem);
+        assert!(dir.path().join("front-proxy-ca.crt").exists() && dir.path().join("front-proxy-ca.key").exists());
+        let b = Pki::load_or_create(dir.path(), &["127.0.0.1".into()]).expect("pki again");
+        assert_eq!(a.front_proxy_ca.cert_pem, b.front_proxy_ca.cert_pem);
+        let client = a.issue_front_proxy_client().expect("client");
+        assert_eq!(issuer_cn(&client.cert_pem), ("front-proxy-ca".to_string(), FRONT_PROXY_CLIENT.to_string()));
+    }
 }

@@ -247,6 +247,12 @@ fn bootstrap_policy() -> (Vec<Value>, Vec<Value>) {
             {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": read},
         ]), None),
+        // Delegated authentication and authorization, as extension API servers (metrics-server)
+        // are bound to: both reviews are non-mutating creates.
+        role("system:auth-delegator", json!([
+            {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+            {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+        ]), None),
     ];
     let binding = |name: &str, role: &str, subjects: Value| {
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}, "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role}, "subjects": subjects})
@@ -262,13 +268,27 @@ fn bootstrap_policy() -> (Vec<Value>, Vec<Value>) {
     (roles, bindings)
 }
 
+/// Upstream's bootstrap namespaced roles, as (namespace, Role): what reads the
+/// `extension-apiserver-authentication` ConfigMap (extension API servers bind to it).
+fn bootstrap_namespace_roles() -> Vec<(&'static str, Value)> {
+    vec![(
+        "kube-system",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "extension-apiserver-authentication-reader", "namespace": "kube-system",
+                "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}, "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [crate::bootstrap::AUTHENTICATION_CONFIGMAP], "verbs": ["get", "list", "watch"]}]}),
+    )]
+}
+
 /// Creates the bootstrap roles and bindings that are missing.
 pub async fn ensure_bootstrap_policy(state: &Arc<ApiState>) -> ApiResult<()> {
     let (roles, bindings) = bootstrap_policy();
-    for (plural, objs) in [("clusterroles", roles), ("clusterrolebindings", bindings)] {
+    let namespaced = bootstrap_namespace_roles();
+    let cluster = [("clusterroles", roles), ("clusterrolebindings", bindings)].map(|(p, objs)| (p, objs.into_iter().map(|o| ("", o)).collect::<Vec<_>>()));
+    for (plural, objs) in cluster.into_iter().chain([("roles", namespaced)]) {
         let def = state.def("rbac.authorization.k8s.io", "v1", plural)?;
-        for obj in objs {
-            match state.create(&def, "", obj, &WriteOptions::default()).await {
+        for (ns, obj) in objs {
+            match state.create(&def, ns, obj, &WriteOptions::default()).await {
                 Ok(_) => {}
                 Err(e) if e.code == 409 => {}
                 Err(e) => return Err(e),
@@ -299,6 +319,20 @@ mod tests {
         assert!(!rule_allows(&named, &Attributes { name: "y".into(), ..attrs("get", "apps", "deployments", "") }));
         let nr = json!({"nonResourceURLs": ["/apis/*"], "verbs": ["get"]});
         assert!(rule_allows(&nr, &Attributes { verb: "get".into(), path: Some("/apis/apps".into()), ..Default::default() }));
+    }
+
+    #[test]
+    fn delegation_roles_as_upstream() {
+        let (roles, _) = bootstrap_policy();
+        let delegator = roles.iter().find(|r| r["metadata"]["name"] == "system:auth-delegator").cloned().unwrap_or_default();
+        assert!(delegator["rules"].as_array().is_some_and(|r| r.iter().any(|r| rule_allows(r, &attrs("create", "authentication.k8s.io", "tokenreviews", "")))));
+        assert!(delegator["rules"].as_array().is_some_and(|r| r.iter().any(|r| rule_allows(r, &attrs("create", "authorization.k8s.io", "subjectaccessreviews", "")))));
+        let (ns, reader) = bootstrap_namespace_roles().remove(0);
+        assert_eq!((ns, reader["metadata"]["name"].as_str()), ("kube-system", Some("extension-apiserver-authentication-reader")));
+        let rule = &reader["rules"][0];
+        let get = |name: &str| Attributes { name: name.into(), ..attrs("get", "", "configmaps", "") };
+        assert!(rule_allows(rule, &get("extension-apiserver-authentication")));
+        assert!(!rule_allows(rule, &get("other")));
     }
 
     #[test]

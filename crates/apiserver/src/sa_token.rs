@@ -102,28 +102,60 @@ impl TokenKey {
         Ok(format!("{input}.{}", b64url(sig.as_ref())))
     }
 
-    /// The claims of a token this key signed, if the signature holds (nothing else checked).
+    /// The claims of a token of this issuer that this key signed, if the signature holds
+    /// (nothing else checked).
     pub fn verify(&self, token: &str) -> Option<Value> {
+        self.verify_reasoned(token).ok()
+    }
+
+    /// As `verify`, telling a token that is not this issuer's (which upstream's authenticator
+    /// passes over without an error) from one of this issuer with a bad signature. The issuer
+    /// is read before the signature is checked, as upstream's `hasCorrectIssuer`.
+    pub fn verify_reasoned(&self, token: &str) -> Result<Value, TokenError> {
         let mut parts = token.split('.');
-        let (h, p, s) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() {
-            return None;
+        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(TokenError::NotOurs);
+        };
+        let claims: Value = unb64url(p).and_then(|b| serde_json::from_slice(&b).ok()).ok_or(TokenError::NotOurs)?;
+        if claims.get("iss").and_then(Value::as_str) != Some(ISSUER) {
+            return Err(TokenError::NotOurs);
         }
-        let header: Value = serde_json::from_slice(&unb64url(h)?).ok()?;
+        // What go-jose says when no key verifies the signature (upstream's wording).
+        let bad_signature = || TokenError::Invalid("go-jose/go-jose: error in cryptographic primitive".into());
+        let header: Value = unb64url(h).and_then(|b| serde_json::from_slice(&b).ok()).ok_or(TokenError::NotOurs)?;
         if header.get("alg").and_then(Value::as_str) != Some("ES256") {
-            return None;
+            return Err(bad_signature());
         }
         if let Some(kid) = header.get("kid").and_then(Value::as_str) {
             if kid != self.kid {
-                return None;
+                return Err(bad_signature());
             }
         }
-        let sig = unb64url(s)?;
+        let sig = unb64url(s).ok_or_else(bad_signature)?;
         UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &self.public)
             .verify(format!("{h}.{p}").as_bytes(), &sig)
-            .ok()?;
-        serde_json::from_slice(&unb64url(p)?).ok()
+            .map_err(|_| bad_signature())?;
+        Ok(claims)
     }
+}
+
+/// Why a token was not accepted by the service-account authenticator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not a JWT of this issuer: upstream's authenticator answers "not mine" with no error, and
+    /// the next authenticator gets its turn.
+    #[error("not a service-account token of this issuer")]
+    NotOurs,
+    /// A token of this issuer that is not valid, with upstream's wording of why (what a
+    /// TokenReview's `status.error` carries).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A list of strings as Go's `%q` prints a `[]string`: `["a" "b"]`.
+pub fn go_quoted_list(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| serde_json::to_string(s).unwrap_or_default()).collect();
+    format!("[{}]", quoted.join(" "))
 }
 
 /// The claims upstream puts in a service-account token.
@@ -170,21 +202,13 @@ impl Claims<'_> {
     }
 }
 
-/// Checks the time and audience claims of a verified token, as upstream's validator (which
-/// allows go-jose's one minute of clock skew). Returns (namespace, name) of the account.
-pub fn check_claims(claims: &Value, now: i64, audiences: &[&str]) -> Option<(String, String)> {
+/// Checks the audience and time claims of a verified token in upstream's order (`jwt.go`: the
+/// audiences intersected with the targets; `claims.go`: expiry with go-jose's one minute of
+/// clock skew), with upstream's wording when they fail. Returns (namespace, name) of the account.
+pub fn check_claims(claims: &Value, now: i64, audiences: &[&str]) -> Result<(String, String), TokenError> {
     const LEEWAY: i64 = 60;
     if claims.get("iss").and_then(Value::as_str) != Some(ISSUER) {
-        return None;
-    }
-    let exp = claims.get("exp").and_then(Value::as_i64)?;
-    if now > exp + LEEWAY {
-        return None;
-    }
-    if let Some(nbf) = claims.get("nbf").and_then(Value::as_i64) {
-        if now + LEEWAY < nbf {
-            return None;
-        }
+        return Err(TokenError::NotOurs);
     }
     let aud: Vec<&str> = match claims.get("aud") {
         Some(Value::String(s)) => vec![s.as_str()],
@@ -192,16 +216,29 @@ pub fn check_claims(claims: &Value, now: i64, audiences: &[&str]) -> Option<(Str
         _ => vec![],
     };
     if !aud.iter().any(|a| audiences.contains(a)) {
-        return None;
+        return Err(TokenError::Invalid(format!(
+            "token audiences {} is invalid for the target audiences {}",
+            go_quoted_list(&aud),
+            go_quoted_list(audiences)
+        )));
     }
-    let sub = claims.get("sub").and_then(Value::as_str)?;
-    let rest = sub.strip_prefix("system:serviceaccount:")?;
-    let (ns, name) = rest.split_once(':')?;
-    let k = claims.get("kubernetes.io")?;
+    let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
+    if now > exp + LEEWAY {
+        return Err(TokenError::Invalid("service account token has expired".into()));
+    }
+    if let Some(nbf) = claims.get("nbf").and_then(Value::as_i64) {
+        if now + LEEWAY < nbf {
+            return Err(TokenError::Invalid("service account token is not valid yet".into()));
+        }
+    }
+    // Tokens this key signed always carry these; anything else is not one of ours.
+    let sub = claims.get("sub").and_then(Value::as_str).ok_or(TokenError::NotOurs)?;
+    let (ns, name) = sub.strip_prefix("system:serviceaccount:").and_then(|r| r.split_once(':')).ok_or(TokenError::NotOurs)?;
+    let k = claims.get("kubernetes.io").ok_or(TokenError::NotOurs)?;
     if k.get("namespace").and_then(Value::as_str) != Some(ns) || k.pointer("/serviceaccount/name").and_then(Value::as_str) != Some(name) {
-        return None;
+        return Err(TokenError::NotOurs);
     }
-    Some((ns.to_string(), name.to_string()))
+    Ok((ns.to_string(), name.to_string()))
 }
 
 #[cfg(test)]
@@ -222,11 +259,20 @@ mod tests {
         let claims = k.verify(&t).unwrap();
         assert_eq!(claims["sub"], "system:serviceaccount:ns:sa");
         assert_eq!(claims["kubernetes.io"]["pod"]["uid"], "pu");
-        assert_eq!(check_claims(&claims, 2000, &[ISSUER]), Some(("ns".into(), "sa".into())));
-        // Expired (past the minute of leeway), not yet valid, or for another audience.
-        assert_eq!(check_claims(&claims, 4661, &[ISSUER]), None);
-        assert_eq!(check_claims(&claims, 900, &[ISSUER]), None);
-        assert_eq!(check_claims(&claims, 2000, &["other"]), None);
+        assert_eq!(check_claims(&claims, 2000, &[ISSUER]), Ok(("ns".into(), "sa".into())));
+        // Expired (past the minute of leeway), not yet valid, or for another audience, each
+        // with upstream's words.
+        let invalid = |s: &str| Err(TokenError::Invalid(s.into()));
+        assert_eq!(check_claims(&claims, 4661, &[ISSUER]), invalid("service account token has expired"));
+        assert_eq!(check_claims(&claims, 900, &[ISSUER]), invalid("service account token is not valid yet"));
+        assert_eq!(
+            check_claims(&claims, 2000, &["other", "x"]),
+            invalid(&format!("token audiences [\"{ISSUER}\"] is invalid for the target audiences [\"other\" \"x\"]"))
+        );
+        // Another issuer's token is not this authenticator's to judge.
+        let mut foreign = claims.clone();
+        foreign["iss"] = json!("https://elsewhere");
+        assert_eq!(check_claims(&foreign, 2000, &[ISSUER]), Err(TokenError::NotOurs));
         // Tampered or signed by another key.
         let mut parts: Vec<&str> = t.split('.').collect();
         let forged = b64url(br#"{"sub":"system:serviceaccount:kube-system:admin"}"#);
@@ -234,6 +280,10 @@ mod tests {
         assert!(k.verify(&parts.join(".")).is_none());
         assert!(key().verify(&t).is_none());
         assert!(k.verify("garbage").is_none());
+        // Ours but badly signed is a reason; not a JWT of this issuer is none.
+        assert!(matches!(key().verify_reasoned(&t), Err(TokenError::Invalid(m)) if m.contains("cryptographic primitive")));
+        assert_eq!(k.verify_reasoned("garbage"), Err(TokenError::NotOurs));
+        assert_eq!(k.verify_reasoned(&parts.join(".")), Err(TokenError::NotOurs));
     }
 
     #[test]
@@ -242,7 +292,7 @@ mod tests {
         let a = TokenKey::load_or_create(dir.path()).unwrap();
         let b = TokenKey::load_or_create(dir.path()).unwrap();
         assert_eq!(a.kid, b.kid);
-        let t = a.sign(&json!({"x": 1})).unwrap();
+        let t = a.sign(&json!({"iss": ISSUER, "x": 1})).unwrap();
         assert_eq!(b.verify(&t).unwrap()["x"], 1);
     }
 }

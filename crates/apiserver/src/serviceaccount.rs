@@ -250,61 +250,74 @@ impl ApiState {
     /// signature, not expired, for this API server, and the account (and the object it is
     /// bound to) still the one it was issued for.
     pub fn authenticate_sa_token(&self, token: &str) -> Option<UserInfo> {
-        self.verify_sa_token(token, &[ISSUER]).map(|(user, _)| user)
+        self.verify_sa_token(token, &[ISSUER]).ok().map(|(user, _)| user)
     }
 
     /// As `authenticate_sa_token`, for a token meant for one of `audiences` (a TokenReview may
-    /// ask for others than this server's); also returns the token's claims.
-    pub fn verify_sa_token(&self, token: &str, audiences: &[&str]) -> Option<(UserInfo, Value)> {
-        let key = self.sa_key.get()?;
-        let claims = key.verify(token)?;
+    /// ask for others than this server's); also returns the token's claims, or why the token
+    /// is refused in upstream's words (its `jwt.go` and `claims.go` validator, in their order:
+    /// issuer, signature, audiences, time, then the account and the objects the token is bound
+    /// to — a missing or deleted one only said to have "invalidated" the token).
+    pub fn verify_sa_token(&self, token: &str, audiences: &[&str]) -> Result<(UserInfo, Value), sa_token::TokenError> {
+        use sa_token::TokenError;
+        let key = self.sa_key.get().ok_or(TokenError::NotOurs)?;
+        let claims = key.verify_reasoned(token)?;
         let now = now_secs();
         let (ns, name) = sa_token::check_claims(&claims, now, audiences)?;
-        let k = claims.get("kubernetes.io")?;
+        let k = claims.get("kubernetes.io").ok_or(TokenError::NotOurs)?;
         let lookup = |plural: &str, obj_ns: &str, obj_name: &str| -> Option<Arc<Value>> {
             let def = self.def("", "v1", plural).ok()?;
             self.cache_of(&def).ok()?.get(&def.key(obj_ns, obj_name))
         };
-        let sa = lookup("serviceaccounts", &ns, &name)?;
+        let invalid = |m: String| TokenError::Invalid(m);
+        let invalidated = || invalid("service account token has been invalidated".into());
+        // As upstream, a bound object deleted less than a minute ago still holds.
+        let deleted_long_ago = |obj: &Value| {
+            let deleting = meta_str(obj, "deletionTimestamp");
+            !deleting.is_empty() && deleting.parse::<jiff::Timestamp>().is_ok_and(|t| t.as_second() < now - 60)
+        };
+        let uid_of = |r: &Value| r.get("uid").and_then(Value::as_str).unwrap_or("").to_string();
+        let name_of = |r: &Value| r.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+        let sa = lookup("serviceaccounts", &ns, &name).ok_or_else(|| invalid(format!("serviceaccounts {name:?} not found")))?;
+        if deleted_long_ago(&sa) {
+            return Err(invalid(format!("service account {ns}/{name} has been deleted")));
+        }
         if let Some(uid) = k.pointer("/serviceaccount/uid").and_then(Value::as_str) {
             if meta_str(&sa, "uid") != uid {
-                return None;
-            }
-        }
-        if let Some(p) = k.get("pod") {
-            let pod = lookup("pods", &ns, p.get("name").and_then(Value::as_str)?)?;
-            if meta_str(&pod, "uid") != p.get("uid").and_then(Value::as_str)? {
-                return None;
-            }
-            // As upstream, a token stays valid for a minute after its pod began deleting.
-            let deleting = meta_str(&pod, "deletionTimestamp");
-            if !deleting.is_empty() {
-                if let Ok(t) = deleting.parse::<jiff::Timestamp>() {
-                    if t.as_second() < now - 60 {
-                        return None;
-                    }
-                }
+                return Err(invalid(format!("service account UID ({}) does not match claim ({uid})", meta_str(&sa, "uid"))));
             }
         }
         if let Some(s) = k.get("secret") {
-            let secret = lookup("secrets", &ns, s.get("name").and_then(Value::as_str)?)?;
-            if meta_str(&secret, "uid") != s.get("uid").and_then(Value::as_str)? {
-                return None;
+            let secret = lookup("secrets", &ns, &name_of(s)).ok_or_else(invalidated)?;
+            if deleted_long_ago(&secret) {
+                return Err(invalidated());
+            }
+            if meta_str(&secret, "uid") != uid_of(s) {
+                return Err(invalid(format!("secret UID ({}) does not match service account secret ref claim ({})", meta_str(&secret, "uid"), uid_of(s))));
             }
         }
-        if k.get("pod").is_none() {
-            if let Some(n) = k.get("node") {
-                let node = lookup("nodes", "", n.get("name").and_then(Value::as_str)?)?;
-                if meta_str(&node, "uid") != n.get("uid").and_then(Value::as_str)? {
-                    return None;
-                }
+        if let Some(p) = k.get("pod") {
+            let pod = lookup("pods", &ns, &name_of(p)).ok_or_else(invalidated)?;
+            if deleted_long_ago(&pod) {
+                return Err(invalidated());
+            }
+            if meta_str(&pod, "uid") != uid_of(p) {
+                return Err(invalid(format!("pod UID ({}) does not match service account pod ref claim ({})", meta_str(&pod, "uid"), uid_of(p))));
+            }
+        } else if let Some(n) = k.get("node") {
+            let node = lookup("nodes", "", &name_of(n)).ok_or_else(invalidated)?;
+            if deleted_long_ago(&node) {
+                return Err(invalidated());
+            }
+            if meta_str(&node, "uid") != uid_of(n) {
+                return Err(invalid(format!("node UID ({}) does not match service account node ref claim ({})", meta_str(&node, "uid"), uid_of(n))));
             }
         }
         let user = UserInfo {
             name: format!("system:serviceaccount:{ns}:{name}"),
             groups: vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{ns}"), "system:authenticated".into()],
         };
-        Some((user, claims))
+        Ok((user, claims))
     }
 
     /// A ServiceAccount, waiting a little for the controller when it is the `default` one

@@ -3,7 +3,11 @@
 //! and loses it; an extension API server written here (hyper + rustls, its own CA) behind a
 //! selector-less Service and a manual EndpointSlice becomes Available, its resources are
 //! discovered and listed through the API server with the caller in X-Remote-User, and it turns
-//! Available False once stopped.
+//! Available False once stopped. What such a server reads at start is published as upstream
+//! does: `kube-system/extension-apiserver-authentication`, whose request-header CA (a CA of its
+//! own, not the cluster's) verifies the client certificate the aggregator presents — the test's
+//! extension server requires one and checks its name, as metrics-server — and the roles that
+//! let an extension server read it and delegate authentication and authorization.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -87,17 +91,21 @@ fn local_apiservices_as_upstream_prints_them() {
 }
 
 /// The extension API server: `metrics.test.io/v1beta1` with one namespaced resource,
-/// `samples`, holding one object; the users it was called as are recorded.
+/// `samples`, holding one object; the users it was called as are recorded. As a server built
+/// on k8s.io/apiserver (metrics-server), it requires a client certificate verified by the
+/// request-header CA and believes the `X-Remote-*` headers only from an allowed name.
 struct Extension {
     port: u16,
     ca_pem: String,
     users: Arc<Mutex<Vec<String>>>,
+    /// The client certificates presented to it (DER), verified by the request-header CA.
+    peers: Arc<Mutex<Vec<Vec<u8>>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Extension {
-    fn start() -> Extension {
+    fn start(requestheader_ca_pem: &str, allowed_names: Vec<String>) -> Extension {
         let ca_key = rcgen::KeyPair::generate().expect("key");
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -109,10 +117,14 @@ impl Extension {
         let cert = rcgen::CertificateParams::new(vec!["ext-api.default.svc".to_string()]).expect("params").signed_by(&key, &issuer).expect("cert");
         let certs = vec![rustls::pki_types::CertificateDer::from(cert.der().to_vec())];
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots_of(requestheader_ca_pem)), provider.clone())
+            .build()
+            .expect("client verifier");
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("versions")
-            .with_no_client_auth()
+            .with_client_cert_verifier(verifier)
             .with_single_cert(certs, key)
             .expect("server config");
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -121,8 +133,9 @@ impl Extension {
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
         let users = Arc::new(Mutex::new(Vec::new()));
+        let peers = Arc::new(Mutex::new(Vec::new()));
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let seen = users.clone();
+        let (seen, peers_seen, allowed) = (users.clone(), peers.clone(), Arc::new(allowed_names));
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
             rt.block_on(async move {
@@ -132,12 +145,26 @@ impl Extension {
                         _ = &mut stop_rx => return,
                         a = listener.accept() => match a { Ok((t, _)) => t, Err(_) => continue },
                     };
-                    let (acceptor, seen) = (acceptor.clone(), seen.clone());
+                    let (acceptor, seen, peers_seen, allowed) = (acceptor.clone(), seen.clone(), peers_seen.clone(), allowed.clone());
                     tokio::spawn(async move {
+                        // No certificate the request-header CA verifies: no handshake.
                         let Ok(tls) = acceptor.accept(tcp).await else { return };
+                        let peer = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).unwrap_or_default();
+                        let cn = timonier_apiserver::auth::user_from_cert(&peer).map(|u| u.name).unwrap_or_default();
+                        peers_seen.lock().unwrap_or_else(|e| e.into_inner()).push(peer);
+                        let trusted = allowed.is_empty() || allowed.contains(&cn);
                         let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                             let seen = seen.clone();
-                            async move { Ok::<_, std::convert::Infallible>(answer(&req, &seen)) }
+                            let cn = cn.clone();
+                            async move {
+                                if !trusted {
+                                    // k8s.io/apiserver's request-header authenticator refuses
+                                    // a proxy certificate of another name.
+                                    let msg = format!("client certificate {cn:?} is not in requestheader-allowed-names");
+                                    return Ok::<_, std::convert::Infallible>(hyper::Response::builder().status(401).body(Full::new(Bytes::from(msg))).expect("response"));
+                                }
+                                Ok(answer(&req, &seen))
+                            }
                         });
                         let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(tls), svc).await;
                     });
@@ -145,7 +172,7 @@ impl Extension {
             });
             // Dropping the runtime closes the listener and every connection.
         });
-        Extension { port, ca_pem, users, stop: Some(stop_tx), thread: Some(thread) }
+        Extension { port, ca_pem, users, peers, stop: Some(stop_tx), thread: Some(thread) }
     }
 
     fn stop(&mut self) {
@@ -162,6 +189,42 @@ impl Drop for Extension {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The certificates of a PEM bundle, DER.
+fn pem_certs(pem: &str) -> Vec<Vec<u8>> {
+    let mut der = Vec::new();
+    let mut body = String::new();
+    let mut inside = false;
+    for line in pem.lines().map(str::trim) {
+        if line == "-----BEGIN CERTIFICATE-----" {
+            (inside, body) = (true, String::new());
+        } else if line == "-----END CERTIFICATE-----" {
+            inside = false;
+            der.push(base64::engine::general_purpose::STANDARD.decode(&body).expect("PEM base64"));
+        } else if inside {
+            body.push_str(line);
+        }
+    }
+    assert!(!der.is_empty(), "no certificate in {pem:?}");
+    der
+}
+
+/// The certificates of a PEM bundle as trust roots.
+fn roots_of(pem: &str) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    for d in pem_certs(pem) {
+        roots.add(rustls::pki_types::CertificateDer::from(d)).expect("a CA certificate");
+    }
+    roots
+}
+
+/// Whether the CAs of `ca_pem` verify a client certificate (DER), as a TLS server would.
+fn verifies(ca_pem: &str, cert: &[u8]) -> bool {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots_of(ca_pem)), provider).build().expect("verifier");
+    let cert = rustls::pki_types::CertificateDer::from(cert.to_vec());
+    verifier.verify_client_cert(&cert, &[], rustls::pki_types::UnixTime::now()).is_ok()
 }
 
 fn answer(req: &hyper::Request<hyper::body::Incoming>, seen: &Mutex<Vec<String>>) -> hyper::Response<Full<Bytes>> {
@@ -196,7 +259,24 @@ fn answer(req: &hyper::Request<hyper::body::Incoming>, seen: &Mutex<Vec<String>>
 fn extension_api_server_behind_an_apiservice() {
     let server = Server::start(Path::new(env!("CARGO_BIN_EXE_timonier")), &[]);
     let k = server.kubectl("1.33");
-    let mut ext = Extension::start();
+    // What kube-apiserver publishes for extension API servers, read as they read it.
+    let cm = k.run(&["get", "configmap", "-n", "kube-system", "extension-apiserver-authentication", "-o", "json"]).ok().to_string();
+    let cm: serde_json::Value = serde_json::from_str(&cm).expect("json");
+    let data = &cm["data"];
+    let list = |key: &str| -> Vec<String> { serde_json::from_str(data[key].as_str().unwrap_or("")).unwrap_or_else(|e| panic!("{key}: {e}: {data}")) };
+    assert_eq!(list("requestheader-allowed-names"), ["front-proxy-client"]);
+    assert_eq!(list("requestheader-extra-headers-prefix"), ["X-Remote-Extra-"]);
+    assert_eq!(list("requestheader-group-headers"), ["X-Remote-Group"]);
+    assert_eq!(list("requestheader-username-headers"), ["X-Remote-User"]);
+    let client_ca = data["client-ca-file"].as_str().unwrap_or("").to_string();
+    let requestheader_ca = data["requestheader-client-ca-file"].as_str().unwrap_or("").to_string();
+    assert!(client_ca.contains("BEGIN CERTIFICATE") && requestheader_ca.contains("BEGIN CERTIFICATE"), "{data}");
+    assert_ne!(client_ca, requestheader_ca, "the front proxy has a CA of its own");
+    // client-ca-file is the CA that signed the users' certificates (the admin's here).
+    let admin_cert = std::fs::read_to_string(server.dir.path().join("data/pki/admin.crt")).expect("admin.crt");
+    let admin = pem_certs(&admin_cert).remove(0);
+    assert!(verifies(&client_ca, &admin) && !verifies(&requestheader_ca, &admin));
+    let mut ext = Extension::start(&requestheader_ca, list("requestheader-allowed-names"));
     let objects = format!(
         r#"{{"apiVersion":"v1","kind":"List","items":[
         {{"apiVersion":"v1","kind":"Service","metadata":{{"name":"ext-api","namespace":"default"}},"spec":{{"ports":[{{"name":"https","port":443,"protocol":"TCP","targetPort":{port}}}]}}}},
@@ -226,6 +306,16 @@ fn extension_api_server_behind_an_apiservice() {
         let json = kv.run(&["get", "samples", "-o", "json"]).ok().to_string();
         assert!(json.contains("\"value\": 42"), "kubectl {v}:\n{json}");
     }
+    // Every connection came with the aggregator's certificate: verified by the request-header
+    // CA (the handshake required it), named front-proxy-client, and not one the cluster CA
+    // verifies — a user's client certificate cannot pass for the proxy.
+    let peers = ext.peers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(!peers.is_empty());
+    for p in &peers {
+        let cn = timonier_apiserver::auth::user_from_cert(p).map(|u| u.name);
+        assert_eq!(cn.as_deref(), Some("front-proxy-client"));
+        assert!(verifies(&requestheader_ca, p) && !verifies(&client_ca, p));
+    }
     let whoami = k.run(&["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]).ok().to_string();
     let users = ext.users.lock().unwrap_or_else(|e| e.into_inner()).clone();
     assert!(!users.is_empty());
@@ -249,4 +339,42 @@ fn extension_api_server_behind_an_apiservice() {
     wait_for_row(&k, "v1beta1.metrics.test.io", "False (EndpointsNotFound)", |r| r.is_some_and(|r| r[2] == "False (EndpointsNotFound)"));
     k.run(&["delete", "service", "ext-api"]).ok();
     wait_for_row(&k, "v1beta1.metrics.test.io", "False (ServiceNotFound)", |r| r.is_some_and(|r| r[2] == "False (ServiceNotFound)"));
+}
+
+/// What metrics-server's manifest binds: the reader of the authentication ConfigMap in
+/// kube-system and `system:auth-delegator`, both bootstrapped as upstream's.
+#[test]
+fn extension_server_roles_as_upstream() {
+    let server = Server::start(Path::new(env!("CARGO_BIN_EXE_timonier")), &[]);
+    let k = server.kubectl("1.33");
+    let sa = "system:serviceaccount:kube-system:metrics-server";
+    let can = |args: &[&str]| {
+        let mut all = vec!["auth", "can-i"];
+        all.extend_from_slice(args);
+        all.extend(["--as", sa]);
+        // "yes" exits 0, "no" exits 1; the answer is on stdout either way.
+        let out = k.run(&all);
+        out.stdout.trim().to_string()
+    };
+    let read_cm = ["get", "configmaps/extension-apiserver-authentication", "-n", "kube-system"];
+    assert_eq!(can(&read_cm), "no");
+    assert_eq!(can(&["create", "tokenreviews.authentication.k8s.io"]), "no");
+    let role = k.run(&["get", "role", "-n", "kube-system", "extension-apiserver-authentication-reader", "-o", "json"]).ok().to_string();
+    let role: serde_json::Value = serde_json::from_str(&role).expect("json");
+    assert_eq!(role["rules"], serde_json::json!([{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["extension-apiserver-authentication"], "verbs": ["get", "list", "watch"]}]));
+    assert_eq!(role["metadata"]["labels"]["kubernetes.io/bootstrapping"], "rbac-defaults");
+    let bindings = r#"{"apiVersion":"v1","kind":"List","items":[
+        {"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"metrics-server-auth-reader","namespace":"kube-system"},
+         "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"extension-apiserver-authentication-reader"},
+         "subjects":[{"kind":"ServiceAccount","name":"metrics-server","namespace":"kube-system"}]},
+        {"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":"metrics-server:system:auth-delegator"},
+         "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"system:auth-delegator"},
+         "subjects":[{"kind":"ServiceAccount","name":"metrics-server","namespace":"kube-system"}]}]}"#;
+    k.run_with_input(&["create", "-f", "-"], Some(bindings)).ok();
+    assert_eq!(can(&read_cm), "yes");
+    assert_eq!(can(&["list", "configmaps", "-n", "kube-system"]), "no", "only the one ConfigMap");
+    assert_eq!(can(&["get", "configmaps/other", "-n", "kube-system"]), "no");
+    assert_eq!(can(&["create", "tokenreviews.authentication.k8s.io"]), "yes");
+    assert_eq!(can(&["create", "subjectaccessreviews.authorization.k8s.io"]), "yes");
+    assert_eq!(can(&["delete", "tokenreviews.authentication.k8s.io"]), "no");
 }
