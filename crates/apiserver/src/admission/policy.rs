@@ -4,8 +4,8 @@
 //! matchConditions, variables, validations (`expression`, `message`, `messageExpression`,
 //! `reason`), `failurePolicy`, and the binding's `validationActions` (Deny, Warn; Audit only
 //! logs, as this server writes no audit log). `auditAnnotations` are compiled but not
-//! evaluated (no audit log). `authorizer` is not offered to expressions: an expression
-//! using it fails to evaluate (and so falls under the failurePolicy).
+//! evaluated (no audit log). `authorizer` asks the server's RBAC authorizer for the
+//! requesting user.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -137,9 +137,12 @@ fn evaluate(state: &ApiState, spec: &Value, bspec: &Value, attrs: &Attributes, r
             Err(e) => return failure(e),
         },
     };
+    // `authorizer` asks the server's RBAC authorizer, as upstream's policies do.
+    let check = |user: &crate::auth::UserInfo, a: &crate::rbac::Attributes| state.authorize(user, a);
     let mut out = Vec::new();
     'params: for p in params {
-        let mut vars = Vars::for_request(attrs, p.as_deref(), request);
+        let vars = Vars::for_request(attrs, p.as_deref(), request);
+        let mut vars = vars.with_authorizer(attrs, &check);
         for c in arr(spec.get("matchConditions")) {
             match cel::eval_bool(str_at(&c, "/expression"), &vars) {
                 Ok(true) => {}
@@ -150,16 +153,16 @@ fn evaluate(state: &ApiState, spec: &Value, bspec: &Value, attrs: &Attributes, r
                 }
             }
         }
-        let mut variables: HashMap<String, ::cel::Value> = HashMap::new();
+        let mut variables = HashMap::new();
         for v in arr(spec.get("variables")) {
             // Upstream evaluates variables lazily; a failing one is left out, so that only
             // the expressions using it fail.
-            vars.set("variables", ::cel::Value::Map(variables.clone().into()));
-            if let Ok(value) = cel::eval(str_at(&v, "/expression"), &vars) {
+            vars.set_variables(&variables);
+            if let Ok(value) = cel::eval_val(str_at(&v, "/expression"), &vars) {
                 variables.insert(str_at(&v, "/name").to_string(), value);
             }
         }
-        vars.set("variables", ::cel::Value::Map(variables.into()));
+        vars.set_variables(&variables);
         for v in arr(spec.get("validations")) {
             let expr = str_at(&v, "/expression");
             match cel::eval_bool(expr, &vars) {
@@ -211,10 +214,7 @@ fn find_params(state: &ApiState, kind: &Value, param_ref: Option<&Value>, attrs:
 
 /// Functions of Kubernetes' CEL libraries that this server's CEL lacks: a policy using them
 /// is accepted (as upstream), with a typeChecking warning saying the expression will fail.
-const UNSUPPORTED: &[&str] = &[
-    "quantity(", "isQuantity(", "url(", "isURL(", "ip(", "isIP(", "cidr(", "isCIDR(", "authorizer", "isSorted(", ".sum(", ".min(", ".max(",
-    ".find(", ".findAll(", "duration(", "timestamp(", "format.", "semver(", "isSemver(",
-];
+const UNSUPPORTED: &[&str] = &["url(", "isURL(", "ip(", "isIP(", "cidr(", "isCIDR(", "duration(", "timestamp(", "format.", "semver(", "isSemver("];
 
 /// Checks a policy's expressions when it is written: one that does not compile is invalid
 /// (422, as upstream's validation), and the status tells which expressions use functions
@@ -267,7 +267,7 @@ mod tests {
     #[test]
     fn policies_are_checked_when_written() {
         let def = timonier_api::resources::builtin().into_iter().find(|d| d.plural == "validatingadmissionpolicies").unwrap();
-        let mut ok = json!({"metadata": {"name": "p", "generation": 2}, "spec": {"validations": [{"expression": "object.spec.replicas <= 5"}, {"expression": "quantity(object.x) > quantity('1')"}]}});
+        let mut ok = json!({"metadata": {"name": "p", "generation": 2}, "spec": {"validations": [{"expression": "object.spec.replicas <= 5"}, {"expression": "semver(object.x).isGreaterThan(semver('1.0.0'))"}]}});
         check_policy(&def, &mut ok).unwrap();
         assert_eq!(ok["status"]["observedGeneration"], 2);
         assert_eq!(ok["status"]["typeChecking"]["expressionWarnings"][0]["fieldRef"], "spec.validations[1].expression");
