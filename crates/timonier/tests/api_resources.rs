@@ -368,9 +368,11 @@ fn token_reviews_use_the_servers_authenticators() {
             json!({"authenticated": true, "user": {"username": "alice", "uid": "1001", "groups": ["devs", "system:authenticated"]}, "audiences": [ISSUER]}),
             "kubectl {v}"
         );
-        assert_eq!(review(&k, "not-a-token", &[])["status"], json!({"user": {}}), "kubectl {v}");
+        // Refused, with the error upstream's authenticator chain gives (status.error).
+        let refused = json!({"user": {}, "error": "invalid bearer token"});
+        assert_eq!(review(&k, "not-a-token", &[])["status"], refused, "kubectl {v}");
         // A static token is for this server's audience only.
-        assert_eq!(review(&k, "alice-token", &["vault"])["status"], json!({"user": {}}), "kubectl {v}");
+        assert_eq!(review(&k, "alice-token", &["vault"])["status"], refused, "kubectl {v}");
         let sa_token = k.run(&["create", "token", "default"]).ok().trim().to_string();
         let r = review(&k, &sa_token, &[]);
         assert_eq!(r["status"]["authenticated"], true, "kubectl {v}: {r}");
@@ -382,8 +384,18 @@ fn token_reviews_use_the_servers_authenticators() {
         assert_eq!(r["status"]["audiences"], json!([ISSUER]));
         // A token for another audience is valid for that audience only.
         let vault = k.run(&["create", "token", "default", "--audience", "vault"]).ok().trim().to_string();
-        assert_eq!(review(&k, &vault, &[])["status"], json!({"user": {}}));
+        assert_eq!(
+            review(&k, &vault, &[])["status"],
+            json!({"user": {}, "error": format!("[invalid bearer token, token audiences [\"vault\"] is invalid for the target audiences [\"{ISSUER}\"], unknown]")})
+        );
         assert_eq!(review(&k, &vault, &["vault", "other"])["status"]["audiences"], json!(["vault"]));
+        // The account gone, its token no longer authenticates, and the error says why.
+        k.run(&["create", "sa", "gone"]).ok();
+        let gone = k.run(&["create", "token", "gone"]).ok().trim().to_string();
+        assert_eq!(review(&k, &gone, &[])["status"]["authenticated"], true);
+        k.run(&["delete", "sa", "gone"]).ok();
+        let r = review(&k, &gone, &[]);
+        assert!(r["status"]["authenticated"].is_null() && r["status"]["error"].as_str().is_some_and(|e| e.contains(r#"serviceaccounts "gone" not found"#)), "kubectl {v}: {r}");
         let empty = k.run_with_input(&["create", "-f", "-"], Some(r#"{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "metadata": {}, "spec": {}}"#));
         assert!(empty.stderr.contains("token is required for TokenReview in authentication"), "{}", empty.stderr);
     }
