@@ -2,7 +2,8 @@
 //! A real webhook server runs in this process (HTTPS with its own CA, registered by `url`):
 //! it mutates (adds a label by JSONPatch), denies (by a label), counts calls (reinvocation)
 //! and stalls (timeouts). Then the ValidatingAdmissionPolicy of the Kubernetes docs, with
-//! Deny and Warn bindings and params from a ConfigMap.
+//! Deny and Warn bindings and params from a ConfigMap; and a policy using Kubernetes' CEL
+//! libraries (`quantity` on memory limits, `authorizer` backed by RBAC).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -400,4 +401,93 @@ spec:
     });
     let err = k.run_with_input(&["create", "-f", "-"], Some(&bad.to_string())).err().to_string();
     assert!(err.contains("spec.validations[0].expression: Invalid value: \"object.spec.replicas <=\": compilation failed"), "{err}");
+}
+
+/// A pod with one container and the given memory limit, optionally labelled with a team.
+fn pod(name: &str, memory: &str, team: Option<&str>) -> String {
+    let labels = team.map_or(json!({}), |t| json!({"team": t}));
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "quotas", "labels": labels},
+        "spec": {"containers": [{"name": "c", "image": "nginx", "resources": {"limits": {"memory": memory}}}]},
+    })
+    .to_string()
+}
+
+#[test]
+fn policies_use_kubernetes_cel_libraries() {
+    let s = server();
+    let k = s.kubectl(KUBECTL);
+    k.run(&["create", "namespace", "quotas"]).ok();
+    // Memory limits compared as quantities (1Gi is more than 512Mi, 0.5Gi is not), and a
+    // team label only for those the authorizer says may `admin` that team.
+    let policy = r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: pod-limits.example.com
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - apiGroups: [""]
+      apiVersions: ["v1"]
+      operations: ["CREATE"]
+      resources: ["pods"]
+  variables:
+  - name: maxMemory
+    expression: "quantity('512Mi')"
+  validations:
+  - expression: "object.spec.containers.all(c, !quantity(c.resources.limits.memory).isGreaterThan(variables.maxMemory))"
+    messageExpression: "'memory limit must be at most 512Mi, not ' + object.spec.containers[0].resources.limits.memory"
+  - expression: "!has(object.metadata.labels) || !('team' in object.metadata.labels) || authorizer.group('example.com').resource('teams').name(object.metadata.labels.team).check('admin').allowed()"
+    message: "only a team's admins may label pods with it"
+    reason: Forbidden
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: pod-limits-binding.example.com
+spec:
+  policyName: pod-limits.example.com
+  validationActions: [Deny]
+"#;
+    k.run_with_input(&["apply", "-f", "-"], Some(policy)).ok();
+    // These functions are supported: the status has no typeChecking warning for them.
+    let warnings = k.run(&["get", "validatingadmissionpolicy", "pod-limits.example.com", "-o", "jsonpath={.status.typeChecking}"]).ok().to_string();
+    assert!(!warnings.contains("expressionWarnings"), "{warnings}");
+
+    let err = k.run_with_input(&["create", "-f", "-"], Some(&pod("big", "1Gi", None))).err().to_string();
+    assert_eq!(
+        err.trim(),
+        "The pods \"big\" is invalid: : ValidatingAdmissionPolicy 'pod-limits.example.com' with binding 'pod-limits-binding.example.com' denied request: memory limit must be at most 512Mi, not 1Gi"
+    );
+    k.run_with_input(&["create", "-f", "-"], Some(&pod("half", "0.5Gi", None))).ok();
+    k.run_with_input(&["create", "-f", "-"], Some(&pod("small", "100M", None))).ok();
+
+    // The service account bob may create pods in the namespace, but is no team admin: the
+    // authorizer says no. (bob signs in with his token: admission sees the authenticated
+    // user, and this server does not yet hand it the user `kubectl --as` impersonates.)
+    k.run(&["create", "serviceaccount", "bob", "-n", "quotas"]).ok();
+    let token = k.run(&["create", "token", "bob", "-n", "quotas"]).ok().trim().to_string();
+    k.run(&["config", "set-credentials", "bob", &format!("--token={token}")]).ok();
+    k.run(&["create", "role", "pod-creator", "-n", "quotas", "--verb=create", "--resource=pods"]).ok();
+    k.run(&["create", "rolebinding", "bob-pods", "-n", "quotas", "--role=pod-creator", "--serviceaccount=quotas:bob"]).ok();
+    let as_bob = |name: &str, team: Option<&str>| k.run_with_input(&["create", "-f", "-", "--user=bob"], Some(&pod(name, "64Mi", team)));
+    as_bob("plain", None).ok();
+    let err = as_bob("labelled", Some("blue")).err().to_string();
+    assert_eq!(
+        err.trim(),
+        "Error from server (Forbidden): error when creating \"STDIN\": pods \"labelled\" is forbidden: ValidatingAdmissionPolicy 'pod-limits.example.com' with binding 'pod-limits-binding.example.com' denied request: only a team's admins may label pods with it"
+    );
+    // The admin (system:masters) may; and once RBAC grants bob `admin` on team blue, so may
+    // he, for that team only.
+    k.run_with_input(&["create", "-f", "-"], Some(&pod("admins", "64Mi", Some("blue")))).ok();
+    // (`kubectl create clusterrole` wants served resources and standard verbs: a manifest.)
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "blue-admin"},
+                      "rules": [{"apiGroups": ["example.com"], "resources": ["teams"], "resourceNames": ["blue"], "verbs": ["admin"]}]});
+    k.run_with_input(&["create", "-f", "-"], Some(&role.to_string())).ok();
+    k.run(&["create", "clusterrolebinding", "bob-blue", "--clusterrole=blue-admin", "--serviceaccount=quotas:bob"]).ok();
+    as_bob("labelled", Some("blue")).ok();
+    assert!(as_bob("red", Some("red")).err().to_string().contains("only a team's admins may label pods with it"));
 }

@@ -5,8 +5,9 @@
 //! `strings.quote`), lists (`slice`, `flatten`, …) and math (`math.*`) extensions, and
 //! Kubernetes' own libraries (`k8s.io/apiserver/pkg/cel/library`), one module each:
 //! [`quantity`], [`lists`] (lists and regex), [`net`] (url, ip, cidr) and [`authz`]
-//! (the `authorizer` variable).
-//! Not available: `format.*`, semver, durations and timestamps, and cost limits.
+//! (the `authorizer` variable, offered to policies; webhooks' matchConditions do not have it).
+//! Not available: `format.*`, semver, durations and timestamps, `authorizer`'s
+//! fieldSelector/labelSelector, and cost limits.
 //!
 //! Expressions are outside input: they are compiled once (cached by their text), and an
 //! evaluation that panics inside the library is an evaluation error.
