@@ -168,6 +168,8 @@ const BUILTIN: &[Spec] = &[
     spec!("batch", "v1", "Job", "jobs", &[], NS, true, &["status"]),
     spec!("batch", "v1", "CronJob", "cronjobs", &["cj"], NS, true, &["status"]),
     spec!("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", &["hpa"], NS, true, &["status"]),
+    // Served in v1 too, stored as v2 (v2 is listed first: the preferred version).
+    spec!("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", &["hpa"], NS, true, &["status"]),
     spec!("coordination.k8s.io", "v1", "Lease", "leases", &[], NS, false, &[]),
     spec!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", &[], NS, false, &[]),
     spec!("events.k8s.io", "v1", "Event", "events", &["ev"], NS, false, &[], ALL_VERBS, "events"),
@@ -338,11 +340,19 @@ mod tests {
         assert!(!is_virtual(&find("", "pods")));
         assert!(all.iter().all(|r| !is_custom(r)), "no built-in is stored as a custom resource");
         // What kube-apiserver 1.33 serves by default.
-        assert_eq!(all.len(), 60);
+        assert_eq!(all.len(), 61);
         let apis = find("apiregistration.k8s.io", "apiservices");
         assert_eq!(apis.key("", "v1.apps"), "/registry/apiregistration.k8s.io/apiservices/v1.apps");
         assert!(!is_custom(&apis));
         assert_eq!(apis.categories, ["api-extensions"]);
+    }
+
+    #[test]
+    fn hpas_served_in_two_versions_share_storage() {
+        let all = builtin();
+        let hpas: Vec<_> = all.iter().filter(|r| r.plural == "horizontalpodautoscalers").collect();
+        assert_eq!(hpas.iter().map(|r| r.version.as_str()).collect::<Vec<_>>(), ["v2", "v1"], "v2 first: preferred");
+        assert_eq!(hpas[0].key("ns", "h"), hpas[1].key("ns", "h"));
     }
 
     #[test]

@@ -1,14 +1,38 @@
 //! Conversion between the served and stored forms of kinds served in two groups: an
 //! `events.k8s.io/v1` Event is stored as the `v1` Event it is equivalent to (as upstream), so
 //! that events recorded by either API are listed by both — `kubectl describe` reads `v1`,
-//! client libraries' event recorders write `events.k8s.io/v1`.
+//! client libraries' event recorders write `events.k8s.io/v1`. `autoscaling/v1`
+//! HorizontalPodAutoscalers are stored as `autoscaling/v2` ones (`hpa.rs`).
+
+mod hpa;
 
 use serde_json::{json, Map, Value};
 use timonier_api::resources::ResourceDef;
 
+fn is_hpa_v1(def: &ResourceDef) -> bool {
+    def.group == "autoscaling" && def.version == "v1" && def.plural == "horizontalpodautoscalers"
+}
+
 /// Whether a resource is served in a form other than the stored one.
 pub fn converts(def: &ResourceDef) -> bool {
-    def.group == "events.k8s.io"
+    def.group == "events.k8s.io" || is_hpa_v1(def)
+}
+
+/// The group, version and resource whose form is stored, for a resource that converts.
+pub fn storage_of(def: &ResourceDef) -> Option<(&'static str, &'static str, &'static str)> {
+    if def.group == "events.k8s.io" {
+        Some(("", "v1", "events"))
+    } else if is_hpa_v1(def) {
+        Some(("autoscaling", "v2", "horizontalpodautoscalers"))
+    } else {
+        None
+    }
+}
+
+/// Whether tables print the stored form: upstream prints HPAs from the internal version,
+/// whose metrics only v2 has (a v1 view would print `<none>` targets).
+pub fn prints_stored(def: &ResourceDef) -> bool {
+    is_hpa_v1(def)
 }
 
 fn mv(from: &mut Map<String, Value>, to: &mut Map<String, Value>, a: &str, b: &str) {
@@ -23,6 +47,9 @@ fn mv(from: &mut Map<String, Value>, to: &mut Map<String, Value>, a: &str, b: &s
 pub fn to_storage(def: &ResourceDef, obj: Value) -> Value {
     if !converts(def) {
         return obj;
+    }
+    if is_hpa_v1(def) {
+        return hpa::to_storage(obj);
     }
     let Value::Object(mut src) = obj else { return obj };
     let mut out = Map::new();
@@ -62,6 +89,9 @@ pub fn to_storage(def: &ResourceDef, obj: Value) -> Value {
 pub fn from_storage(def: &ResourceDef, obj: &Value) -> Value {
     if !converts(def) {
         return obj.clone();
+    }
+    if is_hpa_v1(def) {
+        return hpa::from_storage(obj, &def.api_version());
     }
     let Some(src) = obj.as_object() else { return obj.clone() };
     let mut src = src.clone();

@@ -316,7 +316,7 @@ async fn serve_verb(
     let (state, def, ns, name, q) = (state.clone(), def.clone(), ns.to_string(), name.to_string(), q.clone());
     let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
     // Writes go through the stored form's resource (events.k8s.io events are v1 events).
-    let sdef = if convert::converts(&def) { state.def("", "v1", "events")? } else { def.clone() };
+    let sdef = storage_def(&state, &def)?;
     match verb {
         "get" => {
             q.resource_version()?;
@@ -507,6 +507,14 @@ fn success(def: &ResourceDef, obj: &Value) -> Value {
         "status": "Success",
         "details": {"name": meta_str(obj, "name"), "group": def.group, "kind": def.plural, "uid": meta_str(obj, "uid")},
     })
+}
+
+/// The resource whose form is stored, through which a converted resource's writes go.
+fn storage_def(state: &ApiState, def: &Arc<ResourceDef>) -> ApiResult<Arc<ResourceDef>> {
+    match convert::storage_of(def) {
+        Some((g, v, r)) => state.def(g, v, r),
+        None => Ok(def.clone()),
+    }
 }
 
 fn render_object(state: &ApiState, def: &ResourceDef, obj: &Value, shape: Shape, format: Format, q: &Query) -> ApiResult<Response<Body>> {
@@ -735,12 +743,14 @@ async fn subresource(
             let body = read_body(req.into_body()).await?;
             let obj = decode(content_type.as_deref(), &body)?;
             let rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|s| s.parse().ok());
-            let updated = state.guaranteed_update(def, ns, name, rv, &opts, |_| Ok(obj.clone()), Mode::Status).await?;
+            let sdef = storage_def(&state, def)?;
+            let updated = state.guaranteed_update(&sdef, ns, name, rv, &opts, |_| Ok(convert::to_storage(def, obj.clone())), Mode::Status).await?;
             render_object(&state, def, &updated, shape, format, q)
         }
         ("status" | "approval", &Method::PATCH) => {
             let body = read_body(req.into_body()).await?;
-            let (obj, _) = patch_object(&state, def, def, ns, name, content_type.as_deref(), &body, &opts, Mode::Status).await?;
+            let sdef = storage_def(&state, def)?;
+            let (obj, _) = patch_object(&state, def, &sdef, ns, name, content_type.as_deref(), &body, &opts, Mode::Status).await?;
             render_object(&state, def, &obj, shape, format, q)
         }
         ("token", &Method::POST) if def.plural == "serviceaccounts" => {

@@ -50,7 +50,14 @@ fn columns(def: &ResourceDef) -> Value {
 }
 
 fn row(def: &ResourceDef, obj: &Value, include: Include, version: &str, now: jiff::Timestamp) -> Value {
-    let mut r = json!({"cells": printers::cells(&def.group, &def.kind, obj, now)});
+    // Cells come from the stored form where upstream prints the internal version (HPAs:
+    // v1's metrics are in annotations); the object attached stays the served one.
+    let cells = if crate::convert::prints_stored(def) {
+        printers::cells(&def.group, &def.kind, &crate::convert::to_storage(def, obj.clone()), now)
+    } else {
+        printers::cells(&def.group, &def.kind, obj, now)
+    };
+    let mut r = json!({"cells": cells});
     attach(&mut r, obj, include, version);
     r
 }

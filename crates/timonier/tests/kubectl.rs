@@ -661,3 +661,44 @@ fn server_side_apply_conflicts_and_managed_fields() {
         k.run(&["delete", "deploy", "app"]).ok();
     });
 }
+
+#[test]
+fn hpa_served_as_autoscaling_v1_and_v2() {
+    // kubectl autoscale writes autoscaling/v1 up to 1.31 and v2 since; both views are one object.
+    each_version(|_, k, v| {
+        assert!(k.run(&["api-versions"]).ok().lines().any(|l| l == "autoscaling/v1"), "kubectl {v}");
+        k.run(&["create", "deployment", "web", "--image=nginx", "--replicas=1"]).ok();
+        k.run(&["autoscale", "deployment", "web", "--min=1", "--max=3", "--cpu-percent=50"]).ok();
+        // The preferred version, v2: the target is a metric.
+        assert_eq!(
+            k.run(&["get", "hpa", "web", "-o", "jsonpath={.apiVersion} {.spec.metrics[0].resource.name} {.spec.metrics[0].resource.target.averageUtilization}"]).ok(),
+            "autoscaling/v2 cpu 50",
+            "kubectl {v}"
+        );
+        assert_eq!(
+            k.run(&["get", "horizontalpodautoscalers.v1.autoscaling", "web", "-o", "jsonpath={.apiVersion} {.spec.targetCPUUtilizationPercentage} {.spec.maxReplicas}"]).ok(),
+            "autoscaling/v1 50 3",
+            "kubectl {v}"
+        );
+        let table = k.run(&["get", "hpa"]);
+        let rows = lines(table.ok());
+        let web = rows.iter().find(|r| r[0] == "web").unwrap_or_else(|| panic!("kubectl {v}: {}", table.stdout));
+        assert_eq!(web[1], "Deployment/web", "kubectl {v}: {}", table.stdout);
+        assert!(table.stdout.contains("/50%"), "kubectl {v}: {}", table.stdout);
+        // A v1 write of a v2-only metric keeps it, through the annotations.
+        let memory = r#"{"metadata":{"annotations":{"autoscaling.alpha.kubernetes.io/metrics":"[{\"type\":\"Resource\",\"resource\":{\"name\":\"memory\",\"targetAverageValue\":\"100Mi\"}}]"}}}"#;
+        k.run(&["patch", "horizontalpodautoscalers.v1.autoscaling", "web", "--type=merge", "-p", memory]).ok();
+        assert_eq!(
+            k.run(&["get", "hpa", "web", "-o", "jsonpath={.spec.metrics[*].resource.name} {.metadata.annotations}"]).ok(),
+            "cpu memory ",
+            "kubectl {v}"
+        );
+        // Lists and watches in v1 convert every object.
+        let list = k.run(&["get", "--raw", "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers"]);
+        assert!(list.ok().contains(r#""targetCPUUtilizationPercentage":50"#), "kubectl {v}: {}", list.stdout);
+        let watch = k.run(&["get", "--raw", "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers?watch=1&timeoutSeconds=1"]);
+        assert!(watch.stdout.contains(r#""type":"ADDED""#) && watch.stdout.contains(r#""targetCPUUtilizationPercentage":50"#), "kubectl {v}: {}", watch.stdout);
+        assert!(!watch.stdout.contains(r#""metrics":["#), "kubectl {v}: {}", watch.stdout);
+        k.run(&["delete", "hpa", "web"]).ok();
+    });
+}

@@ -149,9 +149,10 @@ mod tests {
         assert_eq!(find("v1."), Some((json!(18000), json!(1))));
         assert_eq!(find("v1.apps"), Some((json!(17800), json!(15))));
         assert_eq!(find("v2.autoscaling"), Some((json!(17500), json!(30))));
+        assert_eq!(find("v1.autoscaling"), Some((json!(17500), json!(15))));
         assert_eq!(find("v1.flowcontrol.apiserver.k8s.io"), Some((json!(16100), json!(21))));
         assert_eq!(find("v1.apiregistration.k8s.io"), None, "upstream registers no APIService for its own group");
         assert!(all.iter().all(|s| super::super::validate(s).is_empty()));
-        assert_eq!(all.len(), 19);
+        assert_eq!(all.len(), 20);
     }
 }

@@ -179,14 +179,13 @@ KINDS = [
        model=m.V2HorizontalPodAutoscaler,
        make=lambda n: m.V2HorizontalPodAutoscaler(metadata=meta(n, "horizontal_pod_autoscaler"), spec=m.V2HorizontalPodAutoscalerSpec(
            max_replicas=3, scale_target_ref=m.V2CrossVersionObjectReference(api_version="apps/v1", kind="Deployment", name="x")))),
-    # KNOWN GAP: autoscaling/v1 is not served; kube-apiserver 1.33 serves HPAs as v1 and v2
-    # (v2 preferred), converting between them (targetCPUUtilizationPercentage <-> metrics).
-    # Serving a second version of one stored kind needs conversion machinery Timonier only has
-    # for events; until then the row is reported as a gap instead of run (it runs by itself
-    # once discovery lists autoscaling/v1).
+    # Served too, stored as v2: a v1 HPA without a target gets v2's explicit default CPU
+    # target (80%), as kube-apiserver's conversion gives it.
     mk(api=client.AutoscalingV1Api(), gv=("autoscaling", "v1"), plural="horizontalpodautoscalers", kind="horizontal_pod_autoscaler",
-       model=m.V1HorizontalPodAutoscaler, upstream_serves=True,
-       gap="autoscaling/v1 is not served (kube-apiserver 1.33 serves autoscaling/v1 and v2, converting HPAs between them)",
+       model=m.V1HorizontalPodAutoscaler,
+       created=lambda o: o.spec.target_cpu_utilization_percentage == 80,
+       mutate=lambda o: setattr(o.spec, "target_cpu_utilization_percentage", 60),
+       mutated=lambda o: o.spec.target_cpu_utilization_percentage == 60,
        make=lambda n: m.V1HorizontalPodAutoscaler(metadata=meta(n, "horizontal_pod_autoscaler_v1"), spec=m.V1HorizontalPodAutoscalerSpec(
            max_replicas=3, scale_target_ref=m.V1CrossVersionObjectReference(api_version="apps/v1", kind="Deployment", name="x")))),
 
