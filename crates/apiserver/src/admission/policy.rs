@@ -214,7 +214,9 @@ fn find_params(state: &ApiState, kind: &Value, param_ref: Option<&Value>, attrs:
 
 /// Functions of Kubernetes' CEL libraries that this server's CEL lacks: a policy using them
 /// is accepted (as upstream), with a typeChecking warning saying the expression will fail.
-const UNSUPPORTED: &[&str] = &["duration(", "timestamp(", "format.", "semver(", "isSemver("];
+const UNSUPPORTED: &[&str] = &[
+    "duration(", "timestamp(", "format.uri(", "format.uuid(", "format.byte(", "format.date(", "format.datetime(", "semver(", "isSemver(",
+];
 
 /// Checks a policy's expressions when it is written: one that does not compile is invalid
 /// (422, as upstream's validation), and the status tells which expressions use functions

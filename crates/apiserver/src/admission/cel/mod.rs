@@ -4,15 +4,17 @@
 //! `upperAscii`, `replace`, `split`, `substring`, `trim`, `join`, `format`, `reverse`,
 //! `strings.quote`), lists (`slice`, `flatten`, …) and math (`math.*`) extensions, and
 //! Kubernetes' own libraries (`k8s.io/apiserver/pkg/cel/library`), one module each:
-//! [`quantity`], [`lists`] (lists and regex), [`net`] (url, ip, cidr) and [`authz`]
-//! (the `authorizer` variable, offered to policies; webhooks' matchConditions do not have it).
-//! Not available: `format.*`, semver, durations and timestamps, `authorizer`'s
+//! [`quantity`], [`lists`] (lists and regex), [`net`] (url, ip, cidr), [`format`] (name
+//! formats) and [`authz`] (the `authorizer` variable, offered to policies; webhooks'
+//! matchConditions do not have it).
+//! Not available: `format.uri/uuid/byte/date/datetime`, semver, durations and timestamps, `authorizer`'s
 //! fieldSelector/labelSelector, and cost limits.
 //!
 //! Expressions are outside input: they are compiled once (cached by their text), and an
 //! evaluation that panics inside the library is an evaluation error.
 
 mod authz;
+mod format;
 mod lists;
 mod net;
 mod quantity;
@@ -48,6 +50,7 @@ fn env() -> &'static Arc<Env> {
             ("kubernetes lists and regex", lists::register),
             ("kubernetes url, ip and cidr", net::register),
             ("kubernetes authz", authz::register),
+            ("kubernetes format", format::register),
         ] {
             if let Err(e) = add(&mut env) {
                 tracing::warn!(extension = name, error = %e, "CEL extension not available");
