@@ -58,7 +58,7 @@ struct Answer {
 }
 
 /// Whether `hook` applies to the request: rules, selectors, then matchConditions.
-fn applies(hook: &Hook, attrs: &Attributes) -> Result<bool, HookError> {
+fn applies(state: &ApiState, hook: &Hook, attrs: &Attributes) -> Result<bool, HookError> {
     if !matching::rules_match(hook.spec.get("rules"), attrs) {
         return Ok(false);
     }
@@ -71,7 +71,9 @@ fn applies(hook: &Hook, attrs: &Attributes) -> Result<bool, HookError> {
     if conditions.is_empty() {
         return Ok(true);
     }
-    let vars = cel::Vars::for_request(attrs, None, &request_json(attrs, ""));
+    // matchConditions have `authorizer` too, answered by RBAC for the requesting user.
+    let check = |user: &crate::auth::UserInfo, a: &crate::rbac::Attributes| state.authorize(user, a);
+    let vars = cel::Vars::for_request(attrs, None, &request_json(attrs, "")).with_authorizer(attrs, &check);
     for c in &conditions {
         let expr = c.get("expression").and_then(Value::as_str).unwrap_or("");
         match cel::eval_bool(expr, &vars) {
@@ -124,7 +126,7 @@ pub(crate) fn request_json(attrs: &Attributes, uid: &str) -> Value {
 /// Calls `hook` if it applies. `Ok(None)`: not called, or failed and ignored.
 async fn call(state: &ApiState, hook: &Hook, attrs: &Attributes<'_>) -> ApiResult<Option<Answer>> {
     let name = hook.name();
-    let outcome = match applies(hook, attrs) {
+    let outcome = match applies(state, hook, attrs) {
         Ok(false) => return Ok(None),
         Ok(true) => {
             if attrs.dry_run {

@@ -5,8 +5,8 @@
 //! `strings.quote`), lists (`slice`, `flatten`, …) and math (`math.*`) extensions, and
 //! Kubernetes' own libraries (`k8s.io/apiserver/pkg/cel/library`), one module each:
 //! [`quantity`], [`lists`] (lists and regex), [`net`] (url, ip, cidr), [`format`] (name
-//! formats) and [`authz`] (the `authorizer` variable, offered to policies; webhooks'
-//! matchConditions do not have it).
+//! formats) and [`authz`] (the `authorizer` variable, for policies and webhooks'
+//! matchConditions).
 //! Not available: `format.uri/uuid/byte/date/datetime`, semver, durations and timestamps, `authorizer`'s
 //! fieldSelector/labelSelector, and cost limits.
 //!
