@@ -145,7 +145,7 @@ macro_rules! spec {
 /// The built-in resources, in the order discovery lists them (the order `kubectl get all`
 /// follows: pods, services, … as upstream).
 const BUILTIN: &[Spec] = &[
-    spec!("", "v1", "Pod", "pods", &["po"], NS, true, &["status", "binding", "eviction", "log", "exec", "attach", "portforward", "proxy"]),
+    spec!("", "v1", "Pod", "pods", &["po"], NS, true, &["status", "binding", "eviction", "ephemeralcontainers", "log", "exec", "attach", "portforward", "proxy"]),
     spec!("", "v1", "Service", "services", &["svc"], NS, true, &["status", "proxy"], &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"], "services/specs"),
     spec!("", "v1", "ReplicationController", "replicationcontrollers", &["rc"], NS, true, &["status", "scale"]),
     spec!("", "v1", "Namespace", "namespaces", &["ns"], CLUSTER, false, &["status", "finalize"], &["create", "delete", "get", "list", "patch", "update", "watch"], ""),
@@ -253,6 +253,7 @@ fn subresource(spec: &Spec, name: &str) -> Subresource {
         "eviction" => ("policy", "v1", "Eviction", &["create"]),
         "token" => ("authentication.k8s.io", "v1", "TokenRequest", &["create"]),
         "log" => ("", "v1", "Pod", &["get"]),
+        "ephemeralcontainers" => ("", "v1", "Pod", &["get", "patch", "update"]),
         "exec" | "attach" | "portforward" => ("", "v1", "PodExecOptions", &["create", "get"]),
         "proxy" => ("", "v1", spec.kind, &["create", "delete", "get", "patch", "update"]),
         "finalize" => ("", "v1", "Namespace", &["update"]),

@@ -758,6 +758,16 @@ async fn subresource(
             let request = decode(content_type.as_deref(), &body)?;
             Ok(json_response(StatusCode::CREATED, &state.token_request(def, ns, name, request).await?))
         }
+        ("ephemeralcontainers", &Method::GET) if def.plural == "pods" => {
+            let obj = state.get(def, ns, name).await?;
+            render_object(&state, def, &obj, shape, format, q)
+        }
+        ("ephemeralcontainers", &Method::PUT | &Method::PATCH) if def.plural == "pods" => {
+            let body = read_body(req.into_body()).await?;
+            let how = if method == Method::PUT { None } else { Some(content_type.as_deref().unwrap_or("")) };
+            let updated = crate::ephemeral::update(&state, def, ns, name, how, content_type.as_deref(), &body, &opts).await?;
+            render_object(&state, def, &updated, shape, format, q)
+        }
         ("log", &Method::GET) if def.plural == "pods" => crate::kubelet_proxy::pod_log(state.clone(), ns, name, q).await,
         ("binding", &Method::POST) => {
             let body = read_body(req.into_body()).await?;

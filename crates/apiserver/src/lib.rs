@@ -15,6 +15,7 @@ mod convert;
 mod crd;
 mod discovery;
 mod disruption;
+mod ephemeral;
 pub mod error;
 mod gc;
 mod handler;

@@ -62,7 +62,7 @@ pub fn default_pod_spec(spec: &mut Map<String, Value>) {
     set_default(spec, "terminationGracePeriodSeconds", json!(30));
     set_default(spec, "securityContext", json!({}));
     set_default(spec, "schedulerName", s("default-scheduler"));
-    for list in ["containers", "initContainers"] {
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
         if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
             for c in cs.iter_mut().filter_map(Value::as_object_mut) {
                 default_container(c);
@@ -160,7 +160,7 @@ fn port_ok(v: &Value) -> bool {
     v.as_i64().is_some_and(|p| (1..=65535).contains(&p))
 }
 
-fn validate_containers(list: &[Value], path: &str, errs: &mut Vec<FieldError>, names: &mut Vec<String>) {
+pub(super) fn validate_containers(list: &[Value], path: &str, errs: &mut Vec<FieldError>, names: &mut Vec<String>) {
     for (i, c) in list.iter().enumerate() {
         let at = format!("{path}[{i}]");
         match c.get("name").and_then(Value::as_str) {

@@ -5,6 +5,9 @@
 mod apps;
 mod cluster;
 mod core;
+mod ephemeral;
+
+pub use ephemeral::validate_ephemeral_containers_update;
 
 use serde_json::{Map, Value};
 use timonier_api::resources::ResourceDef;
