@@ -139,6 +139,7 @@ async fn route(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, user: 
     let registry = state.registry();
     let endpoint = endpoint?;
     let user = impersonate(&state, user, &req)?;
+    crate::admission::set_user(&user);
     if !matches!(endpoint, Endpoint::Resource(_)) {
         let a = Attributes { verb: "get".into(), path: Some(req.uri().path().to_string()), ..Default::default() };
         if !state.authorize(&user, &a) {

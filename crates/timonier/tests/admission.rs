@@ -466,8 +466,7 @@ spec:
     k.run_with_input(&["create", "-f", "-"], Some(&pod("small", "100M", None))).ok();
 
     // The service account bob may create pods in the namespace, but is no team admin: the
-    // authorizer says no. (bob signs in with his token: admission sees the authenticated
-    // user, and this server does not yet hand it the user `kubectl --as` impersonates.)
+    // authorizer says no.
     k.run(&["create", "serviceaccount", "bob", "-n", "quotas"]).ok();
     let token = k.run(&["create", "token", "bob", "-n", "quotas"]).ok().trim().to_string();
     k.run(&["config", "set-credentials", "bob", &format!("--token={token}")]).ok();
@@ -490,4 +489,7 @@ spec:
     k.run(&["create", "clusterrolebinding", "bob-blue", "--clusterrole=blue-admin", "--serviceaccount=quotas:bob"]).ok();
     as_bob("labelled", Some("blue")).ok();
     assert!(as_bob("red", Some("red")).err().to_string().contains("only a team's admins may label pods with it"));
+    // Impersonation: admission judges the user `kubectl --as` acts as, not the admin behind it.
+    let impersonated = k.run_with_input(&["create", "-f", "-", "--as=system:serviceaccount:quotas:bob"], Some(&pod("as-bob", "64Mi", Some("red"))));
+    assert!(impersonated.err().contains("only a team's admins may label pods with it"), "{}", impersonated.stderr);
 }

@@ -91,7 +91,7 @@ impl Attributes<'_> {
 
 /// A request in flight: its user, and the warnings admission wants sent back to the client.
 pub struct RequestScope {
-    user: Option<UserInfo>,
+    user: Mutex<Option<UserInfo>>,
     warnings: Mutex<Vec<String>>,
 }
 
@@ -101,7 +101,7 @@ tokio::task_local! {
 
 /// Runs one request with its user known to admission, returning the warnings it collected.
 pub async fn request_scope<F: std::future::Future>(user: Option<UserInfo>, f: F) -> (F::Output, Vec<String>) {
-    let scope = Arc::new(RequestScope { user, warnings: Mutex::new(Vec::new()) });
+    let scope = Arc::new(RequestScope { user: Mutex::new(user), warnings: Mutex::new(Vec::new()) });
     let out = REQUEST.scope(scope.clone(), f).await;
     let warnings = std::mem::take(&mut *scope.warnings.lock().unwrap_or_else(|e| e.into_inner()));
     (out, warnings)
@@ -117,6 +117,12 @@ pub fn add_warnings<B>(mut r: Response<B>, warnings: &[String]) -> Response<B> {
     r
 }
 
+/// The user the request acts as, once impersonation (`kubectl --as`) has been applied: what
+/// webhooks see in `userInfo` and policies in `request.userInfo` and `authorizer`.
+pub fn set_user(user: &UserInfo) {
+    let _ = REQUEST.try_with(|s| *s.user.lock().unwrap_or_else(|e| e.into_inner()) = Some(user.clone()));
+}
+
 fn warn(text: String) {
     let _ = REQUEST.try_with(|s| s.warnings.lock().unwrap_or_else(|e| e.into_inner()).push(text));
 }
@@ -124,7 +130,7 @@ fn warn(text: String) {
 /// The requesting user; writes made by the server itself (its controllers) are the
 /// loopback client's, as upstream.
 fn current_user() -> UserInfo {
-    REQUEST.try_with(|s| s.user.clone()).ok().flatten().unwrap_or_else(|| UserInfo {
+    REQUEST.try_with(|s| s.user.lock().unwrap_or_else(|e| e.into_inner()).clone()).ok().flatten().unwrap_or_else(|| UserInfo {
         name: "system:apiserver".into(),
         groups: vec!["system:authenticated".into(), "system:masters".into()],
     })
