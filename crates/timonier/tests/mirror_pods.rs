@@ -4,14 +4,15 @@
 //!
 //! The tests share one bridge name and pod range, so they run one at a time.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use timonier_testkit::{free_port, Kubectl, Server};
+use common::AgentNode;
 
 const BRIDGE: &str = "tmnmirror0";
 const NODE: &str = "mirror1";
@@ -23,42 +24,19 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// A server with its agent; on drop the server stops and what the agent left is removed.
-struct Node {
-    server: Server,
-    kubectl: Kubectl,
+/// The node of these tests: the shared agent node, with what they read of kube-system.
+struct Node(AgentNode);
+
+impl std::ops::Deref for Node {
+    type Target = AgentNode;
+    fn deref(&self) -> &AgentNode {
+        &self.0
+    }
 }
 
 impl Node {
     fn start(extra: &[&str]) -> Node {
-        let port = free_port().to_string();
-        let mut args = vec!["--node-name", NODE, "--node-ip", "127.0.0.1", "--kubelet-port", &port, "--bridge", BRIDGE];
-        args.extend_from_slice(extra);
-        let server = Server::start_with_agent(Path::new(env!("CARGO_BIN_EXE_timonier")), &args);
-        let kubectl = server.kubectl("1.33");
-        let node = Node { server, kubectl };
-        node.wait("node Ready", Duration::from_secs(30), |k| {
-            k.run(&["get", "node", NODE, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]).stdout == "True"
-        });
-        node
-    }
-
-    fn agent_dir(&self) -> PathBuf {
-        self.server.dir.path().join("data").join("agent")
-    }
-
-    #[track_caller]
-    fn wait(&self, what: &str, timeout: Duration, mut f: impl FnMut(&Kubectl) -> bool) {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if f(&self.kubectl) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let pods = self.kubectl.run(&["get", "pods", "-A", "-o", "wide"]).stdout;
-        let log = self.server.log();
-        let tail: Vec<&str> = log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
-        panic!("timed out waiting for {what}\n{pods}\n--- server log ---\n{}", tail.join("\n"));
+        Node(AgentNode::start(BRIDGE, NODE, &[], extra))
     }
 
     fn system_pod(&self, name: &str) -> Value {
@@ -72,16 +50,6 @@ impl Node {
     }
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.server.stop();
-        let dir = self.agent_dir();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(timonier_kubelet::cleanup_node(&dir));
-    }
-}
-
-/// A kubectl child, killed (by its own PID) when dropped.
 struct Child(std::process::Child);
 
 impl Drop for Child {

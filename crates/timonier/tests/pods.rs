@@ -4,10 +4,13 @@
 //!
 //! The tests share one node bridge name and pod range, so they run one at a time.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::{AgentNode, TestImage, TestRegistry};
 use serde_json::Value;
 use timonier_testkit::{free_port, Kubectl, Registry, Server};
 
@@ -15,81 +18,28 @@ const BRIDGE: &str = "tmntest0";
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// A registry holding the test images. Each test has its own: a registry kept in a static
-/// would never be dropped, and so never stopped.
-struct Images {
-    registry: Registry,
-    _dir: tempfile::TempDir,
-}
+/// The tutorial's images: busybox and both kubernetes-bootcamp versions.
+const IMAGES: &[TestImage] = &[TestImage::Busybox, TestImage::Bootcamp(1), TestImage::Bootcamp(2)];
 
-fn images() -> Images {
-    {
-        let registry = Registry::start().expect("cannot start docker-registry (apt-get install docker-registry)");
-        let dir = timonier_testkit::temp_dir("timonier-images-");
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let busybox = dir.path().join("busybox");
-        timonier_testkit::images::busybox_image(&busybox).expect("busybox image");
-        rt.block_on(timonier_testkit::images::push(registry.addr(), &busybox, "library/busybox:latest")).expect("push busybox");
-        for v in [1u8, 2] {
-            let layout = dir.path().join(format!("bootcamp-{v}"));
-            timonier_testkit::images::bootcamp_image(&layout, v).expect("bootcamp image");
-            let name = if v == 1 { "google-samples/kubernetes-bootcamp:v1" } else { "jocatalin/kubernetes-bootcamp:v2" };
-            rt.block_on(timonier_testkit::images::push(registry.addr(), &layout, name)).expect("push bootcamp");
-        }
-        Images { registry, _dir: dir }
+/// The shared agent node, with what these tests do to pods.
+struct Node(AgentNode);
+
+impl std::ops::Deref for Node {
+    type Target = AgentNode;
+    fn deref(&self) -> &AgentNode {
+        &self.0
     }
 }
 
-/// A server with its agent; on drop the server stops and everything the agent left (pods'
-/// shims, mounts, cgroups, veths, the bridge, the blackhole routes) is removed.
-struct Node {
-    server: Server,
-    kubectl: Kubectl,
-    _images: Images,
+impl std::ops::DerefMut for Node {
+    fn deref_mut(&mut self) -> &mut AgentNode {
+        &mut self.0
+    }
 }
 
 impl Node {
     fn start() -> Node {
-        let images = images();
-        let cfg_dir = timonier_testkit::temp_dir("timonier-regcfg-");
-        let reg = cfg_dir.path().join("registries.yaml");
-        let endpoint = format!("http://{}", images.registry.addr());
-        std::fs::write(
-            &reg,
-            format!("mirrors:\n  docker.io:\n    endpoint: [\"{endpoint}\"]\n  gcr.io:\n    endpoint: [\"{endpoint}\"]\n"),
-        )
-        .unwrap();
-        let reg_path = reg.to_string_lossy().into_owned();
-        let port = free_port().to_string();
-        let server = Server::start_with_agent(
-            Path::new(env!("CARGO_BIN_EXE_timonier")),
-            &["--node-name", "node1", "--node-ip", "127.0.0.1", "--kubelet-port", &port, "--bridge", BRIDGE, "--registry-config", &reg_path],
-        );
-        std::mem::forget(cfg_dir);
-        let kubectl = server.kubectl("1.33");
-        let node = Node { server, kubectl, _images: images };
-        node.wait("node Ready", Duration::from_secs(30), |k| {
-            k.run(&["get", "node", "node1", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]).stdout == "True"
-        });
-        node
-    }
-
-    fn agent_dir(&self) -> PathBuf {
-        self.server.dir.path().join("data").join("agent")
-    }
-
-    #[track_caller]
-    fn wait(&self, what: &str, timeout: Duration, mut f: impl FnMut(&Kubectl) -> bool) {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if f(&self.kubectl) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let pods = self.kubectl.run(&["get", "pods", "-A", "-o", "wide"]).stdout;
-        let events = self.kubectl.run(&["get", "events", "-A"]).stdout;
-        panic!("timed out waiting for {what}\n{pods}\n{events}\n--- server log ---\n{}", tail(&self.server.log(), 60));
+        Node(AgentNode::start(BRIDGE, "node1", IMAGES, &[]))
     }
 
     fn pod_json(&self, name: &str) -> Value {
@@ -103,20 +53,6 @@ impl Node {
     fn wait_phase(&self, pod: &str, phase: &str) {
         self.wait(&format!("pod {pod} {phase}"), Duration::from_secs(60), |k| k.run(&["get", "pod", pod, "-o", "jsonpath={.status.phase}"]).stdout == phase);
     }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.server.stop();
-        let dir = self.agent_dir();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(timonier_kubelet::cleanup_node(&dir));
-    }
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 fn pod_yaml(name: &str, image: &str, extra_spec: &str, container_extra: &str) -> String {
@@ -644,12 +580,11 @@ spec:
 #[test]
 fn a_separate_agent_joins_with_a_token() {
     let _g = lock();
-    let images = images();
+    let images = TestRegistry::start(IMAGES);
     let dir = timonier_testkit::temp_dir("timonier-agent-");
     let tokens = dir.path().join("tokens.csv");
     std::fs::write(&tokens, "node-secret-token,system:node:node2,node2,\"system:masters\"\n").unwrap();
-    let reg = dir.path().join("registries.yaml");
-    std::fs::write(&reg, format!("mirrors:\n  docker.io:\n    endpoint: [\"http://{}\"]\n", images.registry.addr())).unwrap();
+    let reg = &images.config;
     let bin = Path::new(env!("CARGO_BIN_EXE_timonier"));
     let server = Server::start(bin, &["--token-auth-file", tokens.to_str().unwrap()]);
     let agent_dir = dir.path().join("agent");
