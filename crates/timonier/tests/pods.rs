@@ -486,7 +486,9 @@ fn exec_attach_and_port_forward_through_the_api_server() {
         let ip = node.pod_json("bootcamp")["status"]["podIP"].as_str().unwrap().to_string();
         http_get(&format!("{ip}:8080"));
         std::thread::sleep(Duration::from_millis(1000));
-        unsafe { libc::kill(at.pid() as i32, libc::SIGINT) };
+        // SIGTERM, not SIGINT: a test run started in the background by a non-interactive shell
+        // inherits SIGINT ignored, and kubectl would never exit.
+        unsafe { libc::kill(at.pid() as i32, libc::SIGTERM) };
         let mut out = String::new();
         use std::io::Read;
         let _ = at.0.stdout.take().unwrap().read_to_string(&mut out);
