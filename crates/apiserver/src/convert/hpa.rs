@@ -31,8 +31,10 @@ fn object(m: Map<String, Value>) -> Value {
     Value::Object(m)
 }
 
-/// A v2 `MetricSpec` as the v1 `MetricSpec` of the annotation.
-fn spec_to_v1(m: &Value) -> Value {
+/// A v2 `MetricSpec` (`side` "target") or `MetricStatus` (`side` "current") as the v1 one of
+/// the annotations: v1 names the values after the side (`targetValue`, `currentAverageValue`),
+/// except an Object metric's `averageValue`.
+fn metric_to_v1(m: &Value, side: &str) -> Value {
     let ty = m.get("type").and_then(Value::as_str).unwrap_or("");
     let mut out = Map::new();
     out.insert("type".into(), json!(ty));
@@ -41,30 +43,30 @@ fn spec_to_v1(m: &Value) -> Value {
         "Object" => {
             mv(m, "/object/describedObject", &mut src, "target");
             mv(m, "/object/metric/name", &mut src, "metricName");
-            mv(m, "/object/target/value", &mut src, "targetValue");
+            mv(m, &format!("/object/{side}/value"), &mut src, &format!("{side}Value"));
             mv(m, "/object/metric/selector", &mut src, "selector");
-            mv(m, "/object/target/averageValue", &mut src, "averageValue");
+            mv(m, &format!("/object/{side}/averageValue"), &mut src, "averageValue");
             out.insert("object".into(), object(src));
         }
         "Pods" => {
             mv(m, "/pods/metric/name", &mut src, "metricName");
-            mv(m, "/pods/target/averageValue", &mut src, "targetAverageValue");
+            mv(m, &format!("/pods/{side}/averageValue"), &mut src, &format!("{side}AverageValue"));
             mv(m, "/pods/metric/selector", &mut src, "selector");
             out.insert("pods".into(), object(src));
         }
         "Resource" | "ContainerResource" => {
             let key = if ty == "Resource" { "resource" } else { "containerResource" };
             mv(m, &format!("/{key}/name"), &mut src, "name");
-            mv(m, &format!("/{key}/target/averageUtilization"), &mut src, "targetAverageUtilization");
-            mv(m, &format!("/{key}/target/averageValue"), &mut src, "targetAverageValue");
+            mv(m, &format!("/{key}/{side}/averageUtilization"), &mut src, &format!("{side}AverageUtilization"));
+            mv(m, &format!("/{key}/{side}/averageValue"), &mut src, &format!("{side}AverageValue"));
             mv(m, &format!("/{key}/container"), &mut src, "container");
             out.insert(key.into(), object(src));
         }
         "External" => {
             mv(m, "/external/metric/name", &mut src, "metricName");
             mv(m, "/external/metric/selector", &mut src, "metricSelector");
-            mv(m, "/external/target/value", &mut src, "targetValue");
-            mv(m, "/external/target/averageValue", &mut src, "targetAverageValue");
+            mv(m, &format!("/external/{side}/value"), &mut src, &format!("{side}Value"));
+            mv(m, &format!("/external/{side}/averageValue"), &mut src, &format!("{side}AverageValue"));
             out.insert("external".into(), object(src));
         }
         _ => {}
@@ -128,47 +130,6 @@ fn spec_from_v1(m: &Value) -> Value {
             let s = m.get("external").unwrap_or(&null);
             let o = json!({"metric": metric_id(s, "metricName", "metricSelector"), "target": target(s, "", "targetValue", "targetAverageValue")});
             out.insert("external".into(), o);
-        }
-        _ => {}
-    }
-    object(out)
-}
-
-/// A v2 `MetricStatus` as a v1 one.
-fn status_to_v1(m: &Value) -> Value {
-    let ty = m.get("type").and_then(Value::as_str).unwrap_or("");
-    let mut out = Map::new();
-    out.insert("type".into(), json!(ty));
-    let mut src = Map::new();
-    match ty {
-        "Object" => {
-            mv(m, "/object/describedObject", &mut src, "target");
-            mv(m, "/object/metric/name", &mut src, "metricName");
-            mv(m, "/object/current/value", &mut src, "currentValue");
-            mv(m, "/object/metric/selector", &mut src, "selector");
-            mv(m, "/object/current/averageValue", &mut src, "averageValue");
-            out.insert("object".into(), object(src));
-        }
-        "Pods" => {
-            mv(m, "/pods/metric/name", &mut src, "metricName");
-            mv(m, "/pods/current/averageValue", &mut src, "currentAverageValue");
-            mv(m, "/pods/metric/selector", &mut src, "selector");
-            out.insert("pods".into(), object(src));
-        }
-        "Resource" | "ContainerResource" => {
-            let key = if ty == "Resource" { "resource" } else { "containerResource" };
-            mv(m, &format!("/{key}/name"), &mut src, "name");
-            mv(m, &format!("/{key}/current/averageUtilization"), &mut src, "currentAverageUtilization");
-            mv(m, &format!("/{key}/current/averageValue"), &mut src, "currentAverageValue");
-            mv(m, &format!("/{key}/container"), &mut src, "container");
-            out.insert(key.into(), object(src));
-        }
-        "External" => {
-            mv(m, "/external/metric/name", &mut src, "metricName");
-            mv(m, "/external/metric/selector", &mut src, "metricSelector");
-            mv(m, "/external/current/value", &mut src, "currentValue");
-            mv(m, "/external/current/averageValue", &mut src, "currentAverageValue");
-            out.insert("external".into(), object(src));
         }
         _ => {}
     }
@@ -254,7 +215,7 @@ pub fn from_storage(obj: &Value, api_version: &str) -> Value {
         let others: Vec<Value> = metrics
             .iter()
             .filter(|m| !(is_cpu_resource(m) && m.pointer("/resource/target/averageUtilization").is_some_and(|u| !u.is_null())))
-            .map(spec_to_v1)
+            .map(|m| metric_to_v1(m, "target"))
             .collect();
         if !others.is_empty() {
             annotations.insert(METRICS.into(), json!(Value::Array(others).to_string()));
@@ -271,7 +232,7 @@ pub fn from_storage(obj: &Value, api_version: &str) -> Value {
         }
         // All of them, the CPU one too: its raw value is only here.
         if !metrics.is_empty() {
-            let v1: Vec<Value> = metrics.iter().map(status_to_v1).collect();
+            let v1: Vec<Value> = metrics.iter().map(|m| metric_to_v1(m, "current")).collect();
             annotations.insert(CURRENT_METRICS.into(), json!(Value::Array(v1).to_string()));
         }
         let conditions = status.remove("conditions");
