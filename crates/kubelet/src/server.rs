@@ -112,7 +112,7 @@ async fn container_logs(node: Arc<NodeRuntime>, ns: &str, pod_name: &str, contai
         Ok(p) => p,
         Err(_) => return text(StatusCode::NOT_FOUND, &format!("pods \"{pod_name}\" not found")),
     };
-    let statuses = pod.status.as_ref().map(|s| s.container_statuses.iter().flatten().chain(s.init_container_statuses.iter().flatten()).cloned().collect::<Vec<_>>()).unwrap_or_default();
+    let statuses = pod.status.as_ref().map(|s| s.container_statuses.iter().flatten().chain(s.init_container_statuses.iter().flatten()).chain(s.ephemeral_container_statuses.iter().flatten()).cloned().collect::<Vec<_>>()).unwrap_or_default();
     let Some(status) = statuses.iter().find(|s| s.name == container) else {
         return text(StatusCode::BAD_REQUEST, &format!("container \"{container}\" in pod \"{pod_name}\" is waiting to start: ContainerCreating"));
     };
@@ -179,8 +179,15 @@ async fn exec_or_attach(node: Arc<NodeRuntime>, req: Request<hyper::body::Incomi
         streaming::serve_exec(req, opts, move |streams| stream_handlers::exec(shim, id, command, streams))
     } else {
         let pods: Api<Pod> = Api::namespaced(node.config.client.clone(), ns);
-        let spec = pods.get(pod).await.ok().and_then(|p| p.spec).and_then(|s| s.containers.into_iter().find(|c| c.name == container));
-        let (tty, once) = spec.map(|c| (c.tty == Some(true), c.stdin_once == Some(true))).unwrap_or_default();
+        let spec = pods.get(pod).await.ok().and_then(|p| p.spec);
+        let (tty, once) = spec
+            .and_then(|s| {
+                let ephemeral = s.ephemeral_containers.iter().flatten().map(|e| (e.name.clone(), e.tty, e.stdin_once));
+                let others = s.containers.into_iter().chain(s.init_containers.into_iter().flatten()).map(|c| (c.name, c.tty, c.stdin_once));
+                others.chain(ephemeral.collect::<Vec<_>>()).find(|(name, _, _)| name == container)
+            })
+            .map(|(_, tty, once)| (tty == Some(true), once == Some(true)))
+            .unwrap_or_default();
         if opts.tty && !tty {
             return text(StatusCode::BAD_REQUEST, &format!("unable to upgrade connection: container {container} did not allocate a TTY (tty: true)"));
         }

@@ -83,6 +83,8 @@ pub struct PodView<'a> {
     pub restart_policy: &'a str,
     pub init: Vec<ContainerView>,
     pub containers: Vec<ContainerView>,
+    /// Ephemeral containers: reported, but part of neither the phase nor the conditions.
+    pub ephemeral: Vec<ContainerView>,
     pub sandbox_ready: bool,
     pub host_ip: String,
     pub pod_ip: Option<String>,
@@ -238,6 +240,17 @@ pub fn pod_status(v: &PodView) -> Value {
     if !v.init.is_empty() {
         status["initContainerStatuses"] = json!(v.init.iter().map(ContainerView::to_json).collect::<Vec<_>>());
     }
+    if !v.ephemeral.is_empty() {
+        // Upstream's prober sets `started` on init and app containers only.
+        let without_started = |c: &ContainerView| {
+            let mut j = c.to_json();
+            if let Some(o) = j.as_object_mut() {
+                o.remove("started");
+            }
+            j
+        };
+        status["ephemeralContainerStatuses"] = json!(v.ephemeral.iter().map(without_started).collect::<Vec<_>>());
+    }
     if let Some(ip) = &v.pod_ip {
         status["podIP"] = json!(ip);
         status["podIPs"] = json!([{"ip": ip}]);
@@ -268,6 +281,7 @@ mod tests {
             restart_policy: policy,
             init,
             containers,
+            ephemeral: vec![],
             sandbox_ready: true,
             host_ip: "10.0.0.1".into(),
             pod_ip: Some("10.244.0.2".into()),

@@ -71,6 +71,10 @@ pub struct ContainerSpec {
     pub log_max_files: u32,
     /// The pod's pause process (the shim): net, ipc and uts are joined through `/proc/<pid>/ns`.
     pub sandbox_pid: u32,
+    /// Join the PID namespace of this process instead of getting a new one: an ephemeral
+    /// container with `targetContainerName` sees (and can trace) its target's processes.
+    #[serde(default)]
+    pub pid_namespace: Option<u32>,
     /// The container reads a FIFO (`<container dir>/stdin`) that the shim keeps open, so that
     /// `kubectl attach -i` can write to it (`stdin: true` in the pod spec).
     #[serde(default)]
@@ -358,8 +362,12 @@ pub fn build_oci_spec(spec: &ContainerSpec, rootfs: &Path) -> Result<Spec, Bundl
         (MASKED_PATHS.to_vec(), READONLY_PATHS.to_vec())
     };
     let mut linux = v["linux"].take();
+    let pid = match spec.pid_namespace {
+        Some(p) => json!({"type": "pid", "path": format!("/proc/{p}/ns/pid")}),
+        None => json!({"type": "pid"}),
+    };
     linux["namespaces"] = json!([
-        {"type": "pid"},
+        pid,
         {"type": "mount"},
         {"type": "network", "path": ns("net")},
         {"type": "ipc", "path": ns("ipc")},
@@ -419,5 +427,13 @@ mod tests {
         let text = serde_json::to_string(&oci).expect("json");
         assert!(!text.contains("/sys/fs/cgroup"));
         assert!(!text.contains("oomScoreAdj"));
+    }
+
+    #[test]
+    fn joins_a_target_pid_namespace() {
+        let s = ContainerSpec { id: "a".into(), args: vec!["sh".into()], sandbox_pid: 7, pid_namespace: Some(42), ..Default::default() };
+        let oci = serde_json::to_value(build_oci_spec(&s, Path::new("/r")).expect("spec")).expect("json");
+        let pid = oci["linux"]["namespaces"].as_array().and_then(|n| n.iter().find(|n| n["type"] == "pid")).cloned();
+        assert_eq!(pid, Some(json!({"type": "pid", "path": "/proc/42/ns/pid"})));
     }
 }

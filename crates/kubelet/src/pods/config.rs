@@ -18,7 +18,7 @@ use crate::status::State;
 use crate::volumes::{self, Source, VolumeSources};
 
 impl Worker {
-    pub(super) async fn ensure_image(&mut self, c: &Container, init: bool) -> Result<Image, State> {
+    pub(super) async fn ensure_image(&mut self, c: &Container) -> Result<Image, State> {
         let reference = c.image.clone().unwrap_or_default();
         let name = c.name.as_str();
         let tag_latest = !reference.contains('@') && reference.rsplit('/').next().is_some_and(|last| !last.contains(':') || last.ends_with(":latest"));
@@ -26,24 +26,24 @@ impl Worker {
         let present = self.node.images.get(&reference).ok();
         match (policy.as_str(), present) {
             ("Never", Some(i)) | ("IfNotPresent", Some(i)) => {
-                self.event(Some((name, init)), Normal, "Pulled", &format!("Container image \"{reference}\" already present on machine")).await;
+                self.event(Some(name), Normal, "Pulled", &format!("Container image \"{reference}\" already present on machine")).await;
                 return Ok(i);
             }
             ("Never", None) => {
                 let msg = format!("Container image \"{reference}\" is not present with pull policy of Never");
-                self.event(Some((name, init)), Warning, "ErrImageNeverPull", &msg).await;
+                self.event(Some(name), Warning, "ErrImageNeverPull", &msg).await;
                 return Err(State::waiting("ErrImageNeverPull", Some(msg)));
             }
             _ => {}
         }
-        self.event(Some((name, init)), Normal, "Pulling", &format!("Pulling image \"{reference}\"")).await;
+        self.event(Some(name), Normal, "Pulling", &format!("Pulling image \"{reference}\"")).await;
         let started = Instant::now();
         let creds = self.pull_credentials(&reference).await;
         match self.node.pull(&reference, creds.as_ref()).await {
             Ok(image) => {
                 let secs = started.elapsed().as_secs_f64();
                 self.event(
-                    Some((name, init)),
+                    Some(name),
                     Normal,
                     "Pulled",
                     &format!("Successfully pulled image \"{reference}\" in {secs:.3}s ({secs:.3}s including waiting). Image size: {} bytes.", image.size),
@@ -53,8 +53,8 @@ impl Worker {
             }
             Err(e) => {
                 let msg = pull_message(&reference, &e);
-                self.event(Some((name, init)), Warning, "Failed", &format!("Failed to pull image \"{reference}\": {msg}")).await;
-                self.event(Some((name, init)), Warning, "Failed", "Error: ErrImagePull").await;
+                self.event(Some(name), Warning, "Failed", &format!("Failed to pull image \"{reference}\": {msg}")).await;
+                self.event(Some(name), Warning, "Failed", "Error: ErrImagePull").await;
                 Err(State::waiting("ErrImagePull", Some(msg)))
             }
         }
@@ -254,6 +254,7 @@ impl Worker {
             log_max_bytes: 10 * 1024 * 1024,
             log_max_files: 5,
             sandbox_pid: self.shim.as_ref().map(|s| s.pid() as u32).unwrap_or(0),
+            pid_namespace: None,
             hostname: Some(hostname.clone()),
             stdin: c.stdin == Some(true),
             tty: c.tty == Some(true),

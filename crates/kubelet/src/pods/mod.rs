@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use timonier_runtime::shim::{ContainerState, ErrorKind, ShimClient};
@@ -20,6 +20,11 @@ use crate::backoff::Backoff;
 use crate::probes;
 
 mod config;
+mod ephemeral;
+mod teardown;
+
+pub use teardown::{cleanup_sandbox, teardown_dir};
+use teardown::stop_container;
 
 use config::image_id;
 use timonier_client::EventType::{Normal, Warning};
@@ -200,12 +205,21 @@ impl Worker {
         }
     }
 
-    fn field_path(&self, name: &str, init: bool) -> String {
-        format!("spec.{}{{{name}}}", if init { "initContainers" } else { "containers" })
+    /// Where a container is in the spec, as events name it (`spec.containers{web}`).
+    fn field_path(&self, name: &str) -> String {
+        let spec = self.spec();
+        let list = if spec.init_containers.iter().flatten().any(|c| c.name == name) {
+            "initContainers"
+        } else if spec.ephemeral_containers.iter().flatten().any(|c| c.name == name) {
+            "ephemeralContainers"
+        } else {
+            "containers"
+        };
+        format!("spec.{list}{{{name}}}")
     }
 
-    async fn event(&self, container: Option<(&str, bool)>, kind: timonier_client::EventType, reason: &str, message: &str) {
-        let fp = container.map(|(n, init)| self.field_path(n, init));
+    async fn event(&self, container: Option<&str>, kind: timonier_client::EventType, reason: &str, message: &str) {
+        let fp = container.map(|n| self.field_path(n));
         self.node.recorder.pod_event(&self.pod, fp, kind, reason, message).await;
     }
 
@@ -305,15 +319,15 @@ impl Worker {
                 RunState::Exited(0) => continue,
                 RunState::Running => {}
                 RunState::NotStarted => {
-                    if let Some(wait) = self.start(c, true, &ip).await {
+                    if let Some(wait) = self.start(c, &ip, None).await {
                         next = next.min(wait);
                     }
                 }
                 RunState::Exited(_) if policy == "Never" => {}
-                RunState::Exited(_) => match self.restart(&c.name, true, &running).await {
+                RunState::Exited(_) => match self.restart(&c.name, &running).await {
                     Some(wait) => next = next.min(wait),
                     None => {
-                        if let Some(wait) = self.start(c, true, &ip).await {
+                        if let Some(wait) = self.start(c, &ip, None).await {
                             next = next.min(wait);
                         }
                     }
@@ -332,18 +346,21 @@ impl Worker {
                         if !(policy == "Always" || (policy == "OnFailure" && code != 0)) {
                             continue;
                         }
-                        self.restart(&c.name, false, &running).await
+                        self.restart(&c.name, &running).await
                     }
                 };
                 match due {
                     Some(wait) => next = next.min(wait),
                     None => {
-                        if let Some(wait) = self.start(c, false, &ip).await {
+                        if let Some(wait) = self.start(c, &ip, None).await {
                             next = next.min(wait);
                         }
                     }
                 }
             }
+        }
+        if let Some(wait) = self.start_ephemeral(&running, &ip).await {
+            next = next.min(wait);
         }
         if self.volumes_refreshed.elapsed() >= VOLUME_REFRESH && !self.record.containers.is_empty() {
             self.refresh_volumes(&ip).await;
@@ -395,7 +412,7 @@ impl Worker {
                 .find(|(k, _)| self.results.get(&c.name, *k) == Some(false));
             if let Some((_, which)) = failed {
                 if self.killing.insert(inst.id.clone()) {
-                    self.event(Some((&c.name, false)), Normal, "Killing", &format!("Container {} failed {which} probe, will be restarted", c.name)).await;
+                    self.event(Some(&c.name), Normal, "Killing", &format!("Container {} failed {which} probe, will be restarted", c.name)).await;
                     let grace = self.spec().termination_grace_period_seconds.unwrap_or(30).max(0) as u64;
                     tokio::spawn(stop_container(shim.clone(), inst.id.clone(), grace));
                 }
@@ -434,14 +451,14 @@ impl Worker {
     /// An exited container is due for a restart: `Some(wait)` while its back-off runs
     /// (CrashLoopBackOff), `None` once it may start again (the old run is then recorded as
     /// `lastState` and removed).
-    async fn restart(&mut self, name: &str, init: bool, running: &HashMap<String, ContainerState>) -> Option<Duration> {
+    async fn restart(&mut self, name: &str, running: &HashMap<String, ContainerState>) -> Option<Duration> {
         let key = name.to_string();
         let now = Instant::now();
         if let Some(wait) = self.backoff.waiting(&key, now) {
             let pod = self.pod.metadata.name.clone().unwrap_or_default();
             let msg = format!("back-off {}s restarting failed container={name} pod={pod}_{}({})", self.backoff.delay(&key).map(|d| d.as_secs()).unwrap_or(10), self.ns(), self.uid);
             if !matches!(self.waiting.get(name), Some(State::Waiting { reason, .. }) if reason == "CrashLoopBackOff") {
-                self.event(Some((name, init)), Warning, "BackOff", &format!("Back-off restarting failed container {name} in pod {pod}_{}({})", self.ns(), self.uid)).await;
+                self.event(Some(name), Warning, "BackOff", &format!("Back-off restarting failed container {name} in pod {pod}_{}({})", self.ns(), self.uid)).await;
             }
             self.waiting.insert(name.to_string(), State::waiting("CrashLoopBackOff", Some(msg)));
             return Some(wait.min(Duration::from_secs(1)));
@@ -474,21 +491,23 @@ impl Worker {
         None
     }
 
-    /// Pulls (per the pull policy), prepares and starts one container. Returns when to look
-    /// again if it could not start (back-off), `None` when it started or failed to start.
-    async fn start(&mut self, c: &Container, init: bool, ip: &str) -> Option<Duration> {
+    /// Pulls (per the pull policy), prepares and starts one container, in the PID namespace
+    /// of process `pid_namespace` if given (an ephemeral container's target). Returns when
+    /// to look again if it could not start (back-off), `None` when it started or failed to
+    /// start.
+    async fn start(&mut self, c: &Container, ip: &str, pid_namespace: Option<u32>) -> Option<Duration> {
         let name = c.name.clone();
         let image_ref = c.image.clone().unwrap_or_default();
         let pull_key = format!("pull/{name}");
         if let Some(wait) = self.backoff.waiting(&pull_key, Instant::now()) {
             if matches!(self.waiting.get(&name), Some(State::Waiting { reason, .. }) if reason == "ErrImagePull") {
-                self.event(Some((&name, init)), Normal, "BackOff", &format!("Back-off pulling image \"{image_ref}\"")).await;
-                self.event(Some((&name, init)), Warning, "Failed", "Error: ImagePullBackOff").await;
+                self.event(Some(&name), Normal, "BackOff", &format!("Back-off pulling image \"{image_ref}\"")).await;
+                self.event(Some(&name), Warning, "Failed", "Error: ImagePullBackOff").await;
             }
             self.waiting.insert(name.clone(), State::waiting("ImagePullBackOff", Some(format!("Back-off pulling image \"{image_ref}\""))));
             return Some(wait.min(Duration::from_secs(1)));
         }
-        let image = match self.ensure_image(c, init).await {
+        let image = match self.ensure_image(c).await {
             Ok(i) => i,
             Err(state) => {
                 self.waiting.insert(name.clone(), state);
@@ -498,13 +517,13 @@ impl Worker {
         };
         self.backoff.reset(&pull_key);
         let spec = match self.container_spec(c, &image, ip).await {
-            Ok(s) => s,
+            Ok(s) => timonier_runtime::bundle::ContainerSpec { pid_namespace, ..s },
             Err((reason, message)) => {
                 if reason == "FailedMount" {
                     self.event(None, Warning, "FailedMount", &message).await;
                     self.waiting.insert(name.clone(), State::waiting("ContainerCreating", None));
                 } else {
-                    self.event(Some((&name, init)), Warning, "Failed", &format!("Error: {message}")).await;
+                    self.event(Some(&name), Warning, "Failed", &format!("Error: {message}")).await;
                     self.waiting.insert(name.clone(), State::waiting(&reason, Some(message)));
                 }
                 return Some(Duration::from_secs(2));
@@ -521,12 +540,12 @@ impl Worker {
             Ok(_) => {
                 rec.current = Some(Instance { id: id.clone(), image: shown_image, image_id, start_error: None, exit: None });
                 self.save();
-                self.event(Some((&name, init)), Normal, "Created", &format!("Created container: {name}")).await;
-                self.event(Some((&name, init)), Normal, "Started", &format!("Started container {name}")).await;
+                self.event(Some(&name), Normal, "Created", &format!("Created container: {name}")).await;
+                self.event(Some(&name), Normal, "Started", &format!("Started container {name}")).await;
                 if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
                     let target = probes::Target { shim: shim.clone(), container_id: id.clone(), pod_ip: ip.to_string(), container: c.clone() };
                     if let Err(e) = probes::run_hook(hook, &target, Duration::from_secs(30)).await {
-                        self.event(Some((&name, init)), Warning, "FailedPostStartHook", &format!("PostStartHook failed: {e}")).await;
+                        self.event(Some(&name), Warning, "FailedPostStartHook", &format!("PostStartHook failed: {e}")).await;
                         let grace = self.spec().termination_grace_period_seconds.unwrap_or(30).max(0) as u64;
                         stop_container(shim.clone(), id, grace).await;
                     }
@@ -540,8 +559,8 @@ impl Worker {
                 };
                 rec.current = Some(Instance { id, image: shown_image, image_id, start_error: Some(("StartError".into(), message.clone(), crate::now_rfc3339())), exit: None });
                 self.save();
-                self.event(Some((&name, init)), Normal, "Created", &format!("Created container: {name}")).await;
-                self.event(Some((&name, init)), Warning, "Failed", &format!("Error: {message}")).await;
+                self.event(Some(&name), Normal, "Created", &format!("Created container: {name}")).await;
+                self.event(Some(&name), Warning, "Failed", &format!("Error: {message}")).await;
                 None
             }
         }
@@ -602,6 +621,9 @@ impl Worker {
         };
         let init: Vec<ContainerView> = spec.init_containers.iter().flatten().map(|c| view_of(c, true)).collect();
         let containers: Vec<ContainerView> = spec.containers.iter().map(|c| view_of(c, false)).collect();
+        // Never ready: an ephemeral container serves nothing.
+        let ephemeral: Vec<ContainerView> =
+            spec.ephemeral_containers.iter().flatten().map(|e| ContainerView { ready: false, ..view_of(&ephemeral::as_container(e), false) }).collect();
         let previous: Vec<Value> = self
             .pod
             .status
@@ -613,6 +635,7 @@ impl Worker {
             restart_policy: spec.restart_policy.as_deref().unwrap_or("Always"),
             init,
             containers,
+            ephemeral,
             sandbox_ready,
             host_ip: self.node.facts.ip.to_string(),
             pod_ip: self.record.pod_ip.clone(),
@@ -654,166 +677,6 @@ impl Worker {
         }
     }
 
-    /// The pod is being deleted: stop its containers within the grace period, free the
-    /// sandbox, then remove the pod object for good.
-    async fn terminate(&mut self) {
-        let grace = self
-            .pod
-            .metadata
-            .deletion_grace_period_seconds
-            .or(self.spec().termination_grace_period_seconds)
-            .unwrap_or(30)
-            .max(0) as u64;
-        if self.shim.is_none() {
-            self.shim = ShimClient::connect(&self.dir.join("sandbox")).await.ok();
-        }
-        if let Some(shim) = &self.shim {
-            if let Ok(states) = shim.status().await {
-                for s in states.iter().filter(|s| s.running) {
-                    let name = self.record.containers.iter().find(|(_, r)| r.current.as_ref().is_some_and(|i| i.id == s.id)).map(|(n, _)| n.clone());
-                    if let Some(name) = name {
-                        let init = self.spec().init_containers.iter().flatten().any(|c| c.name == name);
-                        self.event(Some((&name, init)), Normal, "Killing", &format!("Stopping container {name}")).await;
-                    }
-                }
-            }
-        }
-        let started = Instant::now();
-        self.run_pre_stop_hooks(Duration::from_secs(grace)).await;
-        let left = grace.saturating_sub(started.elapsed().as_secs());
-        self.stop_containers(left).await;
-        self.stop_sandbox(0).await;
-        let pods: Api<Pod> = Api::namespaced(self.node.config.client.clone(), &self.ns());
-        let dp = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(Preconditions { uid: Some(self.uid.clone()), resource_version: None }), ..Default::default() };
-        if let Err(e) = pods.delete(self.pod.metadata.name.as_deref().unwrap_or(""), &dp).await {
-            if !matches!(&e, kube::Error::Api(ae) if ae.code == 404 || ae.code == 409) {
-                tracing::warn!(pod = %self.name(), error = %e, "cannot remove the pod after stopping it");
-            }
-        }
-        self.teardown(0).await;
-    }
-
-    /// Stops the running containers together (SIGTERM, `grace` seconds, SIGKILL) and posts the
-    /// pod's final status — containers terminated, not ready, a terminal phase — before the
-    /// object goes, as upstream's status manager does: clients waiting for `Ready=false` or
-    /// for the exit codes see them.
-    async fn stop_containers(&mut self, grace: u64) {
-        let Some(shim) = self.shim.clone() else { return };
-        let Ok(states) = shim.status().await else { return };
-        let stops = states.iter().filter(|s| s.running).map(|s| stop_container(shim.clone(), s.id.clone(), grace));
-        futures::future::join_all(stops).await;
-        // SIGKILLed containers take a moment to be reaped.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let mut states = shim.status().await.unwrap_or_default();
-        while states.iter().any(|s| s.running) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            states = shim.status().await.unwrap_or_default();
-        }
-        let running: HashMap<String, ContainerState> = states.into_iter().map(|s| (s.id.clone(), s)).collect();
-        self.waiting.clear();
-        self.terminating = true;
-        self.post_status(&running, false).await;
-    }
-
-    /// Runs the preStop hooks of the running containers, together, within `budget`.
-    async fn run_pre_stop_hooks(&mut self, budget: Duration) {
-        let Some(shim) = self.shim.clone() else { return };
-        let Ok(states) = shim.status().await else { return };
-        let ip = self.record.pod_ip.clone().unwrap_or_default();
-        let mut hooks = vec![];
-        for c in self.spec().containers.clone() {
-            let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.clone()) else { continue };
-            let Some(inst) = self.record.containers.get(&c.name).and_then(|r| r.current.clone()) else { continue };
-            if !states.iter().any(|s| s.id == inst.id && s.running) {
-                continue;
-            }
-            let target = probes::Target { shim: shim.clone(), container_id: inst.id, pod_ip: ip.clone(), container: c.clone() };
-            hooks.push(async move { (c.name.clone(), probes::run_hook(&hook, &target, budget).await) });
-        }
-        let results = tokio::time::timeout(budget, futures::future::join_all(hooks)).await.unwrap_or_default();
-        for (name, r) in results {
-            if let Err(e) = r {
-                self.event(Some((&name, false)), Warning, "FailedPreStopHook", &format!("PreStopHook failed: {e}")).await;
-            }
-        }
-    }
-
-    /// Stops every container (SIGTERM, `grace` seconds, SIGKILL) and the sandbox, and frees
-    /// the pod's address. Logs and the record stay until [`Worker::teardown`].
-    async fn stop_sandbox(&mut self, grace: u64) {
-        if let Some(shim) = self.shim.take() {
-            if let Err(e) = shim.shutdown(grace).await {
-                tracing::warn!(pod = %self.name(), error = %e, "the pod's shim did not stop cleanly");
-                cleanup_sandbox(self.dir.join("sandbox")).await;
-            }
-        }
-        if let Err(e) = self.node.network.detach(&self.uid).await {
-            tracing::warn!(pod = %self.name(), error = %e, "cannot release the pod's network");
-        }
-    }
-
-    async fn teardown(&mut self, grace: u64) {
-        self.stop_sandbox(grace).await;
-        teardown_dir(&self.node, &self.uid, &self.dir, grace).await;
-    }
-}
-
-/// Removes what a pod left on the node: its shim (if still there), network lease, volumes
-/// (unmounting tmpfs ones), logs and directory.
-pub async fn teardown_dir(node: &NodeRuntime, uid: &str, dir: &Path, grace: u64) {
-    let sandbox = dir.join("sandbox");
-    match ShimClient::connect(&sandbox).await {
-        Ok(shim) => {
-            if shim.shutdown(grace).await.is_err() {
-                cleanup_sandbox(sandbox).await;
-            }
-        }
-        Err(_) => cleanup_sandbox(sandbox).await,
-    }
-    let _ = node.network.detach(uid).await;
-    node.recorder.forget(uid);
-    if let Err(e) = std::fs::remove_dir_all(dir) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(%uid, error = %e, "cannot remove the pod's directory");
-        }
-    }
-    if let Ok(entries) = std::fs::read_dir(node.logs_dir()) {
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().ends_with(uid) {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-    }
-}
-
-/// Stops one container: SIGTERM, then SIGKILL once `grace` seconds passed.
-async fn stop_container(shim: ShimClient, id: String, grace: u64) {
-    let running = |states: &[ContainerState]| states.iter().any(|s| s.id == id && s.running);
-    if let Err(e) = shim.kill(&id, libc::SIGTERM).await {
-        tracing::debug!(container = %id, error = %e, "cannot signal a container");
-        return;
-    }
-    let deadline = Instant::now() + Duration::from_secs(grace);
-    while Instant::now() < deadline {
-        match shim.status().await {
-            Ok(states) if running(&states) => tokio::time::sleep(Duration::from_millis(100)).await,
-            _ => return,
-        }
-    }
-    let _ = shim.kill(&id, libc::SIGKILL).await;
-}
-
-/// Removes what a dead shim left (its containers, mounts, cgroups), off the async threads.
-pub async fn cleanup_sandbox(dir: PathBuf) {
-    if !dir.exists() {
-        return;
-    }
-    let shown = dir.display().to_string();
-    match tokio::task::spawn_blocking(move || timonier_runtime::shim::cleanup_state_dir(&dir)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(sandbox = %shown, error = %e, "cannot clean up a pod sandbox"),
-        Err(e) => tracing::warn!(sandbox = %shown, error = %e, "cannot clean up a pod sandbox"),
-    }
 }
 
 fn exited_state(s: &ContainerState) -> LastState {
