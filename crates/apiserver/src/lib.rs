@@ -54,6 +54,9 @@ pub use state::ApiState;
 pub struct Config {
     pub data_dir: PathBuf,
     pub bind_address: IpAddr,
+    /// The address other machines reach this server at (the `kubernetes` Service's endpoint);
+    /// by default the bind address, or the host's first non-loopback address when binding all.
+    pub advertise_address: Option<IpAddr>,
     pub secure_port: u16,
     pub datastore: Datastore,
     /// Where to write the admin kubeconfig, if anywhere.
@@ -108,6 +111,22 @@ fn host_addresses() -> Vec<String> {
     out
 }
 
+/// Upstream's rule: `--advertise-address`, else the bind address, else (binding all) the
+/// host's first non-loopback address.
+fn advertise_address(config: &Config) -> IpAddr {
+    if let Some(a) = config.advertise_address {
+        return a;
+    }
+    if !config.bind_address.is_unspecified() {
+        return config.bind_address;
+    }
+    host_addresses()
+        .into_iter()
+        .filter_map(|a| a.parse::<IpAddr>().ok())
+        .find(|a| a.is_ipv4() && !a.is_loopback())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
 /// A running API server.
 pub struct Server {
     pub state: Arc<ApiState>,
@@ -132,8 +151,11 @@ impl Server {
                 sans.push(a);
             }
         }
-        if !config.bind_address.is_unspecified() && !sans.contains(&config.bind_address.to_string()) {
-            sans.push(config.bind_address.to_string());
+        let advertise = advertise_address(&config);
+        for a in [config.bind_address, advertise] {
+            if !a.is_unspecified() && !sans.contains(&a.to_string()) {
+                sans.push(a.to_string());
+            }
         }
         let pki = pki::Pki::load_or_create(&config.data_dir.join("pki"), &sans)?;
         let tls = server::tls_config(&pki).map_err(ServerError::Config)?;
@@ -157,8 +179,7 @@ impl Server {
         let _ = state.ca_pem.set(pki.ca.cert_pem.clone());
         let tokens = Arc::new(tokens);
         let _ = state.tokens.set(tokens.clone());
-        let advertise = if config.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { config.bind_address.to_string() };
-        bootstrap::ensure(&state, addr.port(), &advertise).await.map_err(ServerError::Bootstrap)?;
+        bootstrap::ensure(&state, addr.port(), &advertise.to_string()).await.map_err(ServerError::Bootstrap)?;
         bootstrap::ensure_authentication_configmap(&state, &pki.ca.cert_pem, &pki.front_proxy_ca.cert_pem)
             .await
             .map_err(ServerError::Bootstrap)?;

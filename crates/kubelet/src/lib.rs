@@ -27,7 +27,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use runtime::{cleanup_node, pem_certs};
+pub use runtime::{cleanup_node, pem_certs, DEFAULT_CGROUP_ROOT};
 
 /// The Kubernetes version the node reports (the API server's).
 pub const KUBELET_VERSION: &str = "v1.33.0";
@@ -59,6 +59,9 @@ pub struct Config {
     pub registries: timonier_runtime::images::RegistriesConfig,
     /// The node bridge's name.
     pub bridge: String,
+    /// Pods' cgroups live under this path (`<root>/pod<uid>/<container>`): two agents on
+    /// one machine (the multi-host harness) each have their own.
+    pub cgroup_root: String,
     /// The port of the agent's HTTPS API (logs, exec, attach, port-forward).
     pub port: u16,
     /// The cluster CA (PEM): clients of the agent API must hold a certificate it signed.

@@ -40,8 +40,11 @@ pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
 const IMAGE_GC_PERIOD: Duration = Duration::from_secs(300);
 pub const SERVICE_CIDR: &str = "10.96.0.0/12";
 pub const CLUSTER_DNS: &str = "10.96.0.10";
-/// Pods' cgroups live under this path in each hierarchy: `/timonier/pod<uid>/<container>`.
-pub const CGROUP_ROOT: &str = "/timonier";
+/// Pods' cgroups live under this path in each hierarchy by default:
+/// `/timonier/pod<uid>/<container>` (the kubelet's `--cgroup-root`).
+pub const DEFAULT_CGROUP_ROOT: &str = "/timonier";
+/// Where the agent notes its cgroup root, so that [`cleanup_node`] finds it.
+const CGROUP_ROOT_FILE: &str = "cgroup-root";
 
 impl NodeRuntime {
     pub fn pods_dir(&self) -> PathBuf {
@@ -54,6 +57,7 @@ impl NodeRuntime {
 
     pub async fn start(config: Config) -> Result<NodeRuntime> {
         let facts = NodeFacts::gather(&config.node_name, config.node_ip, config.port, &config.data_dir);
+        std::fs::write(config.data_dir.join(CGROUP_ROOT_FILE), &config.cgroup_root).map_err(|e| Error::Runtime(format!("cannot write {}: {e}", config.data_dir.join(CGROUP_ROOT_FILE).display())))?;
         let images = ImageStore::open(config.data_dir.join("images")).map_err(|e| Error::Runtime(e.to_string()))?;
         let nodes: Api<Node> = Api::all(config.client.clone());
         node::register(&nodes, &facts, images_status(&images)).await?;
@@ -304,7 +308,8 @@ pub async fn cleanup_node(data_dir: &Path) {
         }
     }
     // The node's cgroup root in every hierarchy, v1 or v2 (only once empty).
-    timonier_runtime::shim::remove_cgroup(CGROUP_ROOT);
+    let root = std::fs::read_to_string(data_dir.join(CGROUP_ROOT_FILE)).unwrap_or_else(|_| DEFAULT_CGROUP_ROOT.to_string());
+    timonier_runtime::shim::remove_cgroup(root.trim());
     if let Ok(net) = PodNetwork::open_existing(&data_dir.join("network")).await {
         if let Err(e) = net.teardown().await {
             tracing::warn!(error = %e, "cannot remove the pod network");

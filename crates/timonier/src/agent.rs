@@ -26,6 +26,9 @@ pub struct NodeArgs {
     /// The node bridge pods are attached to.
     #[arg(long, default_value = "timonier0", hide = true)]
     pub bridge: String,
+    /// Where pods' cgroups go in each hierarchy (`<root>/pod<uid>/<container>`).
+    #[arg(long, default_value = timonier_kubelet::DEFAULT_CGROUP_ROOT)]
+    pub cgroup_root: String,
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -111,6 +114,7 @@ pub fn config(client: kube::Client, ca_pem: String, data_dir: PathBuf, node: &No
         shim_command: shim_command()?,
         registries: registries(node.registry_config.as_deref())?,
         bridge: node.bridge.clone(),
+        cgroup_root: node.cgroup_root.clone(),
         port: node.kubelet_port,
         client_ca_pem: ca_pem,
         control_plane: Vec::new(),

@@ -49,8 +49,13 @@ pub struct ServerArgs {
     /// Where the cluster's state, certificates and logs live.
     #[arg(long, default_value = "/var/lib/timonier/server")]
     data_dir: PathBuf,
+    /// Where the API server listens (`0.0.0.0` for other machines to join).
     #[arg(long, default_value = "127.0.0.1")]
     bind_address: IpAddr,
+    /// The address other machines and pods reach this server at (default: the bind address,
+    /// or the first non-loopback address when binding all).
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
     #[arg(long, default_value_t = 6443)]
     secure_port: u16,
     /// `sqlite` (embedded) or `etcd://HOST:PORT[,HOST:PORT...]`.
@@ -122,6 +127,7 @@ async fn server(args: ServerArgs, logs: &logging::ComponentLogs) -> anyhow::Resu
     let config = timonier_apiserver::Config {
         data_dir: args.data_dir.clone(),
         bind_address: args.bind_address,
+        advertise_address: args.advertise_address,
         secure_port: args.secure_port,
         datastore: args.datastore,
         write_kubeconfig: args.write_kubeconfig,

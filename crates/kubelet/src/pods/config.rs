@@ -244,7 +244,7 @@ impl Worker {
             cap_drop: caps.drop.unwrap_or_default(),
             no_new_privileges: sc.allow_privilege_escalation == Some(false),
             mounts,
-            cgroup_path: format!("{}/pod{}/{}", crate::runtime::CGROUP_ROOT, self.uid, c.name),
+            cgroup_path: format!("{}/pod{}/{}", self.node.config.cgroup_root, self.uid, c.name),
             memory_limit: limit("memory").map(|m| m as i64),
             cpu_shares: cpu_request.map(|cpu| ((cpu * 1024.0) as u64).max(2)),
             cpu_quota: limit("cpu").map(|cpu| ((cpu * 100_000.0) as i64).max(1000)),
