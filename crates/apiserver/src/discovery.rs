@@ -106,19 +106,11 @@ fn group_json(group: &str, versions: &[String]) -> Value {
     json!({"name": group, "versions": vs, "preferredVersion": vs.first().cloned().unwrap_or(Value::Null)})
 }
 
-/// `GET /apis`, legacy form.
+/// `GET /apis`, legacy form, in registry order (`aggregator::discovery` orders it and adds
+/// the extension servers' groups).
 pub fn api_group_list(registry: &Registry) -> Value {
     let groups: Vec<Value> = registry.groups().iter().filter(|(g, _)| !g.is_empty()).map(|(g, vs)| group_json(g, vs)).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
-}
-
-/// `GET /apis/{group}`.
-pub fn api_group(registry: &Registry, group: &str) -> Option<Value> {
-    let (g, vs) = registry.groups().into_iter().find(|(g, _)| g == group && !g.is_empty())?;
-    let mut v = group_json(&g, &vs);
-    v["kind"] = json!("APIGroup");
-    v["apiVersion"] = json!("v1");
-    Some(v)
 }
 
 /// `GET /api/v1` or `GET /apis/{group}/{version}`.

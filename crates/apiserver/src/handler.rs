@@ -168,21 +168,22 @@ async fn route(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, user: 
             }
         }),
         Endpoint::CoreVersion(v) => discovery::api_resource_list(&registry, "", &v).map(|l| json_response(StatusCode::OK, &l)).ok_or_else(ApiError::path_not_found),
-        Endpoint::Group(g) => discovery::api_group(&registry, &g)
-            .or_else(|| crate::aggregator::discovery::api_group(&state, &g))
+        Endpoint::Group(g) => crate::aggregator::discovery::api_group(&state, &registry, &g)
             .map(|l| json_response(StatusCode::OK, &l))
             .ok_or_else(ApiError::path_not_found),
         Endpoint::GroupVersion(g, v) => discovery::api_resource_list(&registry, &g, &v).map(|l| json_response(StatusCode::OK, &l)).ok_or_else(ApiError::path_not_found),
         Endpoint::OpenApiV2 => {
-            let api = state.openapi();
+            // With the extension servers' documents merged in.
+            let (json, protobuf) = crate::aggregator::openapi::v2(&state, &state.openapi());
             let pb = accept.as_deref().is_some_and(|a| a.contains("protobuf")) || req.uri().path().ends_with(".pb-v1");
-            let (ct, doc) = if pb { (timonier_api::openapi::V2_PROTOBUF_CONTENT_TYPE, api.v2_protobuf()) } else { ("application/json", api.v2_json()) };
+            let (ct, doc) = if pb { (timonier_api::openapi::V2_PROTOBUF_CONTENT_TYPE, protobuf) } else { ("application/json", json) };
             Ok(Response::builder().header(header::CONTENT_TYPE, ct).body(full(doc)).unwrap_or_else(|_| Response::new(full(Bytes::new()))))
         }
-        Endpoint::OpenApiV3 => Ok(json_response(StatusCode::OK, &state.openapi().v3_root())),
+        Endpoint::OpenApiV3 => Ok(json_response(StatusCode::OK, &crate::aggregator::openapi::v3_root(&state, state.openapi().v3_root()))),
         Endpoint::OpenApiV3Doc(p) => match state.openapi().v3_document(&p) {
             Some((doc, _)) => Ok(Response::builder().header(header::CONTENT_TYPE, "application/json").body(full(doc)).unwrap_or_else(|_| Response::new(full(Bytes::new())))),
-            None => Err(ApiError::path_not_found()),
+            // An extension server's group version, or nothing.
+            None => crate::aggregator::openapi::v3_document(state, req, user, &p).await.unwrap_or_else(|| Err(ApiError::path_not_found())),
         },
         Endpoint::Resource(path) => resource(state, req, path, accept.as_deref(), user).await,
         Endpoint::Version | Endpoint::Health(_) => Err(ApiError::path_not_found()),

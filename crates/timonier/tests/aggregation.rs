@@ -153,7 +153,7 @@ impl Extension {
                         let cn = timonier_apiserver::auth::user_from_cert(&peer).map(|u| u.name).unwrap_or_default();
                         peers_seen.lock().unwrap_or_else(|e| e.into_inner()).push(peer);
                         let trusted = allowed.is_empty() || allowed.contains(&cn);
-                        let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                             let seen = seen.clone();
                             let cn = cn.clone();
                             async move {
@@ -163,10 +163,14 @@ impl Extension {
                                     let msg = format!("client certificate {cn:?} is not in requestheader-allowed-names");
                                     return Ok::<_, std::convert::Infallible>(hyper::Response::builder().status(401).body(Full::new(Bytes::from(msg))).expect("response"));
                                 }
+                                if let Some(r) = echo_upgrade(&mut req) {
+                                    return Ok(r);
+                                }
                                 Ok(answer(&req, &seen))
                             }
                         });
-                        let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(tls), svc).await;
+                        let conn = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(tls), svc);
+                        let _ = conn.with_upgrades().await;
                     });
                 }
             });
@@ -251,8 +255,142 @@ fn answer(req: &hyper::Request<hyper::body::Incoming>, seen: &Mutex<Vec<String>>
                 json(serde_json::json!({"kind": "SampleList", "apiVersion": "metrics.test.io/v1beta1", "metadata": {}, "items": [item]}))
             }
         }
+        "/openapi/v2" => json(ext_openapi_v2()),
+        "/openapi/v3" => json(serde_json::json!({"paths": {
+            "apis/metrics.test.io/v1beta1": {"serverRelativeURL": "/openapi/v3/apis/metrics.test.io/v1beta1?hash=EXT1"},
+            "version": {"serverRelativeURL": "/openapi/v3/version?hash=EXT2"}}})),
+        "/openapi/v3/apis/metrics.test.io/v1beta1" => json(ext_openapi_v3()),
         _ => hyper::Response::builder().status(404).body(Full::new(Bytes::from_static(b"not found"))).expect("response"),
     }
+}
+
+/// What the extension says of its kind, in both documents.
+const SAMPLE_DESCRIPTION: &str = "Sample is one measurement of the test extension.";
+const VALUE_DESCRIPTION: &str = "How much was measured, in units of the test.";
+
+fn sample_schema(refs: &str) -> serde_json::Value {
+    serde_json::json!({"description": SAMPLE_DESCRIPTION, "type": "object", "properties": {
+        "apiVersion": {"type": "string", "description": "APIVersion of the object."},
+        "kind": {"type": "string", "description": "Kind of the object."},
+        "metadata": {"$ref": format!("{refs}io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"), "description": "Standard object's metadata."},
+        "value": {"type": "integer", "format": "int64", "description": VALUE_DESCRIPTION}},
+        "x-kubernetes-group-version-kind": [{"group": "metrics.test.io", "kind": "Sample", "version": "v1beta1"}]})
+}
+
+/// The extension's `/openapi/v2`: its group version's paths (a shared parameter among them),
+/// a path of its own outside them that the aggregator leaves out, and an `ObjectMeta` of its
+/// own words (the aggregator keeps its own and renames this one `ObjectMeta_v2`).
+fn ext_openapi_v2() -> serde_json::Value {
+    let gvk = serde_json::json!({"group": "metrics.test.io", "kind": "Sample", "version": "v1beta1"});
+    let sample = serde_json::json!({"$ref": "#/definitions/io.test.metrics.v1beta1.Sample"});
+    serde_json::json!({"swagger": "2.0", "info": {"title": "metrics-test", "version": "v0.1"},
+        "parameters": {"namespace-x": {"name": "namespace", "in": "path", "required": true, "type": "string", "uniqueItems": true}},
+        "paths": {
+            "/apis/metrics.test.io/v1beta1/namespaces/{namespace}/samples/{name}": {
+                "get": {"operationId": "readSample", "produces": ["application/json"], "responses": {"200": {"description": "OK", "schema": sample}},
+                        "x-kubernetes-action": "get", "x-kubernetes-group-version-kind": gvk},
+                "patch": {"operationId": "patchSample", "consumes": ["application/merge-patch+json"], "produces": ["application/json"],
+                          "parameters": [{"name": "body", "in": "body", "required": true, "schema": {"type": "object"}}],
+                          "responses": {"200": {"description": "OK", "schema": sample}}, "x-kubernetes-action": "patch", "x-kubernetes-group-version-kind": gvk},
+                "parameters": [{"$ref": "#/parameters/namespace-x"}, {"name": "name", "in": "path", "required": true, "type": "string"}]},
+            "/version/": {"get": {"responses": {"200": {"description": "OK", "schema": {"$ref": "#/definitions/io.test.Info"}}}}}},
+        "definitions": {
+            "io.test.metrics.v1beta1.Sample": sample_schema("#/definitions/"),
+            "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta": {"description": "ObjectMeta as the test extension words it.", "type": "object",
+                "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}}},
+            "io.test.Info": {"type": "object"}}})
+}
+
+/// The extension's `/openapi/v3/apis/metrics.test.io/v1beta1` (`kubectl explain` finds the
+/// kind of a resource from its path's operations).
+fn ext_openapi_v3() -> serde_json::Value {
+    let get = serde_json::json!({"operationId": "readSample", "x-kubernetes-action": "get",
+        "x-kubernetes-group-version-kind": {"group": "metrics.test.io", "kind": "Sample", "version": "v1beta1"},
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/io.test.metrics.v1beta1.Sample"}}}}}});
+    serde_json::json!({"openapi": "3.0.0", "info": {"title": "metrics-test", "version": "v0.1"},
+        "paths": {"/apis/metrics.test.io/v1beta1/namespaces/{namespace}/samples/{name}": {"get": get}},
+        "components": {"schemas": {
+            "io.test.metrics.v1beta1.Sample": sample_schema("#/components/schemas/"),
+            "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta": {"description": "ObjectMeta as the test extension words it.", "type": "object",
+                "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}}}}}})
+}
+
+/// `samples/sample-one/exec` of the extension: any upgrade (SPDY/3.1, WebSocket) is accepted
+/// with its protocol echoed, then the bytes sent are sent back.
+fn echo_upgrade(req: &mut hyper::Request<hyper::body::Incoming>) -> Option<hyper::Response<Full<Bytes>>> {
+    if req.uri().path() != "/apis/metrics.test.io/v1beta1/namespaces/default/samples/sample-one/exec" {
+        return None;
+    }
+    let upgrade = req.headers().get("upgrade")?.clone();
+    let protocol = req.headers().get("sec-websocket-protocol").cloned();
+    let on = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(io) = on.await else { return };
+        let mut io = hyper_util::rt::TokioIo::new(io);
+        let (mut r, mut w) = tokio::io::split(&mut io);
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+    });
+    let mut resp = hyper::Response::builder().status(101).header("connection", "Upgrade").header("upgrade", upgrade);
+    if let Some(p) = protocol {
+        resp = resp.header("sec-websocket-protocol", p);
+    }
+    Some(resp.body(Full::new(Bytes::new())).expect("response"))
+}
+
+/// Sends an upgrade request for `path` to the API server as the admin (raw HTTP/1.1 over TLS)
+/// with these extra headers; returns the response head, and what comes back of `payload`
+/// once the protocol is switched (empty without a 101).
+fn upgrade_through(server: &Server, path: &str, headers: &[(&str, &str)], payload: &[u8]) -> (String, Vec<u8>) {
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = server.dir.path().join("data/pki");
+    let ca = std::fs::read_to_string(pki.join("ca.crt")).expect("ca.crt");
+    let certs: Vec<rustls::pki_types::CertificateDer<'static>> =
+        pem_certs(&std::fs::read_to_string(pki.join("admin.crt")).expect("admin.crt")).into_iter().map(rustls::pki_types::CertificateDer::from).collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(pki.join("admin.key")).expect("admin.key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots_of(&ca))
+        .with_client_auth_cert(certs, key)
+        .expect("client config");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.expect("connect");
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.expect("tls");
+        let mut head = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        tls.write_all(head.as_bytes()).await.expect("write");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let end = loop {
+            if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = tokio::time::timeout(Duration::from_secs(20), tls.read(&mut buf)).await.expect("a response in time").expect("read");
+            assert!(n > 0, "closed before a response head: {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        };
+        let head = String::from_utf8_lossy(&got[..end]).into_owned();
+        if !head.starts_with("HTTP/1.1 101") {
+            return (head, Vec::new());
+        }
+        let mut echoed = got[end..].to_vec();
+        tls.write_all(payload).await.expect("write payload");
+        while echoed.len() < payload.len() {
+            let n = tokio::time::timeout(Duration::from_secs(20), tls.read(&mut buf)).await.expect("the echo in time").expect("read");
+            if n == 0 {
+                break;
+            }
+            echoed.extend_from_slice(&buf[..n]);
+        }
+        (head, echoed)
+    })
 }
 
 #[test]
@@ -306,6 +444,23 @@ fn extension_api_server_behind_an_apiservice() {
         let json = kv.run(&["get", "samples", "-o", "json"]).ok().to_string();
         assert!(json.contains("\"value\": 42"), "kubectl {v}:\n{json}");
     }
+    discovery_in_upstream_order(&server);
+    openapi_of_the_extension(&server);
+
+    // Upgrades (exec, attach, port-forward) reach the extension server and are spliced: SPDY
+    // and WebSocket alike, the switch answered with the extension's headers.
+    let exec = "/apis/metrics.test.io/v1beta1/namespaces/default/samples/sample-one/exec?command=date";
+    let (head, echoed) = upgrade_through(&server, exec, &[("Upgrade", "SPDY/3.1"), ("X-Stream-Protocol-Version", "v4.channel.k8s.io")], b"ping over spdy");
+    assert!(head.starts_with("HTTP/1.1 101") && head.to_lowercase().contains("upgrade: spdy/3.1"), "{head}");
+    assert_eq!(echoed, b"ping over spdy");
+    let ws = [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Protocol", "v5.channel.k8s.io")];
+    let (head, echoed) = upgrade_through(&server, exec, &ws, b"ping over websocket");
+    assert!(head.starts_with("HTTP/1.1 101") && head.to_lowercase().contains("sec-websocket-protocol: v5.channel.k8s.io"), "{head}");
+    assert_eq!(echoed, b"ping over websocket");
+    // An upgrade the extension does not switch for gets its answer.
+    let (head, _) = upgrade_through(&server, "/apis/metrics.test.io/v1beta1/namespaces/default/samples/other/exec", &[("Upgrade", "SPDY/3.1")], b"");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+
     // Every connection came with the aggregator's certificate: verified by the request-header
     // CA (the handshake required it), named front-proxy-client, and not one the cluster CA
     // verifies — a user's client certificate cannot pass for the proxy.
@@ -334,11 +489,130 @@ fn extension_api_server_behind_an_apiservice() {
     wait_for_row(&k, "v1beta1.metrics.test.io", "False (FailedDiscoveryCheck)", |r| r.is_some_and(|r| r[2] == "False (FailedDiscoveryCheck)"));
     let err = server.kubectl("1.33").run(&["get", "--raw", "/apis/metrics.test.io/v1beta1/samples"]).err().to_string();
     assert!(err.contains("ServiceUnavailable") || err.contains("service unavailable") || err.contains("503"), "{err}");
+    // Discovery keeps the group version, stale, as upstream; its OpenAPI stays (the last
+    // documents fetched).
+    let aggregated = aggregated_discovery(&server);
+    let ext = aggregated["items"].as_array().into_iter().flatten().find(|g| g["metadata"]["name"] == "metrics.test.io").cloned().unwrap_or_default();
+    assert_eq!(ext["versions"][0]["freshness"], "Stale", "{ext}");
+    assert!(raw_get(&server, "/openapi/v2").contains("io.test.metrics.v1beta1.Sample"));
     // Without its endpoints the reason says so.
     k.run(&["delete", "endpointslice", "ext-api-1"]).ok();
     wait_for_row(&k, "v1beta1.metrics.test.io", "False (EndpointsNotFound)", |r| r.is_some_and(|r| r[2] == "False (EndpointsNotFound)"));
     k.run(&["delete", "service", "ext-api"]).ok();
     wait_for_row(&k, "v1beta1.metrics.test.io", "False (ServiceNotFound)", |r| r.is_some_and(|r| r[2] == "False (ServiceNotFound)"));
+    // Once the APIService is gone, so are its group and its documents.
+    k.run(&["delete", "apiservice", "v1beta1.metrics.test.io"]).ok();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let apis = k.run(&["get", "--raw", "/apis"]).ok().to_string();
+        let v3 = k.run(&["get", "--raw", "/openapi/v3"]).ok().to_string();
+        let v2_has = raw_get(&server, "/openapi/v2").contains("io.test.metrics.v1beta1.Sample");
+        if !apis.contains("metrics.test.io") && !v3.contains("metrics.test.io") && !v2_has {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the extension's group outlived its APIService:\n{apis}\n{v3}\nv2 has it: {v2_has}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// A GET as the admin, whatever its size (kubectl's output is read only once it exits, so a
+/// document of megabytes would fill its pipe).
+fn raw_get(server: &Server, path: &str) -> String {
+    let out = server.admin_curl().arg(server.url(path)).output().expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `/apis` with `Accept` the aggregated discovery form, as kubectl asks for it.
+fn aggregated_discovery(server: &Server) -> serde_json::Value {
+    let accept = "Accept: application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+    let out = server.admin_curl().args(["-H", accept]).arg(server.url("/apis")).output().expect("curl");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Groups in kube-apiserver 1.33's order (the APIServices' priorities: apiregistration first,
+/// then `groupPriorityMinimum` from highest, ties by name), the extension's (100) last; versions
+/// by `versionPriority`, the first preferred — in both discovery forms.
+fn discovery_in_upstream_order(server: &Server) {
+    let expected = [
+        "apiregistration.k8s.io", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "autoscaling", "batch",
+        "certificates.k8s.io", "networking.k8s.io", "policy", "rbac.authorization.k8s.io", "storage.k8s.io", "admissionregistration.k8s.io",
+        "apiextensions.k8s.io", "scheduling.k8s.io", "coordination.k8s.io", "node.k8s.io", "discovery.k8s.io", "flowcontrol.apiserver.k8s.io",
+        "metrics.test.io",
+    ];
+    let k = server.kubectl("1.33");
+    let legacy: serde_json::Value = serde_json::from_str(k.run(&["get", "--raw", "/apis"]).ok()).expect("json");
+    let names: Vec<&str> = legacy["groups"].as_array().into_iter().flatten().filter_map(|g| g["name"].as_str()).collect();
+    assert_eq!(names, expected, "{legacy}");
+    let autoscaling = legacy["groups"].as_array().into_iter().flatten().find(|g| g["name"] == "autoscaling").cloned().unwrap_or_default();
+    assert_eq!(autoscaling["preferredVersion"]["version"], "v2");
+    let versions: Vec<&str> = autoscaling["versions"].as_array().into_iter().flatten().filter_map(|v| v["version"].as_str()).collect();
+    assert_eq!(versions, ["v2", "v1"]);
+    let group: serde_json::Value = serde_json::from_str(k.run(&["get", "--raw", "/apis/autoscaling"]).ok()).expect("json");
+    assert_eq!(group["preferredVersion"]["version"], "v2");
+    let group: serde_json::Value = serde_json::from_str(k.run(&["get", "--raw", "/apis/metrics.test.io"]).ok()).expect("json");
+    assert_eq!(group["preferredVersion"]["groupVersion"], "metrics.test.io/v1beta1");
+
+    let aggregated = aggregated_discovery(server);
+    let names: Vec<&str> = aggregated["items"].as_array().into_iter().flatten().filter_map(|g| g["metadata"]["name"].as_str()).collect();
+    assert_eq!(names, expected);
+    let autoscaling = aggregated["items"].as_array().into_iter().flatten().find(|g| g["metadata"]["name"] == "autoscaling").cloned().unwrap_or_default();
+    assert_eq!((autoscaling["versions"][0]["version"].as_str(), autoscaling["versions"][1]["version"].as_str()), (Some("v2"), Some("v1")));
+    let ext = aggregated["items"].as_array().into_iter().flatten().find(|g| g["metadata"]["name"] == "metrics.test.io").cloned().unwrap_or_default();
+    assert_eq!(ext["versions"][0]["freshness"], "Current");
+    // kubectl lists the extension's group version and the preferred ones (sorted by name:
+    // kubectl sorts them itself).
+    for v in VERSIONS {
+        let versions = server.kubectl(v).run(&["api-versions"]).ok().to_string();
+        assert!(versions.lines().any(|l| l == "metrics.test.io/v1beta1") && versions.lines().any(|l| l == "autoscaling/v2"), "kubectl {v}:\n{versions}");
+    }
+}
+
+/// The extension's OpenAPI: its kinds in `/openapi/v2` (merged: its own `ObjectMeta` renamed,
+/// nothing outside its group version), its group version in `/openapi/v3` (proxied to it);
+/// `kubectl explain` reads them, client-side validation rejects an unknown field.
+fn openapi_of_the_extension(server: &Server) {
+    let k = server.kubectl("1.33");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let root = loop {
+        let root: serde_json::Value = serde_json::from_str(k.run(&["get", "--raw", "/openapi/v3"]).ok()).expect("json");
+        if root["paths"].get("apis/metrics.test.io/v1beta1").is_some() {
+            break root;
+        }
+        assert!(Instant::now() < deadline, "/openapi/v3 never listed the extension: {root}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let url = root["paths"]["apis/metrics.test.io/v1beta1"]["serverRelativeURL"].as_str().unwrap_or("").to_string();
+    assert_eq!(url, "/openapi/v3/apis/metrics.test.io/v1beta1?hash=EXT1");
+    assert!(root["paths"].get("apis/apps/v1").is_some());
+    assert!(root["paths"].get("version").is_none(), "only the APIService's group version is taken");
+    let doc: serde_json::Value = serde_json::from_str(k.run(&["get", "--raw", &url]).ok()).expect("json");
+    assert_eq!(doc, ext_openapi_v3());
+
+    let v2: serde_json::Value = serde_json::from_str(&raw_get(server, "/openapi/v2")).expect("json");
+    let defs = &v2["definitions"];
+    assert_eq!(defs["io.test.metrics.v1beta1.Sample"]["description"], SAMPLE_DESCRIPTION);
+    assert_eq!(defs["io.test.metrics.v1beta1.Sample"]["properties"]["metadata"]["$ref"], "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta_v2");
+    assert_eq!(defs["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta_v2"]["description"], "ObjectMeta as the test extension words it.");
+    assert_ne!(defs["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]["description"], "ObjectMeta as the test extension words it.");
+    assert!(defs.get("io.test.Info").is_none() && defs.get("io.k8s.api.apps.v1.Deployment").is_some());
+    let path = &v2["paths"]["/apis/metrics.test.io/v1beta1/namespaces/{namespace}/samples/{name}"];
+    assert_eq!(path["parameters"][0]["name"], "namespace", "shared parameters written in: {path}");
+
+    for v in VERSIONS {
+        let kv = server.kubectl(v);
+        let explained = kv.run(&["explain", "samples"]).ok().to_string();
+        assert!(explained.contains("Sample") && explained.contains(SAMPLE_DESCRIPTION) && explained.contains("value"), "kubectl {v}:\n{explained}");
+        let field = kv.run(&["explain", "samples.value"]).ok().to_string();
+        assert!(field.contains(VALUE_DESCRIPTION), "kubectl {v}:\n{field}");
+        // Client-side validation against the merged /openapi/v2 (the extension's PATCH takes
+        // no fieldValidation, so kubectl validates itself).
+        let bad = r#"{"apiVersion":"metrics.test.io/v1beta1","kind":"Sample","metadata":{"name":"s2","namespace":"default"},"value":1,"bogus":true}"#;
+        let err = kv.run_with_input(&["create", "--dry-run=client", "-f", "-"], Some(bad)).err().to_string();
+        assert!(err.contains("unknown field") && err.contains("bogus"), "kubectl {v}:\n{err}");
+        let good = bad.replace(r#","bogus":true"#, "");
+        let out = kv.run_with_input(&["create", "--dry-run=client", "-f", "-"], Some(&good)).ok().to_string();
+        assert!(out.contains("s2") && out.contains("dry run"), "kubectl {v}:\n{out}");
+    }
 }
 
 /// What metrics-server's manifest binds: the reader of the authentication ConfigMap in

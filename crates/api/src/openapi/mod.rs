@@ -8,6 +8,7 @@
 
 mod extensions;
 pub(crate) mod kinds;
+pub mod merge;
 mod paths;
 mod schemas;
 mod v2;
@@ -126,6 +127,21 @@ impl OpenApi {
         self.v2_json.clone()
     }
 
+    /// `/openapi/v2` with the extension servers' (filtered) documents merged in, in order
+    /// ([`merge::merge_v2`]): (JSON, protobuf). Computed on each call; callers cache it.
+    pub fn v2_merged(&self, extensions: &[Arc<Value>]) -> (Bytes, Bytes) {
+        let Ok(mut doc) = serde_json::from_slice::<Value>(&self.v2_json) else { return (self.v2_json.clone(), self.v2_protobuf.clone()) };
+        for e in extensions {
+            merge::merge_v2(&mut doc, (**e).clone());
+        }
+        (Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()), Bytes::from(v2::encode_document(&doc)))
+    }
+
+    /// The group versions this document set serves (`api/v1`, `apis/apps/v1`, …).
+    pub fn has_v3(&self, path: &str) -> bool {
+        self.v3.contains_key(path.trim_matches('/'))
+    }
+
     /// Strict field validation: the unknown and duplicate fields of a request body of this kind,
     /// worded as upstream (`unknown field "spec.replicass"`, `duplicate field "metadata.name"`).
     /// Duplicates are only visible in the raw JSON: pass it when the body was JSON. Kinds
@@ -152,7 +168,7 @@ fn gv_path(group: &str, version: &str) -> String {
 
 /// A stable content hash (two FNV-1a passes, 128 bits, upper-case hex), as upstream's URLs
 /// carry one.
-fn content_hash(data: &[u8]) -> String {
+pub fn content_hash(data: &[u8]) -> String {
     let fnv = |basis: u64| data.iter().fold(basis, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3));
     format!("{:016X}{:016X}", fnv(0xcbf2_9ce4_8422_2325), fnv(0x6c62_272e_07bb_0142))
 }

@@ -57,6 +57,8 @@ async fn check_all(state: &Arc<ApiState>) -> ApiResult<()> {
         .map(|a| (str_at(a, "/spec/group"), str_at(a, "/spec/version")))
         .collect();
     state.aggregator.retain_remote(|gv| remote.contains(gv));
+    let remote_names: Vec<String> = all.iter().filter(|a| a.pointer("/spec/service").is_some_and(|s| !s.is_null())).map(|a| meta_str(a, "name").to_string()).collect();
+    state.aggregator.openapi.retain(&remote_names);
     // Checked one after the other: a slow extension server delays the others' checks, never
     // any request.
     for api in all {
@@ -70,6 +72,7 @@ async fn check_all(state: &Arc<ApiState>) -> ApiResult<()> {
             match check_remote(state, &api).await {
                 Ok(doc) => {
                     state.aggregator.set_remote(gv, Some(doc));
+                    super::openapi::refresh_in_background(state, &api);
                     json!({"type": "Available", "status": "True", "lastTransitionTime": now_rfc3339(), "reason": "Passed", "message": "all checks passed"})
                 }
                 Err(u) => {

@@ -1,52 +1,68 @@
-//! The aggregated group versions in discovery: what each available extension server's
-//! discovery document says, added to `/apis` (legacy and aggregated) and `/apis/GROUP`.
-//! Extension groups come after the server's own, as their lower priorities order them.
+//! The aggregated group versions in discovery, and the order of every group and version:
+//! each non-local APIService's group version is added to `/apis` (legacy and aggregated) and
+//! `/apis/GROUP` with what its extension server's discovery document says, then groups and
+//! versions are sorted by the APIServices' priorities as kube-aggregator sorts them (`order`).
 
 use serde_json::{json, Value};
 
-use crate::state::ApiState;
+use super::order::Priorities;
+use crate::rest::meta_str;
+use crate::state::{ApiState, Registry};
 
-/// The aggregated group versions, grouped by group in order.
-fn groups(state: &ApiState) -> Vec<(String, Vec<(String, std::sync::Arc<Value>)>)> {
-    let mut out: Vec<(String, Vec<(String, std::sync::Arc<Value>)>)> = Vec::new();
-    for ((g, v), doc) in state.aggregator.remote_versions() {
-        if g.is_empty() {
-            continue;
-        }
-        match out.iter_mut().find(|(og, _)| *og == g) {
-            Some((_, vs)) => vs.push((v, doc)),
-            None => out.push((g, vec![(v, doc)])),
-        }
-    }
-    // GA before beta before alpha, as kube-like version ordering prefers them.
-    let stability = |v: &str| if v.contains("alpha") { 2 } else if v.contains("beta") { 1 } else { 0 };
-    for (_, vs) in &mut out {
-        vs.sort_by(|a, b| stability(&a.0).cmp(&stability(&b.0)).then(b.0.cmp(&a.0)));
-    }
-    out
+/// The group versions of the non-local APIServices (available or not: upstream lists them
+/// all, and a request for an unavailable one gets a 503).
+fn remote_group_versions(state: &ApiState) -> Vec<(String, String)> {
+    super::all(state)
+        .unwrap_or_default()
+        .iter()
+        .filter(|a| a.pointer("/spec/service").is_some_and(|s| !s.is_null()) && meta_str(a, "deletionTimestamp").is_empty())
+        .filter_map(|a| {
+            let g = a.pointer("/spec/group").and_then(Value::as_str)?;
+            let v = a.pointer("/spec/version").and_then(Value::as_str)?;
+            (!g.is_empty()).then(|| (g.to_string(), v.to_string()))
+        })
+        .collect()
 }
 
 fn version_entry(group: &str, version: &str) -> Value {
     json!({"groupVersion": format!("{group}/{version}"), "version": version})
 }
 
-/// Adds the aggregated groups to a legacy `APIGroupList`.
-pub fn add_groups(state: &ApiState, list: &mut Value) {
-    let Some(items) = list.get_mut("groups").and_then(Value::as_array_mut) else { return };
-    for (g, vs) in groups(state) {
-        if items.iter().any(|i| i["name"] == g.as_str()) {
-            continue;
-        }
-        let versions: Vec<Value> = vs.iter().map(|(v, _)| version_entry(&g, v)).collect();
-        items.push(json!({"name": g, "versions": versions, "preferredVersion": versions.first().cloned().unwrap_or(Value::Null)}));
-    }
+fn group_entry(group: &str, versions: &[String]) -> Value {
+    let versions: Vec<Value> = versions.iter().map(|v| version_entry(group, v)).collect();
+    json!({"name": group, "versions": versions, "preferredVersion": versions.first().cloned().unwrap_or(Value::Null)})
 }
 
-/// `GET /apis/GROUP` of an aggregated group.
-pub fn api_group(state: &ApiState, group: &str) -> Option<Value> {
-    let (g, vs) = groups(state).into_iter().find(|(g, _)| g == group)?;
-    let versions: Vec<Value> = vs.iter().map(|(v, _)| version_entry(&g, v)).collect();
-    Some(json!({"kind": "APIGroup", "apiVersion": "v1", "name": g, "versions": versions, "preferredVersion": versions.first().cloned().unwrap_or(Value::Null)}))
+/// Completes a legacy `APIGroupList` of `/apis`: the extension servers' groups added, then
+/// every group and version in upstream's order, each group's preferred version its first.
+pub fn add_groups(state: &ApiState, list: &mut Value) {
+    let Some(items) = list.get_mut("groups").and_then(Value::as_array_mut) else { return };
+    let mut gvs: Vec<(String, String)> = Vec::new();
+    for g in items.iter() {
+        let name = g["name"].as_str().unwrap_or("");
+        for v in g["versions"].as_array().into_iter().flatten() {
+            if let Some(v) = v["version"].as_str() {
+                gvs.push((name.to_string(), v.to_string()));
+            }
+        }
+    }
+    gvs.extend(remote_group_versions(state));
+    *items = Priorities::of(state).legacy(gvs).iter().map(|(g, vs)| group_entry(g, vs)).collect();
+}
+
+/// `GET /apis/GROUP`: the group's versions served here and by extension servers, preferred
+/// first; None when there are none.
+pub fn api_group(state: &ApiState, registry: &Registry, group: &str) -> Option<Value> {
+    if group.is_empty() {
+        return None;
+    }
+    let mut gvs: Vec<(String, String)> = registry.groups().into_iter().filter(|(g, _)| g == group).flat_map(|(g, vs)| vs.into_iter().map(move |v| (g.clone(), v))).collect();
+    gvs.extend(remote_group_versions(state).into_iter().filter(|(g, _)| g == group));
+    let (g, vs) = Priorities::of(state).legacy(gvs).into_iter().next()?;
+    let mut out = group_entry(&g, &vs);
+    out["kind"] = json!("APIGroup");
+    out["apiVersion"] = json!("v1");
+    Some(out)
 }
 
 /// An extension server's `APIResourceList` in the aggregated (v2) form: subresources
@@ -91,16 +107,40 @@ fn aggregated_resources(group: &str, version: &str, doc: &Value) -> Vec<Value> {
     out
 }
 
-/// Adds the aggregated groups to an `APIGroupDiscoveryList` of `/apis`.
+/// Completes an `APIGroupDiscoveryList` of `/apis`: the extension servers' group versions
+/// added (those whose last discovery check failed as `Stale`, with what was last fetched, as
+/// upstream), then groups and versions in upstream's order.
 pub fn add_aggregated(state: &ApiState, list: &mut Value) {
     let Some(items) = list.get_mut("items").and_then(Value::as_array_mut) else { return };
-    for (g, vs) in groups(state) {
-        if items.iter().any(|i| i.pointer("/metadata/name") == Some(&json!(g))) {
+    let remote = state.aggregator.remote_versions();
+    let listed = remote_group_versions(state);
+    for ((g, v), r) in remote {
+        if g.is_empty() || !listed.contains(&(g.clone(), v.clone())) {
             continue;
         }
-        let versions: Vec<Value> = vs.iter().map(|(v, doc)| json!({"version": v, "resources": aggregated_resources(&g, v, doc), "freshness": "Current"})).collect();
-        items.push(json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": versions}));
+        let entry = json!({"version": v, "resources": aggregated_resources(&g, &v, &r.doc), "freshness": if r.stale { "Stale" } else { "Current" }});
+        let pos = items.iter().position(|i| i.pointer("/metadata/name").and_then(Value::as_str) == Some(g.as_str()));
+        match pos {
+            Some(i) => {
+                if let Some(vs) = items[i].get_mut("versions").and_then(Value::as_array_mut) {
+                    if !vs.iter().any(|x| x["version"] == v.as_str()) {
+                        vs.push(entry);
+                    }
+                }
+            }
+            None => items.push(json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": [entry]})),
+        }
     }
+    let prio = Priorities::of(state);
+    let name = |i: &Value| i.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let versions = |i: &Value| -> Vec<String> { i["versions"].as_array().into_iter().flatten().filter_map(|v| v["version"].as_str().map(str::to_string)).collect() };
+    for item in items.iter_mut() {
+        let g = name(item);
+        if let Some(vs) = item.get_mut("versions").and_then(Value::as_array_mut) {
+            prio.sort_version_objects(&g, vs);
+        }
+    }
+    items.sort_by(|a, b| prio.aggregated_group_order((&name(a), &versions(a)), (&name(b), &versions(b))));
 }
 
 #[cfg(test)]

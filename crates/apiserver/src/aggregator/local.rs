@@ -15,32 +15,67 @@ use crate::state::ApiState;
 /// The label upstream's autoregistration controller puts on what it manages.
 pub const MANAGED_LABEL: &str = "kube-aggregator.kubernetes.io/automanaged";
 
-/// kube-apiserver 1.33's `apiVersionPriorities` (group priority minimum, version priority)
-/// for the group versions this server serves; a built-in group version missing here gets no
-/// APIService, as upstream skips those.
+/// kube-apiserver 1.33's `apiVersionPriorities` (group priority minimum, version priority):
+/// the generic control plane's table merged with kube-apiserver's own entries. Only the group
+/// versions this server serves get an APIService (upstream skips the others); the rest of the
+/// table orders discovery should one be served.
 const PRIORITIES: &[(&str, &str, i64, i64)] = &[
     ("", "v1", 18000, 1),
     ("apps", "v1", 17800, 15),
     ("events.k8s.io", "v1", 17750, 15),
+    ("events.k8s.io", "v1beta1", 17750, 5),
     ("authentication.k8s.io", "v1", 17700, 15),
+    ("authentication.k8s.io", "v1beta1", 17700, 9),
+    ("authentication.k8s.io", "v1alpha1", 17700, 1),
     ("authorization.k8s.io", "v1", 17600, 15),
     ("autoscaling", "v1", 17500, 15),
     ("autoscaling", "v2", 17500, 30),
+    ("autoscaling", "v2beta1", 17500, 9),
+    ("autoscaling", "v2beta2", 17500, 1),
     ("batch", "v1", 17400, 15),
+    ("batch", "v1beta1", 17400, 9),
+    ("batch", "v2alpha1", 17400, 9),
     ("certificates.k8s.io", "v1", 17300, 15),
+    ("certificates.k8s.io", "v1beta1", 17300, 9),
+    ("certificates.k8s.io", "v1alpha1", 17300, 1),
     ("networking.k8s.io", "v1", 17200, 15),
+    ("networking.k8s.io", "v1beta1", 17200, 9),
     ("policy", "v1", 17100, 15),
+    ("policy", "v1beta1", 17100, 9),
     ("rbac.authorization.k8s.io", "v1", 17000, 15),
     ("storage.k8s.io", "v1", 16800, 15),
+    ("storage.k8s.io", "v1beta1", 16800, 9),
+    ("storage.k8s.io", "v1alpha1", 16800, 1),
     ("apiextensions.k8s.io", "v1", 16700, 15),
     ("admissionregistration.k8s.io", "v1", 16700, 15),
+    ("admissionregistration.k8s.io", "v1beta1", 16700, 12),
+    ("admissionregistration.k8s.io", "v1alpha1", 16700, 9),
     ("scheduling.k8s.io", "v1", 16600, 15),
     ("coordination.k8s.io", "v1", 16500, 15),
+    ("coordination.k8s.io", "v1beta1", 16500, 13),
+    ("coordination.k8s.io", "v1alpha2", 16500, 12),
     ("node.k8s.io", "v1", 16300, 15),
+    ("node.k8s.io", "v1beta1", 16300, 9),
+    ("node.k8s.io", "v1alpha1", 16300, 1),
     ("discovery.k8s.io", "v1", 16200, 15),
-    ("flowcontrol.apiserver.k8s.io", "v1", 16100, 21),
+    ("discovery.k8s.io", "v1beta1", 16200, 12),
     ("resource.k8s.io", "v1beta2", 16200, 15),
+    ("resource.k8s.io", "v1beta1", 16200, 9),
+    ("resource.k8s.io", "v1alpha3", 16200, 1),
+    ("flowcontrol.apiserver.k8s.io", "v1", 16100, 21),
+    ("flowcontrol.apiserver.k8s.io", "v1beta3", 16100, 18),
+    ("flowcontrol.apiserver.k8s.io", "v1beta2", 16100, 15),
+    ("flowcontrol.apiserver.k8s.io", "v1beta1", 16100, 12),
+    ("flowcontrol.apiserver.k8s.io", "v1alpha1", 16100, 9),
+    ("internal.apiserver.k8s.io", "v1alpha1", 16000, 9),
+    ("storagemigration.k8s.io", "v1alpha1", 15800, 9),
 ];
+
+/// The priorities a group version's local APIService is registered with: upstream's table
+/// for a built-in one, the CRD registration's otherwise.
+pub fn default_priority(group: &str, version: &str) -> (i64, i64) {
+    PRIORITIES.iter().find(|p| p.0 == group && p.1 == version).map_or(CRD_PRIORITY, |p| (p.2, p.3))
+}
 
 /// What CRD group versions get (upstream's crdregistration controller).
 const CRD_PRIORITY: (i64, i64) = (1000, 100);
@@ -82,7 +117,10 @@ pub async fn ensure_builtin(state: &Arc<ApiState>) -> ApiResult<()> {
 
 /// Creates `wanted`, or sets its spec on the existing one when that one is managed by us
 /// (one a user made without the label is left alone, as upstream does).
-async fn create_or_sync(state: &Arc<ApiState>, def: &Arc<resources::ResourceDef>, wanted: Value) -> ApiResult<()> {
+async fn create_or_sync(state: &Arc<ApiState>, def: &Arc<resources::ResourceDef>, mut wanted: Value) -> ApiResult<()> {
+    // As it is stored (Go's encoding drops the core group's empty `group`), so that an
+    // unchanged spec is seen as such.
+    timonier_api::gojson::normalize(super::GROUP, "v1", "APIService", &mut wanted);
     let name = meta_str(&wanted, "name").to_string();
     let existing = state.cache_of(def)?.get(&def.key("", &name));
     match existing {

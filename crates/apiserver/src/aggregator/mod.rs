@@ -14,6 +14,8 @@
 mod available;
 pub mod discovery;
 mod local;
+pub mod openapi;
+mod order;
 mod proxy;
 
 use std::collections::HashMap;
@@ -36,32 +38,44 @@ pub const GROUP: &str = "apiregistration.k8s.io";
 /// What the aggregator keeps between requests.
 #[derive(Default)]
 pub struct Aggregator {
-    /// The discovery document (`APIResourceList`) of each available non-local APIService, by
-    /// (group, version), as last fetched by the availability controller.
-    remote: RwLock<HashMap<(String, String), Arc<Value>>>,
+    /// The discovery document (`APIResourceList`) of each non-local APIService, by
+    /// (group, version), as last fetched by the availability controller, and whether the last
+    /// fetch failed (upstream keeps serving such a document, marked `Stale`).
+    remote: RwLock<HashMap<(String, String), Remote>>,
     /// TLS settings per non-local APIService, by name, built for one resourceVersion.
     tls: RwLock<HashMap<String, (String, Arc<rustls::ClientConfig>)>>,
     /// The client certificate presented to extension servers (front-proxy-client, PEM).
     pub client_cert: std::sync::OnceLock<crate::pki::CertPair>,
+    /// The extension servers' OpenAPI documents.
+    pub openapi: openapi::Specs,
+}
+
+/// One extension group version's discovery document.
+#[derive(Clone)]
+pub struct Remote {
+    pub doc: Arc<Value>,
+    pub stale: bool,
 }
 
 impl Aggregator {
-    /// The group versions served by extension servers, with their discovery documents, in
-    /// name order (stable discovery output).
-    pub fn remote_versions(&self) -> Vec<((String, String), Arc<Value>)> {
+    /// The group versions served by extension servers, with their discovery documents.
+    pub fn remote_versions(&self) -> Vec<((String, String), Remote)> {
         let mut out: Vec<_> = self.remote.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
 
+    /// Records a fetched document, or (None) a failed fetch: the last document stays, stale.
     fn set_remote(&self, gv: (String, String), doc: Option<Value>) {
         let mut m = self.remote.write().unwrap_or_else(|e| e.into_inner());
         match doc {
             Some(d) => {
-                m.insert(gv, Arc::new(d));
+                m.insert(gv, Remote { doc: Arc::new(d), stale: false });
             }
             None => {
-                m.remove(&gv);
+                let empty = || Arc::new(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{}/{}", gv.0, gv.1), "resources": []}));
+                let e = m.entry(gv.clone()).or_insert_with(|| Remote { doc: empty(), stale: true });
+                e.stale = true;
             }
         }
     }

@@ -180,7 +180,8 @@ where
     let stream = tokio::time::timeout(connect_timeout, connect).await.map_err(|_| format!("dial tcp {addr}: i/o timeout"))??;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
+        // With upgrades: a 101 hands the connection over to whoever waits on the response.
+        if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, "extension server connection ended");
         }
     });
@@ -226,23 +227,29 @@ pub async fn proxy(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, en
     if !available {
         return Err(ApiError::unavailable("service unavailable"));
     }
+    let mut req = req;
+    // An upgrade (exec, attach, port-forward: SPDY/3.1 or WebSocket) is forwarded with its
+    // Connection and Upgrade headers; once the extension server switches protocols, the two
+    // connections are spliced (upstream's UpgradeAwareHandler). Only HTTP/1.1 upgrades.
+    let client_upgrade = is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     let mut out = Request::builder().method(parts.method).uri(path).body(body).map_err(|e| ApiError::internal(e.to_string()))?;
-    for (k, v) in &parts.headers {
-        let n = k.as_str();
-        // The caller's credentials and identity claims stop here: the extension server
-        // learns the user from the headers this server sets.
-        if HOP_BY_HOP.contains(&n) || k == header::AUTHORIZATION || k == header::HOST || n.starts_with("x-remote-") || n.starts_with("impersonate-") {
-            continue;
-        }
-        out.headers_mut().append(k.clone(), v.clone());
-    }
+    copy_request_headers(&parts.headers, out.headers_mut(), client_upgrade.is_some());
     set_user(out.headers_mut(), &user);
-    let resp = send(&state, &api, out, Duration::from_secs(10)).await.map_err(|e| {
+    let mut resp = send(&state, &api, out, Duration::from_secs(10)).await.map_err(|e| {
         tracing::debug!(apiservice = meta_str(&api, "name"), error = %e, "cannot reach the extension server");
         ApiError::unavailable("service unavailable")
     })?;
+    if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, resp.status()) {
+        let server = hyper::upgrade::on(&mut resp);
+        let mut r = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
+        for (k, v) in resp.headers() {
+            r = r.header(k, v);
+        }
+        tokio::spawn(splice(client, server));
+        return r.body(crate::server::full(Bytes::new())).map_err(|e| ApiError::internal(e.to_string()));
+    }
     let (parts, body) = resp.into_parts();
     let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/octet-stream").to_string();
     let mut r = relay(StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY), &content_type, body);
@@ -252,6 +259,48 @@ pub async fn proxy(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, en
         }
     }
     Ok(r)
+}
+
+/// Whether a request asks to switch protocols: HTTP/1.1 with `Connection: upgrade` and an
+/// `Upgrade` header.
+fn is_upgrade<B>(req: &Request<B>) -> bool {
+    let connection_upgrade = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    req.version() == http::Version::HTTP_11 && connection_upgrade && req.headers().contains_key(header::UPGRADE)
+}
+
+/// The caller's headers the extension server gets: not the hop-by-hop ones (but Connection
+/// and Upgrade of an upgrade), and not the caller's credentials and identity claims — the
+/// extension server learns the user from the headers this server sets.
+fn copy_request_headers(from: &http::HeaderMap, to: &mut http::HeaderMap, upgrade: bool) {
+    for (k, v) in from {
+        let n = k.as_str();
+        let kept_for_upgrade = upgrade && (k == header::CONNECTION || k == header::UPGRADE);
+        if (HOP_BY_HOP.contains(&n) && !kept_for_upgrade) || k == header::AUTHORIZATION || k == header::HOST || n.starts_with("x-remote-") || n.starts_with("impersonate-") {
+            continue;
+        }
+        to.append(k.clone(), v.clone());
+    }
+}
+
+/// Copies bytes both ways between the client's and the extension server's upgraded
+/// connections until either side closes.
+async fn splice(client: hyper::upgrade::OnUpgrade, server: hyper::upgrade::OnUpgrade) {
+    let (client, server) = match tokio::join!(client, server) {
+        (Ok(c), Ok(s)) => (c, s),
+        (c, s) => {
+            tracing::debug!(client = ?c.err(), server = ?s.err(), "an upgrade through the aggregator failed");
+            return;
+        }
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    let mut server = hyper_util::rt::TokioIo::new(server);
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
 }
 
 /// Reads a small answer whole (discovery documents), refusing more than `limit` bytes.
@@ -272,5 +321,28 @@ mod tests {
         assert_eq!(h.get("x-remote-user").and_then(|v| v.to_str().ok()), Some("alice"));
         assert_eq!(h.get_all("x-remote-group").iter().count(), 2);
         assert_eq!(server_name(&json!({"spec": {"service": {"name": "api", "namespace": "ext"}}})), "api.ext.svc");
+    }
+
+    #[test]
+    fn upgrades_keep_their_connection_headers_and_credentials_stay() {
+        let req = |conn: &str, version| Request::get("/x").version(version).header(header::CONNECTION, conn).header(header::UPGRADE, "SPDY/3.1").body(()).unwrap_or_default();
+        assert!(is_upgrade(&req("Upgrade", http::Version::HTTP_11)));
+        assert!(is_upgrade(&req("keep-alive, upgrade", http::Version::HTTP_11)));
+        assert!(!is_upgrade(&req("keep-alive", http::Version::HTTP_11)));
+        assert!(!is_upgrade(&req("Upgrade", http::Version::HTTP_2)));
+        let mut from = http::HeaderMap::new();
+        for (k, v) in [("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-protocol", "v5.channel.k8s.io"), ("authorization", "Bearer t"),
+            ("x-remote-user", "admin"), ("impersonate-user", "x"), ("keep-alive", "5")] {
+            from.append(k, HeaderValue::from_static(v));
+        }
+        let names = |upgrade| {
+            let mut to = http::HeaderMap::new();
+            copy_request_headers(&from, &mut to, upgrade);
+            let mut n: Vec<String> = to.keys().map(|k| k.to_string()).collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(true), ["connection", "sec-websocket-protocol", "upgrade"]);
+        assert_eq!(names(false), ["sec-websocket-protocol"]);
     }
 }
