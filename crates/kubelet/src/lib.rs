@@ -13,6 +13,7 @@ mod grpc_probe;
 mod logs;
 pub mod mirror;
 mod node;
+mod peers;
 mod pods;
 mod probes;
 mod proxy;
@@ -62,6 +63,8 @@ pub struct Config {
     /// Pods' cgroups live under this path (`<root>/pod<uid>/<container>`): two agents on
     /// one machine (the multi-host harness) each have their own.
     pub cgroup_root: String,
+    /// How pod traffic reaches other nodes (`--network-backend`).
+    pub network_backend: timonier_network::Backend,
     /// The port of the agent's HTTPS API (logs, exec, attach, port-forward).
     pub port: u16,
     /// The cluster CA (PEM): clients of the agent API must hold a certificate it signed.

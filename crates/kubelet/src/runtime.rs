@@ -61,6 +61,13 @@ impl NodeRuntime {
         let images = ImageStore::open(config.data_dir.join("images")).map_err(|e| Error::Runtime(e.to_string()))?;
         let nodes: Api<Node> = Api::all(config.client.clone());
         node::register(&nodes, &facts, images_status(&images)).await?;
+        let node_ip = match config.node_ip {
+            std::net::IpAddr::V4(ip) => ip,
+            std::net::IpAddr::V6(_) => return Err(Error::Runtime("the pod network needs an IPv4 node address (--node-ip)".into())),
+        };
+        crate::peers::announce(&nodes, &facts.name, node_ip, config.network_backend)
+            .await
+            .map_err(|e| Error::Api(format!("cannot publish the node's network parameters: {e}")))?;
         let pod_cidr = wait_pod_cidr(&nodes, &facts.name).await?;
         let network = PodNetwork::new(NetworkConfig {
             bridge: config.bridge.clone(),
@@ -68,6 +75,8 @@ impl NodeRuntime {
             cluster_cidr: CLUSTER_CIDR.parse().map_err(|e| Error::Internal(format!("{e}")))?,
             service_cidr: SERVICE_CIDR.parse().map_err(|e| Error::Internal(format!("{e}")))?,
             state_dir: config.data_dir.join("network"),
+            node_ip,
+            backend: config.network_backend,
         })
         .await
         .map_err(|e| Error::Runtime(format!("cannot set up the pod network: {e}")))?;
@@ -100,6 +109,7 @@ impl NodeRuntime {
         let proxy = crate::proxy::run(self.config.client.clone(), self.network.clone(), self.proxy_health.clone());
         tokio::spawn(self.proxy_health.running.clone().track(proxy));
         tokio::spawn(crate::mirror::run(self.clone(), self.mirror_wake.clone()));
+        tokio::spawn(crate::peers::run(self.config.client.clone(), self.facts.name.clone(), self.network.clone(), self.config.network_backend));
         tokio::spawn(self.clone().image_gc());
         self.dispatch().await
     }

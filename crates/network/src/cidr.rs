@@ -7,7 +7,7 @@ use std::str::FromStr;
 use crate::error::Error;
 
 /// An IPv4 network such as `10.244.0.0/24`. The address is always normalised to the network address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ipv4Net {
     addr: Ipv4Addr,
     prefix: u8,

@@ -8,6 +8,7 @@
 //! - bridge `timonier0` with 10.244.0.1/24 (the pods' gateway), fixed MAC, up;
 //! - per pod: host `vethXXXXXXXX` (enslaved, up, hairpin) ↔ pod `eth0` 10.244.0.N/24, default via .1;
 //! - blackhole routes for the cluster CIDR and the service CIDR, so unrouted traffic never leaves the host;
+//! - routes to the other nodes' pod CIDRs (`peers.rs`: host-gw, or a VXLAN overlay);
 //! - `net.ipv4.ip_forward=1`;
 //! - the Service proxy (`proxy.rs`): nftables DNAT of ClusterIPs and NodePorts to endpoints;
 //! - cluster DNS (`dns.rs`) on the gateway address, for the node's pods.
@@ -19,6 +20,7 @@ mod error;
 pub mod ipam;
 mod netns;
 mod nl;
+mod peers;
 mod pod;
 mod proxy;
 mod routes;
@@ -30,6 +32,7 @@ use std::sync::Arc;
 pub use cidr::Ipv4Net;
 pub use error::{Error, Result};
 pub use ipam::Ipam;
+pub use peers::{format_mac, parse_mac, vtep_mac, Backend, Peer};
 pub use proxy::ServicePort;
 
 /// Configuration of the node's pod network.
@@ -45,6 +48,10 @@ pub struct NetworkConfig {
     pub service_cidr: Ipv4Net,
     /// Where IPAM leases live (one file per address); must survive agent restarts.
     pub state_dir: PathBuf,
+    /// The node's address other nodes reach it at (the VXLAN tunnel's local end).
+    pub node_ip: Ipv4Addr,
+    /// How pod traffic reaches other nodes' pods.
+    pub backend: Backend,
 }
 
 /// What a pod got from [`PodNetwork::attach`].
@@ -134,7 +141,7 @@ impl PodNetwork {
             .await
             .map_err(|e| Error::HelperGone(e.to_string()))??;
         // Remembered so that `open_existing` can tear this network down without its config.
-        let saved = format!("{} {} {} {}\n", cfg.bridge, cfg.pod_cidr, cfg.cluster_cidr, cfg.service_cidr);
+        let saved = format!("{} {} {} {} {} {}\n", cfg.bridge, cfg.pod_cidr, cfg.cluster_cidr, cfg.service_cidr, cfg.node_ip, cfg.backend);
         std::fs::write(cfg.state_dir.join(SAVED_CONFIG), saved).map_err(|source| Error::State { path: cfg.state_dir.join(SAVED_CONFIG), source })?;
         tracing::info!(bridge = %cfg.bridge, pod_cidr = %cfg.pod_cidr, leases = ipam.leases().len(), "pod network ready");
         Ok(Self { inner: Arc::new(Inner { cfg, handle, conn_task, ipam: Arc::new(ipam), netns, bridge_index }) })
@@ -146,15 +153,22 @@ impl PodNetwork {
         let path = state_dir.join(SAVED_CONFIG);
         let text = std::fs::read_to_string(&path).map_err(|source| Error::State { path: path.clone(), source })?;
         let f: Vec<&str> = text.split_whitespace().collect();
-        let [bridge, pod, cluster, service] = f.as_slice() else {
-            return Err(Error::InvalidCidr(format!("{} is damaged: {text:?}", path.display())));
+        let damaged = || Error::InvalidCidr(format!("{} is damaged: {text:?}", path.display()));
+        let (bridge, pod, cluster, service, rest) = match f.as_slice() {
+            [b, p, c, s, rest @ ..] => (b, p, c, s, rest),
+            _ => return Err(damaged()),
         };
+        // Files written before the node address and backend were saved have four fields.
+        let node_ip = rest.first().map(|s| s.parse()).transpose().map_err(|_| damaged())?.unwrap_or(Ipv4Addr::LOCALHOST);
+        let backend = rest.get(1).map(|s| s.parse()).transpose().map_err(|_| damaged())?.unwrap_or_default();
         Self::new(NetworkConfig {
             bridge: bridge.to_string(),
             pod_cidr: pod.parse()?,
             cluster_cidr: cluster.parse()?,
             service_cidr: service.parse()?,
             state_dir: state_dir.to_path_buf(),
+            node_ip,
+            backend,
         })
         .await
     }
@@ -262,6 +276,18 @@ impl PodNetwork {
         proxy::sync_routes(&inner.handle, &ips, inner.cfg.service_cidr, inner.bridge_index).await
     }
 
+    /// Routes exactly `peers`' pod ranges through the configured backend (creating the VXLAN
+    /// device at the first peer), removing the routes of nodes no longer listed. Idempotent.
+    pub async fn sync_peers(&self, peers: &[Peer]) -> Result<()> {
+        let inner = &*self.inner;
+        let cfg = &inner.cfg;
+        let vxlan = match cfg.backend {
+            Backend::Vxlan if !peers.is_empty() => Some(peers::ensure_vxlan(&inner.handle, &peers::vxlan_name(&cfg.bridge), cfg.node_ip, cfg.pod_cidr).await?),
+            _ => None,
+        };
+        peers::sync(&inner.handle, peers, vxlan).await
+    }
+
     /// Removes the bridge, the blackhole routes and the lease directory (`timonier delete`, tests).
     /// Pods' veths go away with their namespaces or with the bridge's ports; leftover host veths of listed
     /// leases are deleted too.
@@ -274,6 +300,8 @@ impl PodNetwork {
         let table = inner.cfg.bridge.clone();
         tokio::task::spawn_blocking(move || proxy::remove_rules(&table)).await.map_err(|e| Error::HelperGone(e.to_string()))??;
         bridge::remove_bridge(h, &inner.cfg.bridge).await?;
+        peers::remove_all(h).await?;
+        peers::remove_vxlan(h, &peers::vxlan_name(&inner.cfg.bridge)).await?;
         routes::remove_blackhole(h, inner.cfg.cluster_cidr).await?;
         routes::remove_blackhole(h, inner.cfg.service_cidr).await?;
         let dir = inner.cfg.state_dir.clone();

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use timonier_network::{blackhole_routes, veth_name, Ipv4Net, NetworkConfig, PodNetwork};
+use timonier_network::{blackhole_routes, veth_name, Backend, Ipv4Net, NetworkConfig, Peer, PodNetwork};
 
 /// Runs `f` in a fresh network namespace on a dedicated thread; panics propagate.
 fn in_netns<F, Fut>(f: F)
@@ -93,6 +93,8 @@ fn cfg(tag: &str) -> NetworkConfig {
         cluster_cidr: "10.244.0.0/16".parse().unwrap(),
         service_cidr: "10.96.0.0/12".parse().unwrap(),
         state_dir: dir,
+        node_ip: Ipv4Addr::LOCALHOST,
+        backend: Backend::default(),
     }
 }
 
@@ -321,4 +323,93 @@ fn pods_cannot_reach_node_loopback() {
         net.teardown().await.expect("teardown");
         drop(pods);
     });
+}
+
+/// Two nodes, each a thread in its own network namespace, joined by a veth pair (their "LAN":
+/// 10.250.0.1 and .2), each with a pod; `sync_peers` routes each node's pod range to the
+/// other through `backend`. Pods ping across, and the routes go when the peer does.
+fn cross_node(backend: Backend, tag: &'static str) {
+    use std::sync::{mpsc, Arc, Barrier};
+    let barrier = Arc::new(Barrier::new(2));
+    let (tid_tx, tid_rx) = mpsc::channel::<i32>();
+    let node = move |i: u8, barrier: Arc<Barrier>, tid_tx: Option<mpsc::Sender<i32>>, peer_tid: Option<mpsc::Receiver<i32>>| {
+        std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET): run tests as root");
+            sh(&["ip", "link", "set", "lo", "up"]);
+            if let Some(tx) = tid_tx {
+                tx.send(nix::unistd::gettid().as_raw()).expect("send tid");
+            }
+            if let Some(rx) = peer_tid {
+                // Node 1 makes the LAN: a veth pair whose other end goes to node 2's namespace.
+                let other = rx.recv().expect("peer tid").to_string();
+                let (ok, out) = sh(&["ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan0", "netns", &other]);
+                assert!(ok, "{out}");
+            }
+            barrier.wait();
+            let me = Ipv4Addr::new(10, 250, 0, i);
+            sh(&["ip", "addr", "add", &format!("{me}/24"), "dev", "lan0"]);
+            sh(&["ip", "link", "set", "lan0", "up"]);
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let mut cfg = cfg(&format!("{tag}{i}"));
+                let _cleanup = RmDir(cfg.state_dir.clone());
+                cfg.pod_cidr = format!("10.244.{i}.0/24").parse().expect("cidr");
+                cfg.node_ip = me;
+                cfg.backend = backend;
+                let pods = Pods::spawn(1);
+                let net = PodNetwork::new(cfg.clone()).await.expect("new");
+                let pod = net.attach("default/p", pods.pid(0)).await.expect("attach");
+                // Both IPAMs start alike: the other pod has the same last octet.
+                let last = pod.ip.octets()[3];
+                let j = 3 - i;
+                let peer = Peer {
+                    name: format!("node{j}"),
+                    node_ip: Ipv4Addr::new(10, 250, 0, j),
+                    pod_cidr: format!("10.244.{j}.0/24").parse().expect("cidr"),
+                    vtep_mac: Some(timonier_network::vtep_mac(Ipv4Addr::new(10, 250, 0, j))),
+                };
+                net.sync_peers(std::slice::from_ref(&peer)).await.expect("sync peers");
+                net.sync_peers(std::slice::from_ref(&peer)).await.expect("sync peers again");
+                barrier.wait();
+                let remote = Ipv4Addr::new(10, 244, j, last);
+                let (ok, out) = ping_from(pods.pid(0), remote);
+                assert!(ok, "{backend}: pod on node{i} -> pod on node{j}: {out}");
+                let (_, route) = sh(&["ip", "route", "get", &remote.to_string()]);
+                match backend {
+                    Backend::HostGw => assert!(route.contains(&format!("via 10.250.0.{j} dev lan0")), "{route}"),
+                    Backend::Vxlan => assert!(route.contains(&format!("via 10.244.{j}.0 dev vx-tbr-{tag}{i}")), "{route}"),
+                }
+                let (_, ours) = sh(&["ip", "route", "show", "proto", "77"]);
+                assert_eq!(ours.lines().count(), 1, "{ours}");
+                barrier.wait();
+                // The peer is gone: its route goes, its range is blackholed again.
+                net.sync_peers(&[]).await.expect("sync no peers");
+                let (_, ours) = sh(&["ip", "route", "show", "proto", "77"]);
+                assert!(ours.trim().is_empty(), "{ours}");
+                let (_, route) = sh(&["ip", "route", "get", &remote.to_string()]);
+                assert!(route.contains("blackhole") || route.is_empty() || !route.contains("via"), "{route}");
+                net.teardown().await.expect("teardown");
+                let (_, links) = sh(&["ip", "-br", "link"]);
+                assert!(!links.contains("vx-"), "{links}");
+                drop(pods);
+            });
+        })
+    };
+    let a = node(1, barrier.clone(), None, Some(tid_rx));
+    let b = node(2, barrier, Some(tid_tx), None);
+    for t in [a, b] {
+        if let Err(p) = t.join() {
+            std::panic::resume_unwind(p);
+        }
+    }
+}
+
+#[test]
+fn cross_node_pods_host_gw() {
+    cross_node(Backend::HostGw, "hg");
+}
+
+#[test]
+fn cross_node_pods_vxlan() {
+    cross_node(Backend::Vxlan, "vx");
 }

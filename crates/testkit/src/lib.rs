@@ -1,6 +1,7 @@
 //! Fixtures shared by the test suites and the benchmarks: real servers started on loopback in
 //! temporary directories, and stopped (by PID) when their guard drops, even when a test fails.
 
+pub mod hosts;
 #[cfg(feature = "images")]
 pub mod images;
 #[cfg(feature = "images")]

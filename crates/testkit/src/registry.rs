@@ -75,27 +75,33 @@ fn v2_status(addr: &str) -> Option<u16> {
 impl Registry {
     /// Starts an open (no auth) registry.
     pub fn start() -> Result<Registry, String> {
-        Self::launch(Auth::None, false)
+        Self::launch(Auth::None, false, "127.0.0.1")
+    }
+
+    /// An open registry listening on `ip` (a test LAN's address, for hosts in other network
+    /// namespaces) instead of loopback.
+    pub fn start_on(ip: std::net::Ipv4Addr) -> Result<Registry, String> {
+        Self::launch(Auth::None, false, &ip.to_string())
     }
 
     /// Starts an open registry that serves HTTPS with a self-signed certificate (for
     /// 127.0.0.1 and localhost).
     pub fn start_tls() -> Result<Registry, String> {
-        Self::launch(Auth::None, true)
+        Self::launch(Auth::None, true, "127.0.0.1")
     }
 
     /// Starts a registry requiring HTTP basic auth (htpasswd, bcrypt) for `username`.
     pub fn start_with_auth(username: &str, password: &str) -> Result<Registry, String> {
-        Self::launch(Auth::Basic(username, password), false)
+        Self::launch(Auth::Basic(username, password), false, "127.0.0.1")
     }
 
     /// Starts a registry using the Bearer-token flow: it sends clients to a token server (on
     /// another loopback port) that takes `username`'s basic credentials and issues JWTs.
     pub fn start_with_token_auth(username: &str, password: &str) -> Result<Registry, String> {
-        Self::launch(Auth::Token(username, password), false)
+        Self::launch(Auth::Token(username, password), false, "127.0.0.1")
     }
 
-    fn launch(auth: Auth, tls: bool) -> Result<Registry, String> {
+    fn launch(auth: Auth, tls: bool, host: &str) -> Result<Registry, String> {
         let bin = registry_bin()?;
         let dir = tempfile::Builder::new()
             .prefix("timonier-registry-")
@@ -140,7 +146,7 @@ impl Registry {
         }
         for _ in 0..5 {
             let port = free_port();
-            let addr = format!("127.0.0.1:{port}");
+            let addr = format!("{host}:{port}");
             let config = dir.path().join("config.yml");
             let yaml = format!(
                 "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{tls_yaml}{auth_yaml}",

@@ -29,6 +29,11 @@ pub struct NodeArgs {
     /// Where pods' cgroups go in each hierarchy (`<root>/pod<uid>/<container>`).
     #[arg(long, default_value = timonier_kubelet::DEFAULT_CGROUP_ROOT)]
     pub cgroup_root: String,
+    /// How pods reach other nodes' pods: `vxlan` (an overlay, works across routed networks)
+    /// or `host-gw` (routes via the nodes' addresses: faster, needs one layer-2 segment).
+    /// Every node of a cluster must use the same.
+    #[arg(long, default_value = "vxlan")]
+    pub network_backend: timonier_network::Backend,
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -115,6 +120,7 @@ pub fn config(client: kube::Client, ca_pem: String, data_dir: PathBuf, node: &No
         registries: registries(node.registry_config.as_deref())?,
         bridge: node.bridge.clone(),
         cgroup_root: node.cgroup_root.clone(),
+        network_backend: node.network_backend,
         port: node.kubelet_port,
         client_ca_pem: ca_pem,
         control_plane: Vec::new(),

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use timonier_testkit::{free_port, Kubectl, Registry, Server};
 
+pub mod multinode;
+
 /// An image the test registry serves, under the name a tutorial uses (through the mirrors of
 /// `docker.io` and `gcr.io` set up by [`AgentNode::start`]).
 #[derive(Clone, Copy)]
@@ -33,7 +35,16 @@ pub struct TestRegistry {
 
 impl TestRegistry {
     pub fn start(images: &[TestImage]) -> TestRegistry {
-        let registry = Registry::start().expect("cannot start docker-registry (apt-get install docker-registry)");
+        Self::with(Registry::start(), images)
+    }
+
+    /// A registry listening on `ip` (a test LAN's address), for hosts in other namespaces.
+    pub fn start_on(ip: std::net::Ipv4Addr, images: &[TestImage]) -> TestRegistry {
+        Self::with(Registry::start_on(ip), images)
+    }
+
+    fn with(registry: Result<Registry, String>, images: &[TestImage]) -> TestRegistry {
+        let registry = registry.expect("cannot start docker-registry (apt-get install docker-registry)");
         let dir = timonier_testkit::temp_dir("timonier-images-");
         push_images(&registry, dir.path(), images);
         let endpoint = format!("http://{}", registry.addr());
