@@ -1,6 +1,7 @@
 //! Authentication: who is calling, from the TLS client certificate (CN = user, O = groups, as
 //! upstream) or a bearer token from the static token file; service-account tokens (JWTs) are
-//! checked by `ApiState::authenticate_sa_token` (`serviceaccount.rs`).
+//! checked by `ApiState::authenticate_sa_token` (`serviceaccount.rs`), bootstrap tokens by
+//! `ApiState::authenticate_bootstrap_token` (`bootstrap_token.rs`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -92,6 +93,13 @@ fn split_csv(line: &str) -> Vec<String> {
     }
     out.push(cur);
     out.into_iter().map(|s| s.trim().to_string()).collect()
+}
+
+/// The anonymous user (`system:anonymous` in `system:unauthenticated`) for the one request
+/// anonymous clients may make: reading `kube-public/cluster-info`, kubeadm-style discovery.
+pub fn anonymous_for(method: &http::Method, path: &str) -> Option<UserInfo> {
+    (method == http::Method::GET && path == crate::cluster_info::PATH)
+        .then(|| UserInfo { name: "system:anonymous".into(), groups: vec!["system:unauthenticated".into()] })
 }
 
 /// The bearer token of an Authorization header.

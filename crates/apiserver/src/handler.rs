@@ -134,6 +134,9 @@ async fn route(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, user: 
         }
         _ => {}
     }
+    // Anonymous requests are refused, but for what a joining node reads before it trusts the
+    // server (`kube-public/cluster-info`), which RBAC then lets `system:anonymous` get.
+    let user = user.or_else(|| crate::auth::anonymous_for(req.method(), req.uri().path()));
     let Some(user) = user else { return Err(ApiError::unauthorized()) };
     let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string);
     let registry = state.registry();
@@ -185,7 +188,7 @@ async fn route(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, user: 
             // An extension server's group version, or nothing.
             None => crate::aggregator::openapi::v3_document(state, req, user, &p).await.unwrap_or_else(|| Err(ApiError::path_not_found())),
         },
-        Endpoint::Resource(path) => resource(state, req, path, accept.as_deref(), user).await,
+        Endpoint::Resource(path) => strategy::with_requester(user.clone(), resource(state, req, path, accept.as_deref(), user)).await,
         Endpoint::Version | Endpoint::Health(_) => Err(ApiError::path_not_found()),
     }
 }
@@ -236,9 +239,15 @@ async fn resource(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, pat
         name: path.name.clone().unwrap_or_default(),
         path: None,
     };
-    if !state.authorize(&user, &a) {
-        return Err(ApiState::forbidden(&user, &a));
+    // As upstream's request info: a list or watch of one object by its name is about it.
+    let field_selector = q.get("fieldSelector").map(str::to_string);
+    let mut a = a;
+    if a.name.is_empty() && matches!(verb, "list" | "watch") {
+        if let Some(name) = field_selector.as_deref().and_then(|fs| fs.split(',').find_map(|r| r.trim().strip_prefix("metadata.name=").map(|n| n.trim_start_matches('=')))) {
+            a.name = name.to_string();
+        }
     }
+    state.check(&user, &a, field_selector.as_deref())?;
     if resources::is_review(&def) {
         if verb != "create" {
             return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
@@ -746,18 +755,25 @@ async fn subresource(
             let obj = decode(content_type.as_deref(), &body)?;
             let rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|s| s.parse().ok());
             let sdef = storage_def(&state, def)?;
-            let updated = state.guaranteed_update(&sdef, ns, name, rv, &opts, |_| Ok(convert::to_storage(def, obj.clone())), Mode::Status).await?;
+            let mode = if sub == "approval" { Mode::Approval } else { Mode::Status };
+            let updated = state.guaranteed_update(&sdef, ns, name, rv, &opts, |_| Ok(convert::to_storage(def, obj.clone())), mode).await?;
             render_object(&state, def, &updated, shape, format, q)
         }
         ("status" | "approval", &Method::PATCH) => {
             let body = read_body(req.into_body()).await?;
             let sdef = storage_def(&state, def)?;
-            let (obj, _) = patch_object(&state, def, &sdef, ns, name, content_type.as_deref(), &body, &opts, Mode::Status).await?;
+            let mode = if sub == "approval" { Mode::Approval } else { Mode::Status };
+            let (obj, _) = patch_object(&state, def, &sdef, ns, name, content_type.as_deref(), &body, &opts, mode).await?;
             render_object(&state, def, &obj, shape, format, q)
         }
         ("token", &Method::POST) if def.plural == "serviceaccounts" => {
             let body = read_body(req.into_body()).await?;
             let request = decode(content_type.as_deref(), &body)?;
+            if let Some(user) = strategy::requester() {
+                let mut named = request.clone();
+                named["metadata"]["name"] = json!(name);
+                state.admit_node_token_request(&user, ns, &named)?;
+            }
             Ok(json_response(StatusCode::CREATED, &state.token_request(def, ns, name, request).await?))
         }
         ("ephemeralcontainers", &Method::GET) if def.plural == "pods" => {

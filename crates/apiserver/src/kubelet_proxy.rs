@@ -1,16 +1,17 @@
-//! Calls from the API server to node agents: `pods/log` (and next exec, attach and
-//! port-forward) are answered by the agent of the pod's node on its HTTPS port, reached at
-//! the node's InternalIP with the API server's kubelet-client certificate. As upstream by
-//! default, the agent's serving certificate is not verified: its client-certificate check is
-//! what protects the channel's other end.
+//! Calls from the API server to node agents: `pods/log`, exec, attach and port-forward are
+//! answered by the agent of the pod's node on its HTTPS port, reached at the node's InternalIP
+//! with the API server's kubelet-client certificate. The agent's serving certificate is
+//! verified against the cluster CA for that address (upstream's
+//! `--kubelet-certificate-authority`): agents get theirs from the CA, through a
+//! `kubernetes.io/kubelet-serving` CertificateSigningRequest or, in the server's own process,
+//! directly.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::ServerName;
 use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
@@ -18,37 +19,20 @@ use crate::pki::CertPair;
 use crate::server::Body;
 use crate::state::ApiState;
 
-#[derive(Debug)]
-struct AnyServerCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyServerCert {
-    fn verify_server_cert(&self, _: &CertificateDer<'_>, _: &[CertificateDer<'_>], _: &ServerName<'_>, _: &[u8], _: UnixTime) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &rustls::DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &rustls::DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// The TLS client configuration for calls to agents, with `client` as our certificate.
-pub fn client_tls(client: &CertPair) -> Result<Arc<rustls::ClientConfig>, String> {
+/// The TLS client configuration for calls to agents: `client` as our certificate, the agents'
+/// certificates checked against the cluster CA (`ca_pem`).
+pub fn client_tls(client: &CertPair, ca_pem: &str) -> Result<Arc<rustls::ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in crate::server::certs(ca_pem)? {
+        roots.add(c).map_err(|e| format!("bad cluster CA: {e}"))?;
+    }
     let certs = crate::server::certs(&client.cert_pem)?;
     let key = crate::server::key(&client.key_pem)?;
-    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider)))
+        .with_root_certificates(roots)
         .with_client_auth_cert(certs, key)
         .map_err(|e| format!("bad kubelet client certificate: {e}"))?;
     Ok(Arc::new(cfg))

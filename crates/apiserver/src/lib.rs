@@ -10,9 +10,13 @@ mod admission;
 mod alloc;
 pub mod auth;
 pub mod bootstrap;
+pub mod bootstrap_token;
+mod builtin_admission;
 mod cache;
+pub mod cluster_info;
 mod convert;
 mod crd;
+pub mod csr;
 mod discovery;
 mod disruption;
 mod ephemeral;
@@ -22,7 +26,9 @@ mod handler;
 mod kubelet_proxy;
 mod live;
 mod negotiate;
+mod node_authz;
 pub mod node_ipam;
+mod node_restriction;
 mod object_proxy;
 pub mod rbac;
 pub mod sa_token;
@@ -48,6 +54,9 @@ use timonier_store::{Datastore, DynStorage, EtcdConfig, EtcdStorage, SqliteConfi
 pub use cache::DEFAULT_HISTORY as DEFAULT_WATCH_CACHE_SIZE;
 pub use handler::KUBE_VERSION;
 pub use state::ApiState;
+
+/// The admin kubeconfig written in the server's data directory at every start.
+pub const ADMIN_KUBECONFIG: &str = "admin.kubeconfig";
 
 /// How to run the API server (the flags of `timonier server`).
 #[derive(Debug, Clone)]
@@ -169,7 +178,7 @@ impl Server {
         let store = open_store(&config).await?;
         let state = ApiState::new(store, config.watch_cache_size).await?;
         let kubelet_client = pki.issue_client("kube-apiserver-kubelet-client", &["system:masters"])?;
-        let kubelet_tls = kubelet_proxy::client_tls(&kubelet_client).map_err(ServerError::Config)?;
+        let kubelet_tls = kubelet_proxy::client_tls(&kubelet_client, &pki.ca.cert_pem).map_err(ServerError::Config)?;
         let _ = state.kubelet_tls.set(kubelet_tls);
         // Presented to extension API servers behind APIServices (upstream's
         // --proxy-client-cert-file), signed by the front-proxy CA they trust for it.
@@ -184,11 +193,18 @@ impl Server {
             .await
             .map_err(ServerError::Bootstrap)?;
         rbac::ensure_bootstrap_policy(&state).await.map_err(ServerError::Bootstrap)?;
+        let advertised = match advertise {
+            IpAddr::V6(a) => format!("https://[{a}]:{}", addr.port()),
+            IpAddr::V4(a) => format!("https://{a}:{}", addr.port()),
+        };
+        cluster_info::ensure(&state, &advertised, &pki.ca.cert_pem).await.map_err(ServerError::Bootstrap)?;
         state.sync_crds().await.map_err(ServerError::Bootstrap)?;
         // The system namespaces have their ServiceAccount and CA bundle before the first pod.
         serviceaccount::reconcile(&state).await.map_err(ServerError::Bootstrap)?;
         let host = if config.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { config.bind_address.to_string() };
         let url_host = if host.contains(':') { format!("[{host}]") } else { host };
+        // Always beside the state, as kubeadm's admin.conf: what `timonier token` uses.
+        pki.write_kubeconfig(&config.data_dir.join(ADMIN_KUBECONFIG), &format!("https://{url_host}:{}", addr.port()))?;
         if let Some(path) = &config.write_kubeconfig {
             pki.write_kubeconfig(path, &format!("https://{url_host}:{}", addr.port()))?;
         }
@@ -205,6 +221,10 @@ impl Server {
         tokio::spawn(disruption::controller(self.state.clone()));
         tokio::spawn(node_ipam::controller(self.state.clone()));
         tokio::spawn(volume_binding::controller(self.state.clone()));
+        // kube-controller-manager's bootstrap-token and certificate controllers.
+        tokio::spawn(bootstrap_token::cleaner(self.state.clone()));
+        tokio::spawn(cluster_info::signer(self.state.clone()));
+        csr::start(&self.state, self.pki.ca.clone());
         self.state.ready.store(true, Ordering::Release);
         server::serve(self.state, self.listener, self.tls, self.tokens, shutdown).await;
     }

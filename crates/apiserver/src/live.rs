@@ -85,6 +85,9 @@ impl ApiState {
             let (user, uid) = user;
             return Ok(authenticated(&user, &uid, Map::new(), &implicit));
         }
+        if let Some(user) = self.authenticate_bootstrap_token(token).filter(|_| !implicit.is_empty()) {
+            return Ok(authenticated(&user, "", Map::new(), &implicit));
+        }
         let (user, claims) = match self.verify_sa_token(token, targets) {
             Ok(ok) => ok,
             Err(crate::sa_token::TokenError::NotOurs) => return Err(rejection(None)),

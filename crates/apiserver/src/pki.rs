@@ -155,15 +155,40 @@ impl Pki {
         make_client(&issuer, user, groups)
     }
 
+    /// A node agent's serving certificate for its HTTPS API (what the `kubelet-serving`
+    /// signer issues: CN `system:node:<node>`, O `system:nodes`, the node's names), issued
+    /// directly for the agent running in the server's own process.
+    pub fn issue_kubelet_serving(&self, node: &str, sans: &[String]) -> Result<CertPair, PkiError> {
+        let ca_key = KeyPair::from_pem(&self.ca.key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(&self.ca.cert_pem, ca_key)?;
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "system:nodes");
+        dn.push(DnType::CommonName, format!("system:node:{node}"));
+        params.distinguished_name = dn;
+        params.subject_alt_names = san_types(sans)?;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        validity(&mut params, 365);
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok(CertPair { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    }
+
     /// A kubeconfig with cluster, user and context all named `name`, embedding the CA and the
     /// admin's certificate.
     pub fn admin_kubeconfig(&self, server: &str, name: &str) -> String {
+        self.kubeconfig_for(server, name, &self.admin)
+    }
+
+    /// A kubeconfig as [`Pki::admin_kubeconfig`], for another client certificate.
+    pub fn kubeconfig_for(&self, server: &str, name: &str, client: &CertPair) -> String {
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {name}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\n    namespace: default\ncurrent-context: {name}\npreferences: {{}}\n",
             ca = b64(&self.ca.cert_pem),
-            cert = b64(&self.admin.cert_pem),
-            key = b64(&self.admin.key_pem),
+            cert = b64(&client.cert_pem),
+            key = b64(&client.key_pem),
         )
     }
 
@@ -196,17 +221,33 @@ fn make_serving(issuer: &Issuer<'_, KeyPair>, sans: &[String]) -> Result<CertPai
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "kube-apiserver");
     params.distinguished_name = dn;
-    for san in sans {
-        params.subject_alt_names.push(match san.parse::<IpAddr>() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(san.as_str().try_into()?),
-        });
-    }
+    params.subject_alt_names = san_types(sans)?;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     validity(&mut params, 365);
     let cert = params.signed_by(&key, issuer)?;
     Ok(CertPair { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+}
+
+fn san_types(sans: &[String]) -> Result<Vec<SanType>, PkiError> {
+    sans.iter()
+        .map(|san| {
+            Ok(match san.parse::<IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(san.as_str().try_into()?),
+            })
+        })
+        .collect()
+}
+
+/// The pins of a CA certificate (PEM), hex: the SHA-256 of its DER (what a `K10…` join token
+/// carries) and of its SubjectPublicKeyInfo (kubeadm's `--discovery-token-ca-cert-hash
+/// sha256:…`).
+pub fn ca_hashes(cert_pem: &str) -> Option<(String, String)> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    let hex = |b: &[u8]| ring::digest::digest(&ring::digest::SHA256, b).as_ref().iter().map(|x| format!("{x:02x}")).collect::<String>();
+    Some((hex(&pem.contents), hex(cert.public_key().raw)))
 }
 
 fn make_client(issuer: &Issuer<'_, KeyPair>, user: &str, groups: &[&str]) -> Result<CertPair, PkiError> {

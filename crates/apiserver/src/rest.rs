@@ -180,7 +180,7 @@ fn track(def: &ResourceDef, old: Option<&Value>, mut new: Value, opts: &WriteOpt
     }
     let now = now_rfc3339();
     match mode {
-        Mode::Status => {
+        Mode::Status | Mode::Approval => {
             let scope = timonier_api::patch::apply::Scope::status_subresource(&def.group, &def.version, &def.kind);
             timonier_api::patch::apply::track_update_in(&scope, old, &new, &opts.manager(), &now)
         }
@@ -245,6 +245,7 @@ impl ApiState {
             return Err(ApiError::invalid(def, &name, errs));
         }
         self.check_namespace_for_create(def, ns).await?;
+        crate::builtin_admission::admit(self, def, "", Operation::Create, Some(&obj), None)?;
         self.admit_create(def, &mut obj, opts).await?;
         if let Err(e) = self.admit(def, "", Operation::Create, Some(&mut obj), None, opts.dry_run).await {
             if !opts.dry_run {
@@ -459,14 +460,23 @@ impl ApiState {
                     }
                     strategy::prepare_for_status_update(def, &mut new, &old);
                 }
+                Mode::Approval => strategy::prepare_for_approval(def, &mut new, &old),
             }
             let mut errs = strategy::validate_update(def, &new, &old);
+            if mode == Mode::Status {
+                errs.extend(strategy::validate_status_update(def, &new, &old));
+            }
             errs.extend(self.validate_custom(def, &mut new));
             if !errs.is_empty() {
                 return Err(ApiError::invalid(def, name, errs));
             }
             new = track(def, Some(&old), new, opts, mode);
-            let subresource = if mode == Mode::Status { "status" } else { "" };
+            let subresource = match mode {
+                Mode::Status => "status",
+                Mode::Approval => "approval",
+                _ => "",
+            };
+            crate::builtin_admission::admit(self, def, subresource, Operation::Update, Some(&new), Some(&old))?;
             self.admit(def, subresource, Operation::Update, Some(&mut new), Some(&old), opts.dry_run).await?;
             if new == old {
                 return Ok(old);
@@ -522,6 +532,7 @@ impl ApiState {
                     )));
                 }
             }
+            crate::builtin_admission::admit(self, def, "", Operation::Delete, None, Some(&old))?;
             self.admit(def, "", Operation::Delete, None, Some(&old), opts.dry_run).await?;
             let mut new = old.clone();
             let mut changed = false;
@@ -642,6 +653,8 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
 pub enum Mode {
     Main,
     Status,
+    /// A write of CertificateSigningRequests' `approval` subresource: the conditions only.
+    Approval,
     /// A write of the server's own (binding) that may change spec and status together.
     Whole,
 }

@@ -156,11 +156,13 @@ where
     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let state = state.clone();
         // As upstream's union of authenticators: the client certificate, then a bearer token
-        // (static, then service account). A token that no authenticator accepts is a 401 on
-        // every path, public ones included.
+        // (static, bootstrap, then service account). A token that no authenticator accepts is
+        // a 401 on every path, public ones included.
         let h = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let token = bearer(h).map(str::to_string);
-        let user = cert_user.clone().or_else(|| token.as_deref().and_then(|t| tokens.user(t).or_else(|| state.authenticate_sa_token(t))));
+        let user = cert_user.clone().or_else(|| {
+            token.as_deref().and_then(|t| tokens.user(t).or_else(|| state.authenticate_bootstrap_token(t)).or_else(|| state.authenticate_sa_token(t)))
+        });
         let rejected = user.is_none() && token.is_some();
         let local = local.clone();
         async move {

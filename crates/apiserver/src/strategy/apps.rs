@@ -242,7 +242,7 @@ mod tests {
     fn csr_conditions_get_timestamps() {
         let old = json!({"status": {"conditions": [{"type": "Approved", "status": "True", "lastTransitionTime": "t0", "lastUpdateTime": "t0"}]}});
         let mut new = json!({"status": {"conditions": [{"type": "Approved", "status": "True"}, {"type": "Failed", "status": "True"}]}});
-        super::super::cluster::csr_condition_timestamps(&mut new, &old, "now");
+        super::super::csr::csr_condition_timestamps(&mut new, &old, "now");
         assert_eq!(new["status"]["conditions"][0]["lastTransitionTime"], "t0");
         assert_eq!(new["status"]["conditions"][0]["lastUpdateTime"], "now");
         assert_eq!(new["status"]["conditions"][1]["lastTransitionTime"], "now");

@@ -5,6 +5,7 @@
 mod apps;
 mod cluster;
 mod core;
+mod csr;
 mod ephemeral;
 
 pub use ephemeral::validate_ephemeral_containers_update;
@@ -15,7 +16,8 @@ use timonier_api::resources::ResourceDef;
 use crate::error::FieldError;
 use crate::validation::{validate_metadata, NameRule};
 
-pub use self::cluster::{with_requester, SYSTEM_PRIORITY_CLASSES};
+pub use self::cluster::SYSTEM_PRIORITY_CLASSES;
+pub use self::csr::{requester, with_requester};
 pub use self::core::pod_qos_class;
 
 /// Mutable access to `obj[path...]` as an object, creating empty objects on the way.
@@ -144,7 +146,7 @@ pub fn prepare_for_create(def: &ResourceDef, obj: &mut Value) {
         crate::crd::prepare_crd(obj);
     }
     if is(def, "certificates.k8s.io", "CertificateSigningRequest") {
-        cluster::prepare_csr(obj);
+        csr::prepare_csr(obj);
     }
     if is(def, "batch", "Job") {
         apps::generate_job_selector(obj);
@@ -200,11 +202,29 @@ pub fn prepare_for_update(def: &ResourceDef, new: &mut Value, old: &Value) {
     }
 }
 
-/// What a status (or approval) write sets beyond the status it carries.
+/// What a status write sets beyond the status it carries.
 pub fn prepare_for_status_update(def: &ResourceDef, new: &mut Value, old: &Value) {
     if is(def, "certificates.k8s.io", "CertificateSigningRequest") {
-        cluster::csr_condition_timestamps(new, old, &crate::rest::now_rfc3339());
+        csr::prepare_csr_status(new, old);
+        csr::csr_condition_timestamps(new, old, &crate::rest::now_rfc3339());
     }
+}
+
+/// An approval write (CertificateSigningRequests' `approval` subresource): only the
+/// conditions change.
+pub fn prepare_for_approval(def: &ResourceDef, new: &mut Value, old: &Value) {
+    if is(def, "certificates.k8s.io", "CertificateSigningRequest") {
+        csr::prepare_csr_approval(new, old);
+        csr::csr_condition_timestamps(new, old, &crate::rest::now_rfc3339());
+    }
+}
+
+/// What a status write may not change beyond what any update may not.
+pub fn validate_status_update(def: &ResourceDef, new: &Value, old: &Value) -> Vec<FieldError> {
+    if is(def, "certificates.k8s.io", "CertificateSigningRequest") {
+        return csr::validate_csr_status_update(new, old);
+    }
+    Vec::new()
 }
 
 /// Everything but metadata and status: what "a spec change" means across kinds (ConfigMaps
@@ -230,7 +250,7 @@ pub fn validate(def: &ResourceDef, obj: &Value) -> Vec<FieldError> {
         ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => errs.extend(cluster::validate_webhooks(obj, false)),
         ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => errs.extend(cluster::validate_admission_policy(obj)),
         ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => errs.extend(cluster::validate_admission_policy_binding(obj)),
-        ("certificates.k8s.io", "CertificateSigningRequest") => errs.extend(cluster::validate_csr(obj)),
+        ("certificates.k8s.io", "CertificateSigningRequest") => errs.extend(csr::validate_csr(obj)),
         ("flowcontrol.apiserver.k8s.io", "FlowSchema") => errs.extend(cluster::validate_flow_schema(obj)),
         ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => errs.extend(cluster::validate_priority_level(obj)),
         ("networking.k8s.io", "ServiceCIDR") => errs.extend(cluster::validate_service_cidr(obj)),
@@ -281,7 +301,7 @@ pub fn validate_update(def: &ResourceDef, new: &Value, old: &Value) -> Vec<Field
         errs.extend(core::validate_service_update(new, old));
     }
     match (def.group.as_str(), def.kind.as_str()) {
-        ("certificates.k8s.io", "CertificateSigningRequest") => errs.extend(cluster::validate_csr_update(new, old)),
+        ("certificates.k8s.io", "CertificateSigningRequest") => errs.extend(csr::validate_csr_update(new, old)),
         ("networking.k8s.io", "ServiceCIDR") => errs.extend(cluster::validate_service_cidr_update(new, old)),
         ("scheduling.k8s.io", "PriorityClass") => errs.extend(cluster::validate_priority_class_update(new, old)),
         ("storage.k8s.io", "CSIStorageCapacity") => errs.extend(cluster::validate_csi_storage_capacity_update(new, old)),

@@ -1,14 +1,16 @@
-//! Authorization: RBAC over the Roles, ClusterRoles and their bindings in the watch cache, as
-//! upstream's RBAC authorizer evaluates them, plus the bootstrap roles every cluster starts
-//! with and the access reviews behind `kubectl auth can-i` and `kubectl auth whoami`.
+//! Authorization, as kube-apiserver's `--authorization-mode=Node,RBAC`: the Node authorizer
+//! (`node_authz.rs`) for node agents, then RBAC over the Roles, ClusterRoles and their
+//! bindings in the watch cache, as upstream's RBAC authorizer evaluates them; the bootstrap
+//! roles every cluster starts with (`policy.rs`) and the access reviews behind
+//! `kubectl auth can-i` and `kubectl auth whoami`.
 
-use std::sync::Arc;
+mod policy;
 
 use serde_json::{json, Value};
 
 use crate::auth::UserInfo;
 use crate::error::{ApiError, ApiResult};
-use crate::rest::{meta_str, WriteOptions};
+use crate::rest::meta_str;
 use crate::state::ApiState;
 
 /// What a request does, in RBAC terms.
@@ -28,7 +30,7 @@ fn strs(v: Option<&Value>) -> Vec<&str> {
     v.and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
 }
 
-fn rule_allows(rule: &Value, a: &Attributes) -> bool {
+pub(crate) fn rule_allows(rule: &Value, a: &Attributes) -> bool {
     let verbs = strs(rule.get("verbs"));
     if !verbs.iter().any(|v| *v == "*" || *v == a.verb) {
         return false;
@@ -103,10 +105,35 @@ impl ApiState {
 
     /// Whether `user` may do `a`.
     pub fn authorize(&self, user: &UserInfo, a: &Attributes) -> bool {
+        self.authorize_request(user, a, None).is_ok()
+    }
+
+    /// The authorizers in upstream's order (the privileged group, Node, RBAC): `Err` carries
+    /// the reason a node was refused, which upstream appends to the 403's message.
+    /// `field_selector` is a list's or watch's (nodes may list their own pods by one).
+    pub fn authorize_request(&self, user: &UserInfo, a: &Attributes, field_selector: Option<&str>) -> Result<(), String> {
         if user.groups.iter().any(|g| g == "system:masters") {
-            return true;
+            return Ok(());
         }
-        self.rules_for(user, &a.namespace).iter().any(|r| rule_allows(r, a))
+        let reason = match self.node_authorize(user, a, field_selector) {
+            crate::node_authz::Decision::Allow => return Ok(()),
+            crate::node_authz::Decision::NoOpinion(why) => why,
+        };
+        if self.rules_for(user, &a.namespace).iter().any(|r| rule_allows(r, a)) {
+            return Ok(());
+        }
+        Err(reason)
+    }
+
+    /// `authorize_request`'s refusal as upstream's 403.
+    pub fn check(&self, user: &UserInfo, a: &Attributes, field_selector: Option<&str>) -> ApiResult<()> {
+        self.authorize_request(user, a, field_selector).map_err(|reason| {
+            let mut e = ApiState::forbidden(user, a);
+            if !reason.is_empty() {
+                e.message = format!("{}: {reason}", e.message);
+            }
+            e
+        })
     }
 
     /// The 403 upstream gives, naming what was refused.
@@ -191,112 +218,7 @@ impl ApiState {
     }
 }
 
-/// The cluster roles and bindings every cluster has (a subset of upstream's bootstrap
-/// policy: the user-facing roles and what the system's own components need).
-fn bootstrap_policy() -> (Vec<Value>, Vec<Value>) {
-    let read = ["get", "list", "watch"];
-    let write = ["create", "delete", "deletecollection", "patch", "update"];
-    let all_rw: Vec<&str> = read.iter().chain(write.iter()).copied().collect();
-    let workloads = json!([
-        {"apiGroups": [""], "resources": ["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy", "pods/log", "pods/status", "replicationcontrollers", "replicationcontrollers/scale", "services", "services/proxy", "endpoints", "persistentvolumeclaims", "configmaps", "secrets", "serviceaccounts", "events"], "verbs": all_rw},
-        {"apiGroups": ["apps"], "resources": ["deployments", "deployments/scale", "deployments/rollback", "replicasets", "replicasets/scale", "statefulsets", "statefulsets/scale", "daemonsets", "controllerrevisions"], "verbs": all_rw},
-        {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": all_rw},
-        {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": all_rw},
-        {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": all_rw},
-        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "networkpolicies"], "verbs": all_rw},
-        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": read},
-        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": all_rw},
-    ]);
-    let view = json!([
-        {"apiGroups": [""], "resources": ["pods", "pods/log", "pods/status", "replicationcontrollers", "replicationcontrollers/scale", "services", "endpoints", "persistentvolumeclaims", "configmaps", "serviceaccounts", "events", "namespaces", "limitranges", "resourcequotas"], "verbs": read},
-        {"apiGroups": ["apps"], "resources": ["deployments", "deployments/scale", "replicasets", "replicasets/scale", "statefulsets", "statefulsets/scale", "daemonsets", "controllerrevisions"], "verbs": read},
-        {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": read},
-        {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": read},
-        {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": read},
-        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "networkpolicies"], "verbs": read},
-        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": read},
-    ]);
-    let mut admin = workloads.as_array().cloned().unwrap_or_default();
-    admin.push(json!({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": all_rw}));
-    admin.push(json!({"apiGroups": ["authorization.k8s.io"], "resources": ["localsubjectaccessreviews"], "verbs": ["create"]}));
-    let review = json!({"apiGroups": ["authorization.k8s.io"], "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"], "verbs": ["create"]});
-    let whoami = json!({"apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"], "verbs": ["create"]});
-    let role = |name: &str, rules: Value, aggregate_to: Option<&str>| {
-        let mut r = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}, "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}}, "rules": rules});
-        if let Some(a) = aggregate_to {
-            r["metadata"]["labels"][format!("rbac.authorization.k8s.io/aggregate-to-{a}")] = json!("true");
-        }
-        r
-    };
-    let roles = vec![
-        role("cluster-admin", json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}, {"nonResourceURLs": ["*"], "verbs": ["*"]}]), None),
-        role("admin", Value::Array(admin), None),
-        role("edit", workloads, None),
-        role("view", view, None),
-        role("system:discovery", json!([{"nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/readyz", "/openapi", "/openapi/*", "/version", "/version/"], "verbs": ["get"]}]), None),
-        role("system:basic-user", json!([review, whoami]), None),
-        role("system:public-info-viewer", json!([{"nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/"], "verbs": ["get"]}]), None),
-        role("system:node", json!([
-            {"apiGroups": [""], "resources": ["nodes", "nodes/status"], "verbs": ["create", "get", "list", "watch", "patch", "update"]},
-            {"apiGroups": [""], "resources": ["pods", "services", "endpoints", "configmaps", "secrets", "persistentvolumeclaims", "persistentvolumes", "namespaces"], "verbs": read},
-            {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch", "update"]},
-            {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "delete"]},
-            {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch", "update"]},
-            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]},
-            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create", "delete", "get", "patch", "update"]},
-            {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
-            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": read},
-        ]), None),
-        // Delegated authentication and authorization, as extension API servers (metrics-server)
-        // are bound to: both reviews are non-mutating creates.
-        role("system:auth-delegator", json!([
-            {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
-            {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
-        ]), None),
-    ];
-    let binding = |name: &str, role: &str, subjects: Value| {
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}, "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role}, "subjects": subjects})
-    };
-    let group = |g: &str| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g});
-    let bindings = vec![
-        binding("cluster-admin", "cluster-admin", json!([group("system:masters")])),
-        binding("system:discovery", "system:discovery", json!([group("system:authenticated")])),
-        binding("system:basic-user", "system:basic-user", json!([group("system:authenticated")])),
-        binding("system:public-info-viewer", "system:public-info-viewer", json!([group("system:authenticated"), group("system:unauthenticated")])),
-        binding("system:node", "system:node", json!([group("system:nodes")])),
-    ];
-    (roles, bindings)
-}
-
-/// Upstream's bootstrap namespaced roles, as (namespace, Role): what reads the
-/// `extension-apiserver-authentication` ConfigMap (extension API servers bind to it).
-fn bootstrap_namespace_roles() -> Vec<(&'static str, Value)> {
-    vec![(
-        "kube-system",
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": "extension-apiserver-authentication-reader", "namespace": "kube-system",
-                "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}, "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}},
-            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [crate::bootstrap::AUTHENTICATION_CONFIGMAP], "verbs": ["get", "list", "watch"]}]}),
-    )]
-}
-
-/// Creates the bootstrap roles and bindings that are missing.
-pub async fn ensure_bootstrap_policy(state: &Arc<ApiState>) -> ApiResult<()> {
-    let (roles, bindings) = bootstrap_policy();
-    let namespaced = bootstrap_namespace_roles();
-    let cluster = [("clusterroles", roles), ("clusterrolebindings", bindings)].map(|(p, objs)| (p, objs.into_iter().map(|o| ("", o)).collect::<Vec<_>>()));
-    for (plural, objs) in cluster.into_iter().chain([("roles", namespaced)]) {
-        let def = state.def("rbac.authorization.k8s.io", "v1", plural)?;
-        for (ns, obj) in objs {
-            match state.create(&def, ns, obj, &WriteOptions::default()).await {
-                Ok(_) => {}
-                Err(e) if e.code == 409 => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    Ok(())
-}
+pub use policy::{ensure_bootstrap_policy, CONTROLLERS};
 
 #[cfg(test)]
 mod tests {
@@ -319,20 +241,6 @@ mod tests {
         assert!(!rule_allows(&named, &Attributes { name: "y".into(), ..attrs("get", "apps", "deployments", "") }));
         let nr = json!({"nonResourceURLs": ["/apis/*"], "verbs": ["get"]});
         assert!(rule_allows(&nr, &Attributes { verb: "get".into(), path: Some("/apis/apps".into()), ..Default::default() }));
-    }
-
-    #[test]
-    fn delegation_roles_as_upstream() {
-        let (roles, _) = bootstrap_policy();
-        let delegator = roles.iter().find(|r| r["metadata"]["name"] == "system:auth-delegator").cloned().unwrap_or_default();
-        assert!(delegator["rules"].as_array().is_some_and(|r| r.iter().any(|r| rule_allows(r, &attrs("create", "authentication.k8s.io", "tokenreviews", "")))));
-        assert!(delegator["rules"].as_array().is_some_and(|r| r.iter().any(|r| rule_allows(r, &attrs("create", "authorization.k8s.io", "subjectaccessreviews", "")))));
-        let (ns, reader) = bootstrap_namespace_roles().remove(0);
-        assert_eq!((ns, reader["metadata"]["name"].as_str()), ("kube-system", Some("extension-apiserver-authentication-reader")));
-        let rule = &reader["rules"][0];
-        let get = |name: &str| Attributes { name: name.into(), ..attrs("get", "", "configmaps", "") };
-        assert!(rule_allows(rule, &get("extension-apiserver-authentication")));
-        assert!(!rule_allows(rule, &get("other")));
     }
 
     #[test]
