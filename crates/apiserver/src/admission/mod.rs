@@ -80,6 +80,8 @@ pub(crate) struct Attributes<'a> {
     pub user: UserInfo,
     /// The namespace of a namespaced request, for namespaceSelector and `namespaceObject`.
     pub namespace_object: Option<Arc<Value>>,
+    /// The other served versions of the resource (`matchPolicy: Equivalent`).
+    pub equivalents: Vec<Arc<ResourceDef>>,
 }
 
 impl Attributes<'_> {
@@ -121,6 +123,13 @@ pub fn add_warnings<B>(mut r: Response<B>, warnings: &[String]) -> Response<B> {
 /// webhooks see in `userInfo` and policies in `request.userInfo` and `authorizer`.
 pub fn set_user(user: &UserInfo) {
     let _ = REQUEST.try_with(|s| *s.user.lock().unwrap_or_else(|e| e.into_inner()) = Some(user.clone()));
+}
+
+/// An annotation of the request's audit event (upstream's `Attributes.AddAnnotation`). This
+/// server writes no audit log: annotations are logged, at info level under the
+/// `timonier::audit` target.
+fn audit_annotation(key: &str, value: &str) {
+    tracing::info!(target: "timonier::audit", key, value, "admission audit annotation");
 }
 
 fn warn(text: String) {
@@ -180,6 +189,7 @@ impl ApiState {
             dry_run,
             user: current_user(),
             namespace_object,
+            equivalents: matching::equivalents(&self.registry().all, def, subresource),
         };
         if !configs.mutating.is_empty() && attrs.object.is_some() {
             webhook::mutate(self, &configs.mutating, &mut attrs).await?;

@@ -9,9 +9,14 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::client::{self, CallError};
-use super::{cel, matching, warn, Attributes, Operation};
+use super::matching::{self, RuleMatch};
+use super::{cel, warn, Attributes, Operation};
 use crate::error::{ApiError, ApiResult};
 use crate::state::ApiState;
+use timonier_api::resources::ResourceDef;
+
+/// `celconfig.RuntimeCELCostBudgetMatchConditions`.
+const MATCH_CONDITIONS_BUDGET: u64 = 5_000_000;
 
 /// One webhook of a configuration.
 pub(crate) struct Hook {
@@ -57,59 +62,72 @@ struct Answer {
     patch_type: Option<String>,
 }
 
-/// Whether `hook` applies to the request: rules, selectors, then matchConditions.
-fn applies(state: &ApiState, hook: &Hook, attrs: &Attributes) -> Result<bool, HookError> {
-    if !matching::rules_match(hook.spec.get("rules"), attrs) {
-        return Ok(false);
+/// Whether `hook` applies to the request, and as which resource: rules (under its
+/// matchPolicy), selectors, then matchConditions (which see the object in the version the
+/// rule named).
+fn applies(state: &ApiState, hook: &Hook, attrs: &Attributes) -> Result<RuleMatch, HookError> {
+    let matched = matching::match_rules(hook.spec.get("rules"), attrs, hook.spec.get("matchPolicy"));
+    if !matched.matched() {
+        return Ok(RuleMatch::No);
     }
     if !matching::namespace_matches(hook.spec.get("namespaceSelector"), attrs).map_err(HookError::Other)?
         || !matching::object_matches(hook.spec.get("objectSelector"), attrs).map_err(HookError::Other)?
     {
-        return Ok(false);
+        return Ok(RuleMatch::No);
     }
     let conditions = hook.spec.get("matchConditions").and_then(Value::as_array).cloned().unwrap_or_default();
     if conditions.is_empty() {
-        return Ok(true);
+        return Ok(matched);
     }
     // matchConditions have `authorizer` too, answered by RBAC for the requesting user.
     let check = |user: &crate::auth::UserInfo, a: &crate::rbac::Attributes| state.authorize(user, a);
-    let vars = cel::Vars::for_request(attrs, None, &request_json(attrs, "")).with_authorizer(attrs, &check);
+    let request = request_json(attrs, "", matched.equivalent());
+    let vars = cel::Vars::for_request(attrs, None, &request).with_authorizer(attrs, &check);
+    // As upstream's matcher: all are evaluated (sharing `RuntimeCELCostBudgetMatchConditions`);
+    // any false skips the webhook, even beside errors; otherwise an error fails the call.
+    let budget = cel::Budget::with(MATCH_CONDITIONS_BUDGET);
+    let mut error = None;
     for c in &conditions {
         let expr = c.get("expression").and_then(Value::as_str).unwrap_or("");
-        match cel::eval_bool(expr, &vars) {
+        match cel::eval_bool_in(expr, &vars, &budget) {
             Ok(true) => {}
-            Ok(false) => return Ok(false),
+            Ok(false) => return Ok(RuleMatch::No),
+            Err(e) if budget.exhausted() => return Err(HookError::Other(e)),
             Err(e) => {
                 let name = c.get("name").and_then(Value::as_str).unwrap_or("");
-                return Err(HookError::Other(format!("failed to evaluate match condition {name:?}: {e}")));
+                error.get_or_insert_with(|| HookError::Other(format!("failed to evaluate match condition {name:?}: {e}")));
             }
         }
     }
-    Ok(true)
+    error.map_or(Ok(matched), Err)
 }
 
-/// The AdmissionRequest of `attrs` (also CEL's `request`).
-pub(crate) fn request_json(attrs: &Attributes, uid: &str) -> Value {
+/// The AdmissionRequest of `attrs` (also CEL's `request`). With `as_def`, an equivalent
+/// resource a rule matched, `kind`, `resource` and the objects are of that version, and
+/// `requestKind`/`requestResource` of the request's own.
+pub(crate) fn request_json(attrs: &Attributes, uid: &str, as_def: Option<&ResourceDef>) -> Value {
     let def = attrs.def;
     // A CONNECT's object is its options (`PodExecOptions`, …), and its kind theirs.
-    let kind = match (attrs.operation, attrs.object.as_ref()) {
+    let kind_of = |d: &ResourceDef| match (attrs.operation, attrs.object.as_ref()) {
         (Operation::Connect, Some(o)) => json!({"group": "", "version": "v1", "kind": o.get("kind").cloned().unwrap_or(Value::Null)}),
-        _ => json!({"group": def.group, "version": def.version, "kind": def.kind}),
+        _ => json!({"group": d.group, "version": d.version, "kind": d.kind}),
     };
-    let resource = json!({"group": def.group, "version": def.version, "resource": def.plural});
+    let resource_of = |d: &ResourceDef| json!({"group": d.group, "version": d.version, "resource": d.plural});
+    let target = as_def.unwrap_or(def);
+    let version = |o: &Value| as_def.map_or_else(|| o.clone(), |to| matching::convert(def, to, o));
     let mut groups = attrs.user.groups.clone();
     groups.dedup();
     let mut r = json!({
         "uid": uid,
-        "kind": kind,
-        "resource": resource,
-        "requestKind": kind,
-        "requestResource": resource,
+        "kind": kind_of(target),
+        "resource": resource_of(target),
+        "requestKind": kind_of(def),
+        "requestResource": resource_of(def),
         "name": attrs.name,
         "operation": attrs.operation.as_str(),
         "userInfo": {"username": attrs.user.name, "groups": groups},
-        "object": attrs.object.clone().unwrap_or(Value::Null),
-        "oldObject": attrs.old.cloned().unwrap_or(Value::Null),
+        "object": attrs.object.as_ref().map_or(Value::Null, version),
+        "oldObject": attrs.old.map_or(Value::Null, version),
         "dryRun": attrs.dry_run,
         "options": attrs.operation.options(attrs.dry_run),
     });
@@ -123,19 +141,20 @@ pub(crate) fn request_json(attrs: &Attributes, uid: &str) -> Value {
     r
 }
 
-/// Calls `hook` if it applies. `Ok(None)`: not called, or failed and ignored.
-async fn call(state: &ApiState, hook: &Hook, attrs: &Attributes<'_>) -> ApiResult<Option<Answer>> {
+/// Calls `hook` if it applies. `Ok(None)`: not called, or failed and ignored; with the
+/// answer, the equivalent resource the call was made as (its patch is of that version).
+async fn call(state: &ApiState, hook: &Hook, attrs: &Attributes<'_>) -> ApiResult<Option<(Answer, RuleMatch)>> {
     let name = hook.name();
     let outcome = match applies(state, hook, attrs) {
-        Ok(false) => return Ok(None),
-        Ok(true) => {
+        Ok(RuleMatch::No) => return Ok(None),
+        Ok(matched) => {
             if attrs.dry_run {
                 let side_effects = hook.spec.get("sideEffects").and_then(Value::as_str).unwrap_or("Unknown");
                 if side_effects != "None" && side_effects != "NoneOnDryRun" {
                     return Err(ApiError::bad_request(format!("admission webhook {name:?} does not support dry run")));
                 }
             }
-            exchange(state, hook, attrs).await
+            exchange(state, hook, attrs, matched.equivalent()).await.map(|a| (a, matched))
         }
         Err(e) => Err(e),
     };
@@ -149,7 +168,7 @@ async fn call(state: &ApiState, hook: &Hook, attrs: &Attributes<'_>) -> ApiResul
     }
 }
 
-async fn exchange(state: &ApiState, hook: &Hook, attrs: &Attributes<'_>) -> Result<Answer, HookError> {
+async fn exchange(state: &ApiState, hook: &Hook, attrs: &Attributes<'_>, as_def: Option<&ResourceDef>) -> Result<Answer, HookError> {
     let versions: Vec<&str> = hook.spec.get("admissionReviewVersions").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     let version = ["v1", "v1beta1"]
         .into_iter()
@@ -157,7 +176,7 @@ async fn exchange(state: &ApiState, hook: &Hook, attrs: &Attributes<'_>) -> Resu
         .ok_or_else(|| HookError::Other(format!("webhook does not accept known AdmissionReview versions: {versions:?}")))?;
     let api_version = format!("admission.k8s.io/{version}");
     let uid = uuid::Uuid::new_v4().to_string();
-    let review = json!({"apiVersion": api_version, "kind": "AdmissionReview", "request": request_json(attrs, &uid)});
+    let review = json!({"apiVersion": api_version, "kind": "AdmissionReview", "request": request_json(attrs, &uid, as_def)});
     let body = serde_json::to_vec(&review).map_err(|e| HookError::Other(e.to_string()))?;
     let cc = hook.spec.get("clientConfig").cloned().unwrap_or(Value::Null);
     let timeout = hook.timeout();
@@ -223,7 +242,7 @@ fn denied(name: &str, status: Option<&Value>) -> ApiError {
 /// One mutating call: applies the answer's patch. Returns whether the object changed.
 async fn mutate_once(state: &ApiState, hook: &Hook, attrs: &mut Attributes<'_>) -> ApiResult<Option<bool>> {
     let name = hook.name();
-    let Some(answer) = call(state, hook, attrs).await? else { return Ok(None) };
+    let Some((answer, matched)) = call(state, hook, attrs).await? else { return Ok(None) };
     if !answer.allowed {
         return Err(denied(name, answer.status.as_ref()));
     }
@@ -234,10 +253,16 @@ async fn mutate_once(state: &ApiState, hook: &Hook, attrs: &mut Attributes<'_>) 
     }
     let Some(obj) = attrs.object.as_ref() else { return Ok(Some(false)) };
     let ops: Value = serde_json::from_slice(&patch).map_err(|e| ApiError::internal(format!("the patch of webhook {name:?} is not JSON: {e}")))?;
-    let patched = timonier_api::patch::json_patch(obj, &ops).map_err(|e| ApiError::internal(e.to_string()))?;
+    // The patch is of the version the webhook was sent; the result goes back to the request's.
+    let sent = matched.equivalent().map(|to| matching::convert(attrs.def, to, obj));
+    let patched = timonier_api::patch::json_patch(sent.as_ref().unwrap_or(obj), &ops).map_err(|e| ApiError::internal(e.to_string()))?;
     if !patched.is_object() {
         return Err(ApiError::internal(format!("webhook {name:?} patched the object into a non-object")));
     }
+    let patched = match matched.equivalent() {
+        Some(from) => matching::convert(from, attrs.def, &patched),
+        None => patched,
+    };
     let changed = &patched != obj;
     attrs.object = Some(patched);
     Ok(Some(changed))
@@ -271,7 +296,7 @@ pub(crate) async fn mutate(state: &ApiState, hooks: &[Hook], attrs: &mut Attribu
 pub(crate) async fn validate(state: &ApiState, hooks: &[Hook], attrs: &Attributes<'_>) -> ApiResult<()> {
     let calls = hooks.iter().map(|h| async move {
         match call(state, h, attrs).await? {
-            Some(a) if !a.allowed => Err(denied(h.name(), a.status.as_ref())),
+            Some((a, _)) if !a.allowed => Err(denied(h.name(), a.status.as_ref())),
             _ => Ok(()),
         }
     });

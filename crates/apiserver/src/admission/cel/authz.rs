@@ -2,8 +2,11 @@
 //! variable, answered by this server's RBAC authorizer for the requesting user:
 //! `authorizer.group(g).resource(r).subresource(s).namespace(ns).name(n).check(verb)`,
 //! `authorizer.path(p).check(verb)`, `authorizer.serviceAccount(ns, name)…`,
-//! `authorizer.requestResource.check(verb)`, and on the decision `allowed()`, `reason()`,
-//! `errored()`, `error()`. (`fieldSelector`/`labelSelector` are not offered.)
+//! `authorizer.requestResource.check(verb)`, `….fieldSelector(s)` and `….labelSelector(s)`
+//! on a resource check (1.31+; RBAC, like upstream's, decides without them: they only
+//! matter to webhook authorizers), and on the decision `allowed()`, `reason()`, `errored()`,
+//! `error()`. As upstream, an empty path or resource and an invalid service account name or
+//! namespace are errors.
 //!
 //! The checker borrows the server's state for one evaluation, so these values are not
 //! `'static` and cannot be downcast: every step goes through [`Indexer::get`] with a
@@ -47,11 +50,13 @@ struct Authz<'a> {
     attrs: rbac::Attributes,
     /// What `requestResource` stands for.
     request: rbac::Attributes,
+    /// The selectors of a resource check, as written (RBAC does not read them).
+    selectors: (String, String),
 }
 
 impl std::fmt::Debug for Authz<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}({:?})", self.get_type().name(), self.attrs)
+        write!(f, "{}({:?}, selectors {:?})", self.get_type().name(), self.attrs, self.selectors)
     }
 }
 
@@ -71,6 +76,7 @@ pub(super) fn authorizer<'a>(req: &Request, check: Check<'a>) -> Box<dyn Val + '
         stage: Stage::Authorizer,
         attrs: rbac::Attributes::default(),
         request,
+        selectors: Default::default(),
     })
 }
 
@@ -107,6 +113,9 @@ impl Authz<'_> {
         match (self.stage, op.as_str()) {
             (Stage::Authorizer, "path") => {
                 let p = arg(1)?;
+                if p.trim().is_empty() {
+                    return Err(fail("path", "path must not be empty"));
+                }
                 Ok(self.step(Stage::Path, |a| a.path = Some(p)))
             }
             (Stage::Authorizer, "group") => {
@@ -115,6 +124,12 @@ impl Authz<'_> {
             }
             (Stage::Authorizer, "serviceAccount") => {
                 let (ns, name) = (arg(1)?, arg(2)?);
+                if !crate::validation::is_dns1123_subdomain(&name).is_empty() {
+                    return Err(fail("serviceAccount", "Invalid service account name"));
+                }
+                if !crate::validation::is_dns1123_label(&ns).is_empty() {
+                    return Err(fail("serviceAccount", "Invalid service account namespace"));
+                }
                 let mut next = self.clone();
                 // The user a service account's token authenticates as, groups included.
                 next.user = UserInfo {
@@ -129,6 +144,9 @@ impl Authz<'_> {
             }
             (Stage::Group, "resource") => {
                 let r = arg(1)?;
+                if r.trim().is_empty() {
+                    return Err(fail("resource", "resource must not be empty"));
+                }
                 Ok(self.step(Stage::Resource, |a| a.resource = r))
             }
             (Stage::Resource, "subresource") => {
@@ -142,6 +160,16 @@ impl Authz<'_> {
             (Stage::Resource, "name") => {
                 let n = arg(1)?;
                 Ok(self.step(Stage::Resource, |a| a.name = n))
+            }
+            (Stage::Resource, "fieldSelector") => {
+                let mut next = self.step(Stage::Resource, |_| {});
+                next.selectors.0 = arg(1)?;
+                Ok(next)
+            }
+            (Stage::Resource, "labelSelector") => {
+                let mut next = self.step(Stage::Resource, |_| {});
+                next.selectors.1 = arg(1)?;
+                Ok(next)
             }
             (Stage::Resource | Stage::Path, "check") => {
                 let mut attrs = self.attrs.clone();
@@ -302,6 +330,20 @@ pub(super) fn register(env: &mut Env) -> Result<(), DeclarationError> {
         |a| via_indexer("name", a),
     )?;
     env.add_member_overload(
+        "fieldSelector",
+        "authorizer_fieldselector",
+        RESOURCE_CHECK.to_owned(),
+        vec![s()],
+        |a| via_indexer("fieldSelector", a),
+    )?;
+    env.add_member_overload(
+        "labelSelector",
+        "authorizer_labelselector",
+        RESOURCE_CHECK.to_owned(),
+        vec![s()],
+        |a| via_indexer("labelSelector", a),
+    )?;
+    env.add_member_overload(
         "check",
         "resourcecheck_check",
         RESOURCE_CHECK.to_owned(),
@@ -372,6 +414,7 @@ mod tests {
                 groups: vec![],
             },
             namespace_object: None,
+            equivalents: vec![],
         };
         // alice may list pods in ns1, and get /healthz; the service account ns1/robot may
         // create deployments anywhere.
@@ -403,12 +446,24 @@ mod tests {
             ("authorizer.serviceAccount('ns1', 'robot').group('apps').resource('deployments').check('create').allowed()", true),
             ("authorizer.serviceAccount('ns2', 'robot').group('apps').resource('deployments').check('create').allowed()", false),
             ("authorizer.path('/healthz').check('get').reason() == '' && !authorizer.path('/x').check('get').errored()", true),
+            // Selectors are carried; RBAC decides without them, as upstream's.
+            ("authorizer.group('').resource('pods').namespace('ns1').fieldSelector('spec.nodeName=n1').labelSelector('app=web').check('list').allowed()", true),
+            ("authorizer.group('').resource('pods').labelSelector('app in (').namespace('ns1').check('list').allowed()", true),
         ] {
             assert_eq!(eval_bool(expr, &vars), Ok(want), "{expr}");
         }
         // Steps out of order are no overloads, as upstream's type checker would say.
         assert!(eval_bool("authorizer.resource('pods').check('get').allowed()", &vars).is_err());
         assert!(eval_bool("authorizer.group('').check('get').allowed()", &vars).is_err());
+        for (expr, message) in [
+            ("authorizer.path(' ').check('get').allowed()", "path must not be empty"),
+            ("authorizer.group('apps').resource('').check('get').allowed()", "resource must not be empty"),
+            ("authorizer.serviceAccount('ns1', 'Bad_Name').path('/').check('get').allowed()", "Invalid service account name"),
+            ("authorizer.serviceAccount('not@valid', 'robot').path('/').check('get').allowed()", "Invalid service account namespace"),
+        ] {
+            let e = eval_bool(expr, &vars).unwrap_err();
+            assert!(e.ends_with(message), "{expr}: {e}");
+        }
         // Without the variable (e.g. a test's bare Vars), `authorizer` is undeclared.
         assert!(eval_bool(
             "authorizer.path('/').check('get').allowed()",

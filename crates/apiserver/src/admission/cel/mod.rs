@@ -2,35 +2,42 @@
 //! `cel` crate: the standard library with its `has`/`all`/`exists`/`exists_one`/`map`/
 //! `filter` macros, plus its strings (`charAt`, `indexOf`, `lastIndexOf`, `lowerAscii`,
 //! `upperAscii`, `replace`, `split`, `substring`, `trim`, `join`, `format`, `reverse`,
-//! `strings.quote`), lists (`slice`, `flatten`, …) and math (`math.*`) extensions, and
-//! Kubernetes' own libraries (`k8s.io/apiserver/pkg/cel/library`), one module each:
-//! [`quantity`], [`lists`] (lists and regex), [`net`] (url, ip, cidr), [`format`] (name
-//! formats) and [`authz`] (the `authorizer` variable, for policies and webhooks'
-//! matchConditions).
-//! Not available: `format.uri/uuid/byte/date/datetime`, semver, durations and timestamps, `authorizer`'s
-//! fieldSelector/labelSelector, and cost limits.
+//! `strings.quote`), lists (`slice`, `flatten`, …) and math (`math.*`) extensions; durations
+//! and timestamps ([`time`]: Go's parsing, the crate's arithmetic, accessors and time
+//! zones); and Kubernetes' own libraries (`k8s.io/apiserver/pkg/cel/library`), one module
+//! each: [`quantity`], [`lists`] (lists and regex), [`net`] (url, ip, cidr),
+//! [`format`] (named formats), [`semver`] and [`authz`] (the `authorizer` variable, for
+//! policies and webhooks' matchConditions). Evaluations are bounded by upstream's cost
+//! limits ([`cost`]).
+//! Not available: cel-go's type checker (an expression is parsed when written; calling an
+//! unknown function or field fails when evaluated, not when the policy is created).
 //!
 //! Expressions are outside input: they are compiled once (cached by their text), and an
 //! evaluation that panics inside the library is an evaluation error.
 
 mod authz;
+mod cost;
 mod format;
 mod lists;
 mod net;
 mod quantity;
+mod semver;
+mod time;
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cel::common::types::{CelBool, CelMap, CelMapKey, CelString};
 use cel::common::value::{CowVal, Val};
-use cel::{Context, Env, ExecutionError, Program};
+use cel::{Context, Env, ExecutionError, IdedExpr};
 use serde_json::Value;
 
 use super::Attributes;
 
 pub(crate) use authz::Check;
+pub(crate) use cost::OUT_OF_BUDGET;
 
 /// Compiled programs kept at most (policies are few; this only bounds a misbehaving client).
 const MAX_PROGRAMS: usize = 4096;
@@ -51,6 +58,9 @@ fn env() -> &'static Arc<Env> {
             ("kubernetes url, ip and cidr", net::register),
             ("kubernetes authz", authz::register),
             ("kubernetes format", format::register),
+            ("kubernetes semver", semver::register),
+            ("durations and timestamps", time::register),
+            ("cost limits", cost::register),
         ] {
             if let Err(e) = add(&mut env) {
                 tracing::warn!(extension = name, error = %e, "CEL extension not available");
@@ -95,13 +105,21 @@ fn int_arg(v: &dyn Val) -> Result<i64, ExecutionError> {
         })
 }
 
-fn programs() -> &'static Mutex<HashMap<String, Arc<Program>>> {
-    static PROGRAMS: OnceLock<Mutex<HashMap<String, Arc<Program>>>> = OnceLock::new();
+/// A compiled expression: its syntax tree rewritten to pay for its cost as it runs, and the
+/// cost of what it evaluates once.
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    expr: IdedExpr,
+    static_cost: u64,
+}
+
+fn programs() -> &'static Mutex<HashMap<String, Arc<Compiled>>> {
+    static PROGRAMS: OnceLock<Mutex<HashMap<String, Arc<Compiled>>>> = OnceLock::new();
     PROGRAMS.get_or_init(Default::default)
 }
 
 /// Compiles `expr` (cached). The error reads as upstream's `compilation failed: …`.
-pub(crate) fn compile(expr: &str) -> Result<Arc<Program>, String> {
+pub(crate) fn compile(expr: &str) -> Result<Arc<Compiled>, String> {
     if let Some(p) = programs()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -111,13 +129,55 @@ pub(crate) fn compile(expr: &str) -> Result<Arc<Program>, String> {
     }
     let compiled = catch_unwind(AssertUnwindSafe(|| env().compile(expr)))
         .map_err(|_| "compilation failed: the expression cannot be parsed".to_string())?;
-    let program = Arc::new(compiled.map_err(|e| format!("compilation failed: {e}"))?);
+    let program = compiled.map_err(|e| format!("compilation failed: {e}"))?;
+    let tree = cost::instrument(program.expression(), time::rename);
+    let program = Arc::new(Compiled { static_cost: cost::static_cost(&tree), expr: tree });
     let mut cache = programs().lock().unwrap_or_else(|e| e.into_inner());
     if cache.len() >= MAX_PROGRAMS {
         cache.clear();
     }
     cache.insert(expr.to_string(), program.clone());
     Ok(program)
+}
+
+/// What is left of a runtime cost budget: one policy evaluation's
+/// (`celconfig.RuntimeCELCostBudget`), shared by the expressions it evaluates in turn.
+pub(crate) struct Budget {
+    remaining: Cell<u64>,
+    exhausted: Cell<bool>,
+}
+
+impl Budget {
+    pub(crate) fn new() -> Budget {
+        Budget::with(cost::RUNTIME_BUDGET)
+    }
+
+    pub(crate) fn with(limit: u64) -> Budget {
+        Budget { remaining: Cell::new(limit), exhausted: Cell::new(false) }
+    }
+
+    /// An evaluation cost more than was left: upstream stops evaluating the policy.
+    pub(crate) fn exhausted(&self) -> bool {
+        self.exhausted.get()
+    }
+
+    /// The budget the evaluations after this one start from (upstream's `remainingBudget`).
+    pub(crate) fn rest(&self) -> Budget {
+        Budget { remaining: Cell::new(self.remaining.get()), exhausted: Cell::new(self.exhausted.get()) }
+    }
+
+    fn spend(&self, cost: u64) -> bool {
+        match self.remaining.get().checked_sub(cost) {
+            Some(left) if !self.exhausted.get() => {
+                self.remaining.set(left);
+                true
+            }
+            _ => {
+                self.exhausted.set(true);
+                false
+            }
+        }
+    }
 }
 
 /// JSON as CEL sees it: integers are `int` (`uint` only past i64), objects are maps.
@@ -148,27 +208,20 @@ pub(crate) struct Vars<'a> {
 }
 
 impl<'a> Vars<'a> {
-    /// `object`, `oldObject`, `request`, `params` and `namespaceObject` of a request.
-    pub(crate) fn for_request(
-        attrs: &Attributes,
-        params: Option<&Value>,
-        request: &Value,
-    ) -> Vars<'a> {
+    /// `object`, `oldObject`, `request`, `params` and `namespaceObject` of a request, from
+    /// its AdmissionRequest (`request`, whose objects are in the version the webhook or
+    /// policy matched): the objects are variables of their own, and, as upstream's
+    /// `CreateAdmissionRequest`, not in `request`.
+    pub(crate) fn for_request(attrs: &Attributes, params: Option<&Value>, request: &Value) -> Vars<'a> {
         let mut v = Vars::default();
-        v.set(
-            "object",
-            attrs.object.as_ref().map_or(cel::Value::Null, to_cel),
-        );
-        v.set("oldObject", attrs.old.map_or(cel::Value::Null, to_cel));
-        v.set("request", to_cel(request));
+        let mut request = request.clone();
+        let mut take = |field: &str| request.as_object_mut().and_then(|r| r.remove(field)).unwrap_or(Value::Null);
+        let (object, old) = (take("object"), take("oldObject"));
+        v.set("object", to_cel(&object));
+        v.set("oldObject", to_cel(&old));
+        v.set("request", to_cel(&request));
         v.set("params", params.map_or(cel::Value::Null, to_cel));
-        v.set(
-            "namespaceObject",
-            attrs
-                .namespace_object
-                .as_deref()
-                .map_or(cel::Value::Null, to_cel),
-        );
+        v.set("namespaceObject", attrs.namespace_object.as_deref().map_or(cel::Value::Null, to_cel));
         v
     }
 
@@ -202,25 +255,37 @@ impl<'a> Vars<'a> {
     }
 }
 
-/// Evaluates `expr` to a value of any type; errors read as upstream's
-/// `expression '…' resulted in error: …`.
+/// Evaluates `expr` to a value of any type, with a budget of its own.
+#[cfg(test)]
 pub(crate) fn eval_val<'a>(expr: &str, vars: &Vars<'a>) -> Result<Box<dyn Val + 'a>, String> {
+    eval_val_in(expr, vars, &Budget::new())
+}
+
+/// Evaluates `expr` to a value of any type, spending from `budget`: past it, the error is
+/// [`OUT_OF_BUDGET`] and the budget is [exhausted](Budget::exhausted). Errors read as
+/// upstream's `expression '…' resulted in error: …`.
+pub(crate) fn eval_val_in<'a>(expr: &str, vars: &Vars<'a>, budget: &Budget) -> Result<Box<dyn Val + 'a>, String> {
+    if budget.exhausted() {
+        return Err(OUT_OF_BUDGET.to_string());
+    }
     let program = compile(expr)?;
     let mut ctx = Context::with_env(env().clone());
     for (name, value) in &vars.vars {
         ctx.add_variable_as_val(name.clone(), value.clone());
     }
-    let run = || cel::Value::resolve_val(program.expression(), &ctx).map(CowVal::into_owned);
-    match catch_unwind(AssertUnwindSafe(run)) {
-        Ok(Ok(v)) => Ok(v),
+    let run = || cel::Value::resolve_val(&program.expr, &ctx).map(CowVal::into_owned);
+    let (out, spent) = match catch_unwind(AssertUnwindSafe(|| cost::metered(program.static_cost, run))) {
+        Ok(result) => result,
+        Err(_) => return Err(format!("expression '{expr}' resulted in error: evaluation failed")),
+    };
+    if !budget.spend(spent) {
+        return Err(OUT_OF_BUDGET.to_string());
+    }
+    match out {
+        Ok(v) => Ok(v),
         // A library's own error is shown as upstream shows it: the message alone.
-        Ok(Err(ExecutionError::FunctionError { message, .. })) => {
-            Err(format!("expression '{expr}' resulted in error: {message}"))
-        }
-        Ok(Err(e)) => Err(format!("expression '{expr}' resulted in error: {e}")),
-        Err(_) => Err(format!(
-            "expression '{expr}' resulted in error: evaluation failed"
-        )),
+        Err(ExecutionError::FunctionError { message, .. }) => Err(format!("expression '{expr}' resulted in error: {message}")),
+        Err(e) => Err(format!("expression '{expr}' resulted in error: {e}")),
     }
 }
 
@@ -232,8 +297,13 @@ pub(crate) fn eval(expr: &str, vars: &Vars) -> Result<cel::Value, String> {
         .map_err(|e| format!("expression '{expr}' resulted in error: {e}"))
 }
 
+#[cfg(test)]
 pub(crate) fn eval_bool(expr: &str, vars: &Vars) -> Result<bool, String> {
-    let v = eval_val(expr, vars)?;
+    eval_bool_in(expr, vars, &Budget::new())
+}
+
+pub(crate) fn eval_bool_in(expr: &str, vars: &Vars, budget: &Budget) -> Result<bool, String> {
+    let v = eval_val_in(expr, vars, budget)?;
     match v.downcast_ref::<CelBool>() {
         Some(b) => Ok(*b.inner()),
         None => Err(format!(
@@ -243,15 +313,16 @@ pub(crate) fn eval_bool(expr: &str, vars: &Vars) -> Result<bool, String> {
     }
 }
 
-pub(crate) fn eval_string(expr: &str, vars: &Vars) -> Result<String, String> {
-    let v = eval_val(expr, vars)?;
-    match v.downcast_ref::<CelString>() {
-        Some(s) => Ok(s.inner().to_string()),
-        None => Err(format!(
-            "expression '{expr}' resulted in error: expected a string, got {}",
-            v.get_type().name()
-        )),
+/// A string value, `None` for `null`, or else the value's type name (an audit annotation's
+/// valueExpression must give a string or null; a messageExpression, a string).
+pub(crate) fn string_or_null(v: &dyn Val) -> Result<Option<String>, String> {
+    if let Some(s) = v.downcast_ref::<CelString>() {
+        return Ok(Some(s.inner().to_string()));
     }
+    if v.downcast_ref::<cel::common::types::CelNull>().is_some() {
+        return Ok(None);
+    }
+    Err(v.get_type().name().to_string())
 }
 
 #[cfg(test)]
@@ -329,10 +400,8 @@ mod tests {
             eval_bool("object.metadata.labels.env.upperAscii() == 'PROD'", &v),
             Ok(true)
         );
-        assert_eq!(
-            eval_string("'replicas: ' + string(object.spec.replicas)", &v),
-            Ok("replicas: 6".into())
-        );
+        let s = eval_val("'replicas: ' + string(object.spec.replicas)", &v).map(|v| string_or_null(v.as_ref()));
+        assert_eq!(s, Ok(Ok(Some("replicas: 6".into()))));
         assert!(eval_bool("object.spec.nothere == 1", &v)
             .unwrap_err()
             .contains("resulted in error"));

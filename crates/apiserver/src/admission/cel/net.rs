@@ -168,6 +168,11 @@ impl Url {
     }
 }
 
+/// Go's `url.ParseRequestURI`: its error, `parse "<s>": <reason>`, when `s` does not parse.
+pub(super) fn parse_request_uri(s: &str) -> Result<(), String> {
+    Url::parse(s).map(|_| ())
+}
+
 /// An address as `netip.Addr` (no zone, never IPv4-mapped).
 #[derive(Debug, Clone, PartialEq)]
 struct Ip(IpAddr);
