@@ -72,7 +72,8 @@ impl Recorder {
             "kind": "Event",
             "metadata": {"name": name, "namespace": ns},
             "involvedObject": {
-                "apiVersion": K::api_version(&()), "kind": K::kind(&()), "name": pod_name, "namespace": ns, "uid": uid,
+                // A cluster-scoped object (a Node) has no namespace; its events live in `default`.
+                "apiVersion": K::api_version(&()), "kind": K::kind(&()), "name": pod_name, "namespace": meta.namespace, "uid": uid,
                 "resourceVersion": meta.resource_version.clone().unwrap_or_default(),
                 "fieldPath": field_path,
             },

@@ -10,6 +10,7 @@
 
 mod deployment;
 mod endpoints;
+pub mod node_lifecycle;
 mod replicaset;
 
 use std::collections::BTreeMap;
