@@ -2,8 +2,10 @@
 //! A real webhook server runs in this process (HTTPS with its own CA, registered by `url`):
 //! it mutates (adds a label by JSONPatch), denies (by a label), counts calls (reinvocation)
 //! and stalls (timeouts). Then the ValidatingAdmissionPolicy of the Kubernetes docs, with
-//! Deny and Warn bindings and params from a ConfigMap; and a policy using Kubernetes' CEL
-//! libraries (`quantity` on memory limits, `authorizer` backed by RBAC).
+//! Deny and Warn bindings and params from a ConfigMap; and policies using Kubernetes' CEL
+//! libraries (`quantity` on memory limits, `authorizer` backed by RBAC; durations and
+//! timestamps, `format`, `semver`, audit annotations, the cost limit); and webhooks matched
+//! by an equivalent resource (`matchPolicy: Equivalent`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -137,6 +139,12 @@ async fn answer(req: hyper::Request<hyper::body::Incoming>, seen: Calls) -> hype
             }
         }
         "/slow" => tokio::time::sleep(Duration::from_secs(3)).await,
+        // Records the version it was sent: the object's, `kind`'s and `requestKind`'s.
+        "/kinds" => {
+            let gv = |k: &Value| format!("{}/{}", k["group"].as_str().unwrap_or(""), k["version"].as_str().unwrap_or(""));
+            let seen_as = format!("{path} {name} {} {} {}", obj["apiVersion"].as_str().unwrap_or(""), gv(&request["kind"]), gv(&request["requestKind"]));
+            *seen.lock().unwrap().entry(seen_as).or_default() += 1;
+        }
         _ => {}
     }
     let out = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response});
@@ -492,4 +500,145 @@ spec:
     // Impersonation: admission judges the user `kubectl --as` acts as, not the admin behind it.
     let impersonated = k.run_with_input(&["create", "-f", "-", "--as=system:serviceaccount:quotas:bob"], Some(&pod("as-bob", "64Mi", Some("red"))));
     assert!(impersonated.err().contains("only a team's admins may label pods with it"), "{}", impersonated.stderr);
+}
+
+/// A ConfigMap in namespace `checks` with `data`.
+fn configmap(name: &str, data: Value) -> String {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "checks"}, "data": data}).to_string()
+}
+
+#[test]
+fn policies_use_durations_formats_semver_audit_annotations_and_cost_limits() {
+    let s = server();
+    let k = s.kubectl(KUBECTL);
+    k.run(&["create", "namespace", "checks"]).ok();
+    let policy = r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: configmap-checks.example.com
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - apiGroups: [""]
+      apiVersions: ["v1"]
+      operations: ["CREATE"]
+      resources: ["configmaps"]
+    namespaceSelector:
+      matchLabels:
+        kubernetes.io/metadata.name: checks
+  variables:
+  - name: maxTimeout
+    expression: "duration('1h')"
+  validations:
+  - expression: "!has(object.data.timeout) || duration(object.data.timeout) <= variables.maxTimeout"
+    messageExpression: "'timeout ' + string(duration(object.data.timeout)) + ' is over ' + string(variables.maxTimeout)"
+  - expression: "!has(object.data.expires) || timestamp(object.data.expires) > timestamp(object.metadata.creationTimestamp) + duration('24h')"
+    message: "expires must be at least a day away"
+  - expression: "!has(object.data.owner) || !format.dns1035Label().validate(object.data.owner).hasValue()"
+    messageExpression: "'owner: ' + format.dns1035Label().validate(object.data.owner).value().join('; ')"
+  - expression: "!has(object.data.id) || !format.named('uuid').value().validate(object.data.id).hasValue()"
+    message: "id must be a UUID"
+  - expression: "!has(object.data.version) || (isSemver(object.data.version, true) && semver(object.data.version, true).isGreaterThan(semver('1.2.0')))"
+    messageExpression: "'version must be a semantic version above 1.2.0, not ' + object.data.version"
+    reason: Forbidden
+  - expression: "!has(object.data.heavy) || object.data.all(a, object.data.all(b, object.data.all(c, a + b + c != '')))"
+  auditAnnotations:
+  - key: owner
+    valueExpression: "has(object.data.owner) ? 'owned by ' + object.data.owner : null"
+  - key: wrong-type
+    valueExpression: "has(object.data.annotate) ? 1 : null"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: configmap-checks-binding.example.com
+spec:
+  policyName: configmap-checks.example.com
+  validationActions: [Deny]
+"#;
+    k.run_with_input(&["apply", "-f", "-"], Some(policy)).ok();
+    let denied = |name: &str, data: Value| k.run_with_input(&["create", "-f", "-"], Some(&configmap(name, data))).err().trim().to_string();
+    let prefix = "ValidatingAdmissionPolicy 'configmap-checks.example.com' with binding 'configmap-checks-binding.example.com' denied request: ";
+
+    // Durations and timestamps: Go's parsing, comparisons, arithmetic, string().
+    k.run_with_input(&["create", "-f", "-"], Some(&configmap("short", json!({"timeout": "45m30s"})))).ok();
+    let err = denied("long", json!({"timeout": "1h30m"}));
+    assert!(err.ends_with(&format!("{prefix}timeout 5400s is over 3600s")), "{err}");
+    let err = denied("garbage", json!({"timeout": "1hx"}));
+    assert!(err.ends_with(&format!("{prefix}expression '!has(object.data.timeout) || duration(object.data.timeout) <= variables.maxTimeout' resulted in error: type conversion error from 'string' to 'google.protobuf.Duration'")), "{err}");
+    k.run_with_input(&["create", "-f", "-"], Some(&configmap("later", json!({"expires": "2999-01-01T00:00:00Z"})))).ok();
+    let err = denied("past", json!({"expires": "2001-02-03T04:05:06+01:00"}));
+    assert!(err.ends_with(&format!("{prefix}expires must be at least a day away")), "{err}");
+
+    // format: the library's messages, by shorthand and by name.
+    k.run_with_input(&["create", "-f", "-"], Some(&configmap("owned", json!({"owner": "team-a", "id": "123e4567-e89b-12d3-a456-426614174000"})))).ok();
+    let err = denied("bad-owner", json!({"owner": "1team"}));
+    assert!(err.ends_with(&format!("{prefix}owner: a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')")), "{err}");
+    assert!(denied("bad-id", json!({"id": "not-a-uuid"})).ends_with(&format!("{prefix}id must be a UUID")));
+
+    // semver, normalized; the reason Forbidden gives a 403.
+    k.run_with_input(&["create", "-f", "-"], Some(&configmap("v13", json!({"version": "v1.3"})))).ok();
+    let err = denied("v11", json!({"version": "1.1.9"}));
+    assert_eq!(err, format!("Error from server (Forbidden): error when creating \"STDIN\": configmaps \"v11\" is forbidden: {prefix}version must be a semantic version above 1.2.0, not 1.1.9"));
+
+    // Audit annotations: a string is published (logged, this server has no audit log), a
+    // value neither string nor null denies, as upstream.
+    let err = denied("annotated", json!({"annotate": "yes"}));
+    assert!(err.ends_with(&format!("{prefix}valueExpression 'has(object.data.annotate) ? 1 : null' resulted in unsupported return type: int. Return type must be either string or null.")), "{err}");
+
+    // The cost limit: three nested loops over 150 keys are cancelled, not run to the end.
+    let mut data: serde_json::Map<String, Value> = (0..150).map(|i| (format!("k{i}"), json!("v"))).collect();
+    data.insert("heavy".into(), json!("yes"));
+    let started = Instant::now();
+    let err = denied("heavy", Value::Object(data));
+    assert!(err.ends_with("resulted in error: operation cancelled: actual cost limit exceeded"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30), "the evaluation was not cut at its cost limit");
+
+    // Written policies are checked: an audit annotation key must make a qualified name.
+    let bad = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": "bad-key.example.com"},
+        "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}]},
+                 "auditAnnotations": [{"key": "not a key", "valueExpression": "'x'"}]},
+    });
+    let err = k.run_with_input(&["create", "-f", "-"], Some(&bad.to_string())).err().to_string();
+    assert!(err.contains("spec.auditAnnotations[0].key: Invalid value: \"bad-key.example.com/not a key\""), "{err}");
+}
+
+#[test]
+fn webhooks_match_equivalent_resources() {
+    let s = server();
+    let k = s.kubectl(KUBECTL);
+    let hooks = WebhookServer::start();
+    let ca = hooks.ca_b64.clone();
+    // Rules naming events.k8s.io/v1 only; core v1 Events are the same resource.
+    let events_rule = json!([{"apiGroups": ["events.k8s.io"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["events"]}]);
+    apply(&k, &json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "event-versions"},
+        "webhooks": [
+            webhook("equivalent.example.com", &hooks.url("/kinds"), &ca, "events", json!({"rules": events_rule})),
+            webhook("exact.example.com", &hooks.url("/count"), &ca, "events", json!({"rules": events_rule, "matchPolicy": "Exact"})),
+        ],
+    }));
+    apply(&k, &json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "event-labels"},
+        "webhooks": [webhook("label-events.example.com", &hooks.url("/mutate"), &ca, "events", json!({"rules": events_rule}))],
+    }));
+    let event = json!({
+        "apiVersion": "v1", "kind": "Event", "metadata": {"name": "e1", "namespace": "default"},
+        "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+        "reason": "Tested", "message": "hello", "type": "Normal", "source": {"component": "test"},
+    });
+    k.run_with_input(&["create", "-f", "-"], Some(&event.to_string())).ok();
+    // Sent as an events.k8s.io/v1 Event, with requestKind the core one; Exact is not called.
+    assert_eq!(hooks.calls("/kinds", "e1 events.k8s.io/v1 events.k8s.io/v1 /v1"), 1, "{:?}", hooks.calls.lock().unwrap());
+    assert_eq!(hooks.calls("/count", "e1"), 0);
+    // The mutating webhook's patch, made to the events.k8s.io form, lands on the v1 Event.
+    assert_eq!(labels(&k, &["event", "e1"])["mutated"], "yes");
+    let stored: Value = serde_json::from_str(k.run(&["get", "events.v1.events.k8s.io", "e1", "-o", "json"]).ok()).unwrap();
+    assert_eq!(stored["note"], "hello");
 }
