@@ -202,6 +202,7 @@ impl PodNetwork {
         let gateway = inner.cfg.pod_cidr.gateway();
         let fd = inner.netns.socket_in(pid).await?;
         let bridge_index = inner.bridge_index;
+        let mtu = inner.cfg.backend.pod_mtu();
         let name2 = name.clone();
         netns::with_handle(fd, move |ph| async move {
             let existing = nl::link_by_name(h, &name2).await?;
@@ -219,12 +220,12 @@ impl PodNetwork {
             let host = match reuse {
                 Some(host) => host,
                 None => {
-                    if let Err(e) = pod::create_veth(h, &name2, bridge_index, pid).await {
+                    if let Err(e) = pod::create_veth(h, &name2, bridge_index, pid, mtu).await {
                         // A leftover eth0 in the pod (from an earlier pair) blocks the peer name: clear and retry.
                         tracing::debug!(error = %e, "veth creation failed; clearing pod eth0 and retrying once");
                         pod::delete_pod_eth0(&ph).await?;
                         pod::delete_link(h, &name2).await?;
-                        pod::create_veth(h, &name2, bridge_index, pid).await?;
+                        pod::create_veth(h, &name2, bridge_index, pid, mtu).await?;
                     }
                     nl::link_by_name(h, &name2).await?.ok_or_else(|| Error::LinkMissing {
                         name: name2.clone(),

@@ -40,6 +40,18 @@ pub enum Backend {
     Vxlan,
 }
 
+impl Backend {
+    /// The pods' MTU: a VXLAN packet carries 50 bytes of headers (outer IP, UDP, VXLAN,
+    /// Ethernet) inside the nodes' 1500, so pods send at most 1450, as flannel sets them —
+    /// larger packets would need path-MTU discovery on every flow, or be fragmented.
+    pub fn pod_mtu(self) -> u32 {
+        match self {
+            Backend::HostGw => 1500,
+            Backend::Vxlan => 1450,
+        }
+    }
+}
+
 impl std::str::FromStr for Backend {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {

@@ -13,9 +13,10 @@ pub(crate) const POD_IFNAME: &str = "eth0";
 
 /// Creates the veth pair with its peer born inside the pod netns as `eth0` (no move, no rename), the host
 /// end enslaved to the bridge and up in the same request.
-pub(crate) async fn create_veth(h: &Handle, host: &str, bridge_index: u32, pid: i32) -> Result<()> {
-    let peer = LinkUnspec::new_with_name(POD_IFNAME).setns_by_pid(pid as u32).build();
+pub(crate) async fn create_veth(h: &Handle, host: &str, bridge_index: u32, pid: i32, mtu: u32) -> Result<()> {
+    let peer = LinkUnspec::new_with_name(POD_IFNAME).setns_by_pid(pid as u32).mtu(mtu).build();
     let msg = LinkVeth::new(host, POD_IFNAME)
+        .mtu(mtu)
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
         .controller(bridge_index)
         .up()
