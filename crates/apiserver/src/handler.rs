@@ -795,7 +795,7 @@ async fn subresource(
         ("eviction", &Method::POST) => {
             let body = read_body(req.into_body()).await?;
             let eviction = decode(content_type.as_deref(), &body)?;
-            Ok(json_response(StatusCode::CREATED, &state.evict(ns, name, &eviction).await?))
+            Ok(json_response(StatusCode::CREATED, &state.evict(ns, name, &eviction, q).await?))
         }
         ("scale", &Method::GET) => {
             let obj = state.get(def, ns, name).await?;

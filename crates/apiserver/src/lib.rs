@@ -19,6 +19,7 @@ mod crd;
 pub mod csr;
 mod discovery;
 mod disruption;
+mod eviction;
 mod ephemeral;
 pub mod error;
 mod gc;

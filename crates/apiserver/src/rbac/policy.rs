@@ -53,7 +53,7 @@ fn events() -> Value {
 
 /// The controllers this cluster runs with their own service-account credentials (upstream's
 /// `--use-service-account-credentials`), each bound to `system:controller:<name>`.
-pub const CONTROLLERS: &[&str] = &["deployment-controller", "replicaset-controller", "endpoint-controller", "endpointslice-controller"];
+pub const CONTROLLERS: &[&str] = &["deployment-controller", "replicaset-controller", "endpoint-controller", "endpointslice-controller", "node-controller", "pod-garbage-collector"];
 
 /// The rules of upstream's `system:controller:<name>` roles for the controllers in [`CONTROLLERS`].
 fn controller_rules(name: &str) -> Value {
@@ -79,6 +79,19 @@ fn controller_rules(name: &str) -> Value {
             rule(&[""], &["endpoints"], &["get", "list", "create", "update", "delete"]),
             rule(&[""], &["endpoints/restricted"], &["create"]),
             events(),
+        ]),
+        // The taint eviction controller writes with this role too, as upstream's.
+        "node-controller" => json!([
+            rule(&[""], &["nodes"], &["get", "list", "watch", "update", "delete", "patch"]),
+            rule(&[""], &["nodes/status"], &["patch", "update"]),
+            rule(&[""], &["pods/status"], &["patch", "update"]),
+            rule(&[""], &["pods"], &["list", "watch", "get", "delete"]),
+            events(),
+        ]),
+        "pod-garbage-collector" => json!([
+            rule(&[""], &["pods"], &["list", "watch", "delete"]),
+            rule(&[""], &["nodes"], &["get", "list", "watch"]),
+            rule(&[""], &["pods/status"], &["patch"]),
         ]),
         _ => json!([
             rule(&[""], &["services", "pods", "nodes"], &read),
