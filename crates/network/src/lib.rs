@@ -18,6 +18,7 @@ mod cidr;
 pub mod dns;
 mod error;
 pub mod ipam;
+pub mod lan;
 mod netns;
 mod nl;
 mod peers;

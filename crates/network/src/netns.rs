@@ -28,7 +28,7 @@ pub(crate) struct NetnsSockets {
     tx: Mutex<mpsc::Sender<Request>>,
 }
 
-fn netlink_socket() -> io::Result<OwnedFd> {
+pub(crate) fn netlink_socket() -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call; the returned descriptor is owned by us when non-negative.
     let fd = unsafe {
         libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE)
@@ -40,7 +40,7 @@ fn netlink_socket() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn setns_net(fd: &impl AsFd) -> io::Result<()> {
+pub(crate) fn setns_net(fd: &impl AsFd) -> io::Result<()> {
     nix::sched::setns(fd.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
 }
 

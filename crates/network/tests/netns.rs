@@ -413,3 +413,35 @@ fn cross_node_pods_host_gw() {
 fn cross_node_pods_vxlan() {
     cross_node(Backend::Vxlan, "vx");
 }
+
+/// The LAN of `timonier start --nodes`: two hosts (named namespaces) and this namespace reach
+/// each other; everything is idempotent and goes away with `remove`.
+#[test]
+fn lan_of_hosts() {
+    in_netns(|| async {
+        let lan = timonier_network::lan::Lan { name: format!("tl{}", std::process::id() % 100_000), subnet: "10.251.0.0/24".parse().unwrap() };
+        let ns = |h: &str| format!("{}-{h}", lan.name);
+        lan.ensure().await.expect("lan");
+        lan.ensure().await.expect("lan again");
+        lan.ensure_host("h1", 1).await.expect("host 1");
+        lan.ensure_host("h1", 1).await.expect("host 1 again");
+        lan.ensure_host("h2", 2).await.expect("host 2");
+        let (ok, out) = sh(&["ip", "netns", "exec", &ns("h1"), "ping", "-c1", "-W1", "10.251.0.12"]);
+        assert!(ok, "host 1 -> host 2: {out}");
+        let (ok, out) = sh(&["ip", "netns", "exec", &ns("h2"), "ping", "-c1", "-W1", "10.251.0.1"]);
+        assert!(ok, "host 2 -> this machine: {out}");
+        let (ok, out) = sh(&["ping", "-c1", "-W1", "10.251.0.11"]);
+        assert!(ok, "this machine -> host 1: {out}");
+        let (_, routes) = sh(&["ip", "netns", "exec", &ns("h1"), "ip", "route"]);
+        assert!(!routes.contains("default"), "hosts have no way off the machine: {routes}");
+        lan.remove_host("h1").expect("remove host 1");
+        lan.remove_host("h2").expect("remove host 2");
+        lan.remove_host("h2").expect("remove host 2 again");
+        lan.remove().await.expect("remove lan");
+        for h in ["h1", "h2", "lan"] {
+            assert!(!std::path::Path::new("/run/netns").join(ns(h)).exists(), "{h} left");
+        }
+        let (_, links) = sh(&["ip", "-br", "link"]);
+        assert!(!links.contains("-lan"), "{links}");
+    });
+}
