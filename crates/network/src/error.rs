@@ -38,6 +38,9 @@ pub enum Error {
     #[error("service proxy: {0}")]
     Proxy(String),
 
+    #[error("network policy: {0}")]
+    Policy(String),
+
     #[error("netlink socket: {0}; the agent needs CAP_NET_ADMIN and a kernel with rtnetlink")]
     Socket(#[source] std::io::Error),
 

@@ -11,6 +11,7 @@
 //! - routes to the other nodes' pod CIDRs (`peers.rs`: host-gw, or a VXLAN overlay);
 //! - `net.ipv4.ip_forward=1`;
 //! - the Service proxy (`proxy.rs`): nftables DNAT of ClusterIPs and NodePorts to endpoints;
+//! - NetworkPolicy enforcement (`policy.rs`): a table of its own filtering what isolated pods send and receive;
 //! - cluster DNS (`dns.rs`) on the gateway address, for the node's pods.
 
 mod bridge;
@@ -23,6 +24,7 @@ mod netns;
 mod nl;
 mod peers;
 mod pod;
+pub mod policy;
 mod proxy;
 mod routes;
 
@@ -34,6 +36,7 @@ pub use cidr::Ipv4Net;
 pub use error::{Error, Result};
 pub use ipam::Ipam;
 pub use peers::{format_mac, parse_mac, vtep_mac, Backend, Peer};
+pub use policy::{Allow, IpRange, PodPolicy, PolicyRules, PortRange, Protocol};
 pub use proxy::ServicePort;
 
 /// Configuration of the node's pod network.
@@ -278,6 +281,20 @@ impl PodNetwork {
         proxy::sync_routes(&inner.handle, &ips, inner.cfg.service_cidr, inner.bridge_index).await
     }
 
+    /// Enforces exactly `rules` (see `policy.rs`): the policy table, replaced atomically, or
+    /// removed when no pod is isolated.
+    pub async fn sync_policies(&self, rules: &PolicyRules) -> Result<()> {
+        let (table, rules) = (policy::table_name(&self.inner.cfg.bridge), rules.clone());
+        tokio::task::spawn_blocking(move || {
+            if !rules.is_empty() {
+                policy::enable_bridge_netfilter()?;
+            }
+            policy::apply(&rules, &table)
+        })
+        .await
+        .map_err(|e| Error::HelperGone(e.to_string()))?
+    }
+
     /// Routes exactly `peers`' pod ranges through the configured backend (creating the VXLAN
     /// device at the first peer), removing the routes of nodes no longer listed. Idempotent.
     pub async fn sync_peers(&self, peers: &[Peer]) -> Result<()> {
@@ -300,7 +317,12 @@ impl PodNetwork {
             pod::delete_link(h, &veth_name(&key)).await?;
         }
         let table = inner.cfg.bridge.clone();
-        tokio::task::spawn_blocking(move || proxy::remove_rules(&table)).await.map_err(|e| Error::HelperGone(e.to_string()))??;
+        tokio::task::spawn_blocking(move || {
+            policy::remove(&policy::table_name(&table))?;
+            proxy::remove_rules(&table)
+        })
+        .await
+        .map_err(|e| Error::HelperGone(e.to_string()))??;
         bridge::remove_bridge(h, &inner.cfg.bridge).await?;
         peers::remove_all(h).await?;
         peers::remove_vxlan(h, &peers::vxlan_name(&inner.cfg.bridge)).await?;

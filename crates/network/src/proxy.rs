@@ -5,8 +5,12 @@
 //! - A ClusterIP port DNATs to one of its endpoints chosen at random (`numgen random`), from
 //!   pods (prerouting) and from the node itself (output); a NodePort does the same for any
 //!   local address of the node, 127.0.0.1 included.
-//! - Traffic from pods and to node ports is masqueraded, so that replies come back through
-//!   the node even when client and endpoint share the bridge.
+//! - What is masqueraded, as kube-proxy does: traffic to node ports, traffic to ClusterIPs
+//!   from outside the pod network, a pod reaching itself through its Service (hairpin), and
+//!   traffic to endpoints outside the pod network (the API server), whose replies would not
+//!   find a pod address. Pod-to-pod traffic through a ClusterIP keeps the client's address, so
+//!   that the endpoint's NetworkPolicies judge the client pod (`policy.rs`); replies between
+//!   pods of one bridge are un-NATed on the bridge (`bridge-nf-call-iptables`).
 //! - A port without endpoints is rejected at once (ICMP host unreachable), as upstream.
 //! - The service range stays blackholed; each allocated ClusterIP gets a /32 route on the
 //!   bridge so that the node's own connections reach the output hook (a blackholed
@@ -65,11 +69,12 @@ pub fn render(ports: &[ServicePort], cluster_cidr: Ipv4Net, table: &str) -> Stri
         if let Some(np) = p.node_port {
             let _ = writeln!(services, "        fib daddr type local {proto} dport {np} meta mark set meta mark | {MASQ_MARK:#x} jump svc-{i}");
         }
-        let _ = writeln!(chains, "    chain svc-{i} {{\n        ip saddr {cluster_cidr} meta mark set meta mark | {MASQ_MARK:#x}");
+        let _ = writeln!(chains, "    chain svc-{i} {{\n        ip saddr != {cluster_cidr} meta mark set meta mark | {MASQ_MARK:#x}");
         let targets: Vec<String> = (0..p.endpoints.len()).map(|j| format!("{j} : jump ep-{i}-{j}")).collect();
         let _ = writeln!(chains, "        numgen random mod {} vmap {{ {} }}\n    }}", p.endpoints.len(), targets.join(", "));
         for (j, (ip, port)) in p.endpoints.iter().enumerate() {
-            let _ = writeln!(chains, "    chain ep-{i}-{j} {{\n        meta l4proto {proto} dnat to {ip}:{port}\n    }}");
+            let masq = if cluster_cidr.contains(*ip) { format!("ip saddr {ip} meta mark set meta mark | {MASQ_MARK:#x}") } else { format!("meta mark set meta mark | {MASQ_MARK:#x}") };
+            let _ = writeln!(chains, "    chain ep-{i}-{j} {{\n        {masq}\n        meta l4proto {proto} dnat to {ip}:{port}\n    }}");
         }
     }
     let _ = writeln!(s, "    chain services {{\n{services}    }}\n    chain no-endpoints {{\n{rejects}    }}\n{chains}");
@@ -181,6 +186,7 @@ mod tests {
         let ports = vec![
             ServicePort { cluster_ip: Ipv4Addr::new(10, 96, 0, 5), port: 8080, protocol: "tcp".into(), node_port: Some(31234), endpoints: vec![(Ipv4Addr::new(10, 244, 0, 5), 8080), (Ipv4Addr::new(10, 244, 0, 6), 8080)] },
             ServicePort { cluster_ip: Ipv4Addr::new(10, 96, 0, 9), port: 80, protocol: "udp".into(), node_port: None, endpoints: vec![] },
+            ServicePort { cluster_ip: Ipv4Addr::new(10, 96, 0, 1), port: 443, protocol: "tcp".into(), node_port: None, endpoints: vec![(Ipv4Addr::new(192, 168, 1, 10), 6443)] },
         ];
         let s = render(&ports, Ipv4Net::new(Ipv4Addr::new(10, 244, 0, 0), 16).unwrap(), "tmn0");
         assert!(s.starts_with("add table ip tmn0\ndelete table ip tmn0\ntable ip tmn0 {"), "{s}");
@@ -188,6 +194,11 @@ mod tests {
         assert!(s.contains("fib daddr type local tcp dport 31234 meta mark set meta mark | 0x4000 jump svc-0"), "{s}");
         assert!(s.contains("numgen random mod 2 vmap { 0 : jump ep-0-0, 1 : jump ep-0-1 }"), "{s}");
         assert!(s.contains("meta l4proto tcp dnat to 10.244.0.6:8080"), "{s}");
+        // Masquerade: clients outside the pod network, and a pod reaching itself; pod
+        // clients keep their address (their endpoint's policies judge them).
+        assert!(s.contains("chain svc-0 {\n        ip saddr != 10.244.0.0/16 meta mark set meta mark | 0x4000"), "{s}");
+        assert!(s.contains("chain ep-0-1 {\n        ip saddr 10.244.0.6 meta mark set meta mark | 0x4000\n        meta l4proto tcp dnat to 10.244.0.6:8080"), "{s}");
+        assert!(s.contains("chain ep-2-0 {\n        meta mark set meta mark | 0x4000\n        meta l4proto tcp dnat to 192.168.1.10:6443"), "{s}");
         assert!(s.contains("ip daddr 10.96.0.9 udp dport 80 reject with icmp type host-unreachable"), "{s}");
         assert!(!s.contains("svc-1"), "{s}");
     }
