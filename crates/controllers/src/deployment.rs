@@ -27,10 +27,11 @@ const REVISION: &str = "deployment.kubernetes.io/revision";
 const DESIRED: &str = "deployment.kubernetes.io/desired-replicas";
 const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
 
-pub async fn run(client: Client) {
+/// `informers` feeds the watch caches; `client` (the controller's own identity) writes.
+pub async fn run(informers: Client, client: Client) {
     let wake = Arc::new(tokio::sync::Notify::new());
-    let (deployments, _t1) = watch::<Deployment>(Api::all(client.clone()), wake.clone());
-    let (rss, _t2) = watch::<ReplicaSet>(Api::all(client.clone()), wake.clone());
+    let (deployments, _t1) = watch::<Deployment>(Api::all(informers.clone()), wake.clone());
+    let (rss, _t2) = watch::<ReplicaSet>(Api::all(informers), wake.clone());
     let _ = deployments.wait_until_ready().await;
     let _ = rss.wait_until_ready().await;
     let mut c = Controller { recorder: Recorder::new(client.clone(), "deployment-controller", None), client, expected: HashMap::new() };
@@ -318,7 +319,9 @@ impl Controller {
                 if !same {
                     let dapi: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
                     let count = d.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0) + 1;
-                    let _ = dapi.patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({"status": {"collisionCount": count}}))).await;
+                    let mut status = serde_json::to_value(d.status.clone().unwrap_or_default()).unwrap_or_else(|_| json!({}));
+                    status["collisionCount"] = json!(count);
+                    let _ = crate::update_status(&dapi, d, status).await;
                 }
             }
             Err(e) => tracing::warn!(deployment = %format!("{ns}/{name}"), error = %e, "cannot create a ReplicaSet"),
@@ -448,10 +451,24 @@ impl Controller {
             }
         }
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
+        // Updates of the Deployment as cached, as upstream's (the controller's role grants
+        // update, not patch); a conflict means a newer Deployment, which wakes another pass.
+        let mut current = d.clone();
         if !annotations.is_empty() {
-            let _ = api.patch(&name, &PatchParams::default(), &Patch::Merge(&json!({"metadata": {"annotations": annotations}}))).await;
+            let mut updated = d.clone();
+            let map = updated.metadata.annotations.get_or_insert_with(Default::default);
+            for (k, v) in annotations {
+                map.insert(k, v.as_str().unwrap_or("").to_string());
+            }
+            match api.replace(&name, &PostParams::default(), &updated).await {
+                Ok(u) => current = u,
+                Err(e) => {
+                    tracing::debug!(deployment = %format!("{ns}/{name}"), error = %e, "revision annotation update failed");
+                    return check_again;
+                }
+            }
         }
-        if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({"status": status}))).await {
+        if let Err(e) = crate::update_status(&api, &current, json!(status)).await {
             tracing::debug!(deployment = %format!("{ns}/{name}"), error = %e, "status update failed");
         }
         check_again

@@ -24,18 +24,21 @@ const CONTROLLER: &str = "endpointslice-controller.k8s.io";
 /// Marks the Endpoints this controller writes (upstream's annotation).
 const TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 
-pub async fn run(client: Client) {
+/// `informers` feeds the watch caches; Endpoints are written as the endpoint controller
+/// (`endpoints`), EndpointSlices as the endpointslice controller (`slices_client`): upstream's
+/// two controllers, one pass here.
+pub async fn run(informers: Client, endpoints_client: Client, slices_client: Client) {
     let wake = Arc::new(tokio::sync::Notify::new());
-    let (services, _t1) = watch::<Service>(Api::all(client.clone()), wake.clone());
-    let (pods, _t2) = watch::<Pod>(Api::all(client.clone()), wake.clone());
-    let (endpoints, _t3) = watch::<Endpoints>(Api::all(client.clone()), wake.clone());
-    let (slices, _t4) = watch::<EndpointSlice>(Api::all(client.clone()), wake.clone());
+    let (services, _t1) = watch::<Service>(Api::all(informers.clone()), wake.clone());
+    let (pods, _t2) = watch::<Pod>(Api::all(informers.clone()), wake.clone());
+    let (endpoints, _t3) = watch::<Endpoints>(Api::all(informers.clone()), wake.clone());
+    let (slices, _t4) = watch::<EndpointSlice>(Api::all(informers), wake.clone());
     let _ = services.wait_until_ready().await;
     let _ = pods.wait_until_ready().await;
     let _ = endpoints.wait_until_ready().await;
     let _ = slices.wait_until_ready().await;
     loop {
-        pass(&client, &services, &pods, &endpoints, &slices).await;
+        pass(&endpoints_client, &slices_client, &services, &pods, &endpoints, &slices).await;
         // Coalesce bursts of pod changes into one pass.
         wake.notified().await;
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -146,7 +149,7 @@ fn slice_body(svc: &Service, members: &[Member]) -> (Value, Value) {
     (json!(endpoints), json!(ports))
 }
 
-async fn pass(client: &Client, services: &Store<Service>, pods: &Store<Pod>, endpoints: &Store<Endpoints>, slices: &Store<EndpointSlice>) {
+async fn pass(client: &Client, slices_client: &Client, services: &Store<Service>, pods: &Store<Pod>, endpoints: &Store<Endpoints>, slices: &Store<EndpointSlice>) {
     let pods = pods.state();
     let existing_eps: HashMap<(String, String), Arc<Endpoints>> = endpoints.state().into_iter().map(|e| ((e.namespace().unwrap_or_default(), e.name_any()), e)).collect();
     let existing_slices: HashMap<(String, String), Arc<EndpointSlice>> = slices
@@ -199,7 +202,7 @@ async fn pass(client: &Client, services: &Store<Service>, pods: &Store<Pod>, end
         let desired: Option<EndpointSlice> = serde_json::from_value(body.clone()).ok();
         let same = current.is_some_and(|c| desired.as_ref().is_some_and(|d| d.endpoints == c.endpoints && d.ports.clone().unwrap_or_default() == c.ports.clone().unwrap_or_default()));
         if !same {
-            write::<EndpointSlice>(client, &ns, &slice_name, body, current.and_then(|s| s.metadata.resource_version.clone())).await;
+            write::<EndpointSlice>(slices_client, &ns, &slice_name, body, current.and_then(|s| s.metadata.resource_version.clone())).await;
         }
     }
 }

@@ -20,14 +20,64 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::Client;
 
+/// The API clients the controllers use, as kube-controller-manager with
+/// `--use-service-account-credentials`: its own identity (`system:kube-controller-manager`,
+/// which may list and watch everything) feeds the watch caches, and each controller writes
+/// with its service account's credentials, bound to its `system:controller:<name>` role.
+#[derive(Clone)]
+pub struct Clients {
+    pub informers: Client,
+    pub deployment: Client,
+    pub replicaset: Client,
+    pub endpoint: Client,
+    pub endpointslice: Client,
+    /// The node lifecycle and taint eviction controllers' (`node-controller`).
+    pub node: Client,
+    pub pod_gc: Client,
+}
+
+impl Clients {
+    /// One client for everything (an administrator's: tests, benchmarks).
+    pub fn single(client: Client) -> Clients {
+        Clients {
+            informers: client.clone(),
+            deployment: client.clone(),
+            replicaset: client.clone(),
+            endpoint: client.clone(),
+            endpointslice: client.clone(),
+            node: client.clone(),
+            pod_gc: client,
+        }
+    }
+}
+
 /// Runs the controllers until `shutdown` resolves.
-pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn run(clients: Clients, shutdown: impl std::future::Future<Output = ()>) {
+    run_with(clients, node_lifecycle::Config::default(), shutdown).await
+}
+
+/// [`run`], with the node controllers' settings.
+pub async fn run_with(clients: Clients, nodes: node_lifecycle::Config, shutdown: impl std::future::Future<Output = ()>) {
     tokio::select! {
-        _ = replicaset::run(client.clone()) => {}
-        _ = deployment::run(client.clone()) => {}
-        _ = endpoints::run(client) => {}
+        _ = node_lifecycle::run(clients.informers.clone(), clients.node.clone(), clients.pod_gc.clone(), nodes) => {}
+        _ = replicaset::run(clients.informers.clone(), clients.replicaset.clone()) => {}
+        _ = deployment::run(clients.informers.clone(), clients.deployment.clone()) => {}
+        _ = endpoints::run(clients.informers.clone(), clients.endpoint.clone(), clients.endpointslice.clone()) => {}
         _ = shutdown => {}
     }
+}
+
+/// Replaces the status of `obj` (as cached: its resourceVersion guards the write) with
+/// `status` — upstream's UpdateStatus, the verb the controllers' roles grant on `*/status`.
+async fn update_status<K>(api: &kube::Api<K>, obj: &K, status: serde_json::Value) -> Result<K, kube::Error>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let mut body = serde_json::to_value(obj).map_err(kube::Error::SerdeError)?;
+    body["status"] = status;
+    let obj: K = serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
+    let name = obj.meta().name.clone().unwrap_or_default();
+    api.replace_status(&name, &kube::api::PostParams::default(), &obj).await
 }
 
 /// How long a pass waits for the caches to show its own writes before acting again anyway.

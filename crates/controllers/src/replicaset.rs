@@ -39,10 +39,11 @@ impl Expectation {
     }
 }
 
-pub async fn run(client: Client) {
+/// `informers` feeds the watch caches; `client` (the controller's own identity) writes.
+pub async fn run(informers: Client, client: Client) {
     let wake = Arc::new(tokio::sync::Notify::new());
-    let (rss, _t1) = watch::<ReplicaSet>(Api::all(client.clone()), wake.clone());
-    let (pods, _t2) = watch::<Pod>(Api::all(client.clone()), wake.clone());
+    let (rss, _t1) = watch::<ReplicaSet>(Api::all(informers.clone()), wake.clone());
+    let (pods, _t2) = watch::<Pod>(Api::all(informers), wake.clone());
     let _ = rss.wait_until_ready().await;
     let _ = pods.wait_until_ready().await;
     let mut c = Controller { recorder: Recorder::new(client.clone(), "replicaset-controller", None), client, expectations: HashMap::new() };
@@ -158,12 +159,14 @@ impl Controller {
             || old.observed_generation != rs.metadata.generation
             || old.conditions.as_ref().is_some_and(|c| !c.is_empty()) != failure.is_some();
         if changed {
-            let patch = json!({"status": {
+            // An update of the status as cached (its resourceVersion guards it, as upstream's
+            // UpdateStatus: a conflict means a newer ReplicaSet, which wakes another pass).
+            let status = json!({
                 "replicas": act.len(), "fullyLabeledReplicas": fully_labeled, "readyReplicas": ready, "availableReplicas": avail,
                 "observedGeneration": rs.metadata.generation, "conditions": conditions,
-            }});
+            });
             let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &ns);
-            if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            if let Err(e) = crate::update_status(&api, rs, status).await {
                 tracing::debug!(replicaset = %format!("{ns}/{name}"), error = %e, "status update failed");
             }
         }

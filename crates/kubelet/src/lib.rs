@@ -6,7 +6,9 @@
 //! Everything the agent starts outlives it: containers are supervised by their pod's shim,
 //! and the agent re-adopts them on start, so restarting the agent never restarts a pod.
 
+mod authz;
 mod backoff;
+pub mod certificate;
 pub mod component_logs;
 mod env;
 mod grpc_probe;
@@ -41,6 +43,8 @@ pub enum Error {
     Runtime(String),
     #[error("{0}")]
     Internal(String),
+    #[error("{0}")]
+    Certificate(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -69,6 +73,8 @@ pub struct Config {
     pub port: u16,
     /// The cluster CA (PEM): clients of the agent API must hold a certificate it signed.
     pub client_ca_pem: String,
+    /// The certificate the agent API serves (which the API server checks against the CA).
+    pub serving: certificate::ServingCertificate,
     /// The control-plane components this process runs (`timonier server`), shown as mirror
     /// pods next to the agent's own kube-proxy and coredns.
     pub control_plane: Vec<mirror::StaticComponent>,

@@ -132,7 +132,6 @@ pub async fn register(nodes: &Api<Node>, facts: &NodeFacts, images: Value) -> Re
                 "kubernetes.io/arch": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
                 "beta.kubernetes.io/os": "linux",
                 "beta.kubernetes.io/arch": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
-                "node-role.kubernetes.io/control-plane": "true",
             },
             "annotations": {"node.alpha.kubernetes.io/ttl": "0", "volumes.kubernetes.io/controller-managed-attach-detach": "true"},
         },

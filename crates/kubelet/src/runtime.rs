@@ -100,8 +100,18 @@ impl NodeRuntime {
         let ca: Vec<Vec<u8>> = pem_certs(&self.config.client_ca_pem);
         let addr = std::net::SocketAddr::new(self.config.node_ip, self.config.port);
         let server = self.clone();
+        let store = crate::certificate::ServingStore::default();
+        match &self.config.serving {
+            crate::certificate::ServingCertificate::Issued(cert) => store.set(cert)?,
+            // Asked for once the Node is registered: it is approved for the addresses the
+            // Node reports.
+            crate::certificate::ServingCertificate::Requested => {
+                let (client, name, dir) = (self.config.client.clone(), self.facts.name.clone(), self.config.data_dir.clone());
+                tokio::spawn(crate::certificate::serving::manage(client, name, self.config.node_ip, dir, store.clone()));
+            }
+        }
         tokio::spawn(async move {
-            if let Err(e) = crate::server::serve(server, addr, ca).await {
+            if let Err(e) = crate::server::serve(server, addr, ca, store).await {
                 tracing::error!(error = %e, "the agent API is not served: logs, exec and port-forward will fail");
             }
         });

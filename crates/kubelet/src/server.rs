@@ -1,6 +1,6 @@
 //! The agent's own HTTPS API (port 10250), which the API server calls for what only the node
-//! can do: container logs now, exec/attach/port-forward next. Only clients with a
-//! certificate from the cluster CA get in — as upstream, that is the API server.
+//! can do: container logs, exec, attach, port-forward. Clients present a certificate from the
+//! cluster CA, and the API server says whether its user may use this node (`authz.rs`).
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -36,9 +36,9 @@ fn text(code: StatusCode, msg: &str) -> Response<Body> {
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
 }
 
-/// TLS: a serving certificate of our own (the API server does not verify kubelet serving
-/// certificates by default), and client certificates checked against the cluster CA.
-fn tls_config(ca_der: &[Vec<u8>], node: &NodeRuntime) -> Result<Arc<rustls::ServerConfig>> {
+/// TLS: the serving certificate of `store` (from the cluster CA, which the API server checks),
+/// and client certificates checked against the cluster CA.
+fn tls_config(ca_der: &[Vec<u8>], store: crate::certificate::ServingStore) -> Result<Arc<rustls::ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in ca_der {
@@ -47,33 +47,44 @@ fn tls_config(ca_der: &[Vec<u8>], node: &NodeRuntime) -> Result<Arc<rustls::Serv
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| Error::Internal(format!("cannot verify client certificates: {e}")))?;
-    let names = vec![node.facts.name.clone(), node.facts.ip.to_string(), "localhost".to_string()];
-    let cert = rcgen::generate_simple_self_signed(names).map_err(|e| Error::Internal(format!("cannot make the serving certificate: {e}")))?;
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Internal(e.to_string()))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![cert.cert.der().clone()], key)
-        .map_err(|e| Error::Internal(format!("bad serving certificate: {e}")))?;
+        .with_cert_resolver(Arc::new(store));
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
 
 /// Serves the agent API on `addr` until the task is dropped.
-pub async fn serve(node: Arc<NodeRuntime>, addr: std::net::SocketAddr, ca_der: Vec<Vec<u8>>) -> Result<()> {
-    let tls = tls_config(&ca_der, &node)?;
+pub async fn serve(node: Arc<NodeRuntime>, addr: std::net::SocketAddr, ca_der: Vec<Vec<u8>>, store: crate::certificate::ServingStore) -> Result<()> {
+    let tls = tls_config(&ca_der, store)?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::Runtime(format!("cannot listen on {addr} for the agent API: {e}")))?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let authorizer = Arc::new(crate::authz::Authorizer::default());
     loop {
         let Ok((tcp, _)) = listener.accept().await else { continue };
         let acceptor = acceptor.clone();
-        let node = node.clone();
+        let (node, authorizer) = (node.clone(), authorizer.clone());
         tokio::spawn(async move {
             let Ok(stream) = acceptor.accept(tcp).await else { return };
-            let svc = hyper::service::service_fn(move |req| {
-                let node = node.clone();
-                async move { Ok::<_, Infallible>(route(node, req).await) }
+            let user = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| crate::authz::User::from_cert(c));
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let (node, authorizer, user) = (node.clone(), authorizer.clone(), user.clone());
+                async move {
+                    let (verb, subresource) = crate::authz::attributes(req.method(), req.uri().path());
+                    let allowed = match &user {
+                        Some(u) => authorizer.allowed(&node.config.client, &node.facts.name, u, verb, subresource).await,
+                        None => false,
+                    };
+                    if !allowed {
+                        // The kubelet's words.
+                        let name = user.as_ref().map_or("", |u| u.name.as_str());
+                        let msg = format!("Forbidden (user={name}, verb={verb}, resource=nodes, subresource={subresource})");
+                        return Ok::<_, Infallible>(Response::builder().status(StatusCode::FORBIDDEN).body(Full::new(Bytes::from(msg)).boxed()).unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed())));
+                    }
+                    Ok::<_, Infallible>(route(node, req).await)
+                }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
         });

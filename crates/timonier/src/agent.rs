@@ -1,10 +1,12 @@
-//! `timonier agent` (a node joining a cluster) and the agent that `timonier server` runs
-//! in-process, plus the hidden `shim` subcommand each pod's shim process runs.
+//! `timonier agent` (a node joining a cluster: TLS bootstrapping with a join token, then its
+//! own identity, kept and renewed) and the agent that `timonier server` runs in-process.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use timonier_kubelet::certificate::discovery::{self, JoinToken};
+use timonier_kubelet::certificate::{NodeIdentity, RotatingClient, ServingCertificate};
 
 /// Options shared by `agent` and the agent inside `server`.
 #[derive(clap::Args, Clone, Debug)]
@@ -41,13 +43,20 @@ pub struct AgentArgs {
     /// The API server's URL (with --token).
     #[arg(long, requires = "token")]
     pub server: Option<String>,
-    /// A bearer token accepted by the API server (with --server).
+    /// The join token `timonier token create` prints (`K10<ca-hash>::<id>.<secret>`), a
+    /// bootstrap token `<id>.<secret>` with --ca-cert-hash, or a static token (with --ca-file).
+    /// Needed only for the first start: the node's own identity is kept in its data directory.
     #[arg(long, requires = "server")]
     pub token: Option<String>,
-    /// The cluster CA the API server's certificate is checked against (with --server).
+    /// The pin of the cluster CA for a plain bootstrap token, as kubeadm's
+    /// `--discovery-token-ca-cert-hash`: `sha256:<hash of its public key>`.
+    #[arg(long)]
+    pub ca_cert_hash: Option<String>,
+    /// The cluster CA the API server's certificate is checked against, for a static token.
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
-    /// A kubeconfig to reach the API server with (instead of --server/--token).
+    /// Credentials to reach the API server with (instead of --server/--token): used as they
+    /// are when they are this node's, else to ask for the node's own identity.
     #[arg(long, conflicts_with_all = ["server", "token"])]
     pub kubeconfig: Option<PathBuf>,
     /// Where pods, images and logs live.
@@ -57,7 +66,7 @@ pub struct AgentArgs {
     pub node: NodeArgs,
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_lowercase()).unwrap_or_else(|_| "node".into())
 }
 
@@ -107,13 +116,23 @@ fn check_root() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The node's name: `--node-name`, else the host name.
+pub fn node_name(node: &NodeArgs) -> String {
+    node.node_name.clone().unwrap_or_else(hostname)
+}
+
+/// The node's address: `--node-ip`, else the host's first non-loopback IPv4 address.
+pub fn node_ip(node: &NodeArgs) -> IpAddr {
+    node.node_ip.unwrap_or_else(default_node_ip)
+}
+
 /// Builds the agent configuration for a client that already reaches the API server.
-pub fn config(client: kube::Client, ca_pem: String, data_dir: PathBuf, node: &NodeArgs) -> anyhow::Result<timonier_kubelet::Config> {
+pub fn config(client: kube::Client, ca_pem: String, data_dir: PathBuf, node: &NodeArgs, serving: ServingCertificate) -> anyhow::Result<timonier_kubelet::Config> {
     check_root()?;
     std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     Ok(timonier_kubelet::Config {
-        node_name: node.node_name.clone().unwrap_or_else(hostname),
-        node_ip: node.node_ip.unwrap_or_else(default_node_ip),
+        node_name: node_name(node),
+        node_ip: node_ip(node),
         data_dir,
         client,
         shim_command: shim_command()?,
@@ -123,6 +142,7 @@ pub fn config(client: kube::Client, ca_pem: String, data_dir: PathBuf, node: &No
         network_backend: node.network_backend,
         port: node.kubelet_port,
         client_ca_pem: ca_pem,
+        serving,
         control_plane: Vec::new(),
     })
 }
@@ -146,25 +166,62 @@ fn base64_decode(s: &str) -> Option<String> {
     base64::engine::general_purpose::STANDARD.decode(s.trim()).ok().and_then(|b| String::from_utf8(b).ok())
 }
 
-pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let (client, ca) = match (&args.kubeconfig, &args.server, &args.token) {
+/// The node's client identity: the one kept in the data directory, or a new one asked for
+/// with the bootstrap credentials given (TLS bootstrapping).
+async fn identity(args: &AgentArgs, node: &str) -> anyhow::Result<NodeIdentity> {
+    if let Some(id) = NodeIdentity::load(&args.data_dir) {
+        if id.usable() {
+            tracing::info!(node, data_dir = %args.data_dir.display(), "using the node identity kept in the data directory");
+            return Ok(id);
+        }
+        tracing::warn!(node, "the node's kept certificate has expired: asking for a new one with the bootstrap credentials");
+    }
+    let (client, server, ca) = match (&args.kubeconfig, &args.server, &args.token) {
         (Some(path), _, _) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            client_from_kubeconfig(&text).await?
+            let kc = kube::config::Kubeconfig::from_yaml(&text).context("the kubeconfig is not valid")?;
+            let server = kc.clusters.first().and_then(|c| c.cluster.as_ref()).and_then(|c| c.server.clone()).context("the kubeconfig names no server")?;
+            let (client, ca) = client_from_kubeconfig(&text).await?;
+            (client, server, ca)
         }
-        (None, Some(server), Some(token)) => {
-            let ca_file = args.ca_file.clone().unwrap_or_else(|| args.data_dir.join("ca.crt"));
-            let ca = std::fs::read_to_string(&ca_file).with_context(|| {
-                format!("cannot read the cluster CA {} (copy the server's <data-dir>/pki/ca.crt there, or pass --ca-file)", ca_file.display())
-            })?;
-            let mut cfg = kube::Config::new(server.parse().context("--server is not a URL")?);
-            cfg.root_cert = Some(timonier_kubelet::pem_certs(&ca));
-            cfg.auth_info.token = Some(token.clone().into());
-            (kube::Client::try_from(cfg).context("cannot build an API client")?, ca)
-        }
-        _ => bail!("say how to reach the API server: --kubeconfig FILE, or --server URL --token TOKEN"),
+        (None, Some(server), Some(token)) => match discovery::parse_join_token(token, args.ca_cert_hash.as_deref())? {
+            JoinToken::Bootstrap { id, secret, pin } => {
+                let ca = discovery::discover_ca(server, &id, &secret, &pin).await?;
+                tracing::info!(server = %server, "the cluster CA matches the join token");
+                (bearer_client(server, &ca, &format!("{id}.{secret}"))?, server.clone(), ca)
+            }
+            JoinToken::Static(token) => {
+                let ca_file = args.ca_file.clone().unwrap_or_else(|| args.data_dir.join("ca.crt"));
+                let ca = std::fs::read_to_string(&ca_file).with_context(|| {
+                    format!("cannot read the cluster CA {} (pass --ca-file, or join with the token `timonier token create` prints)", ca_file.display())
+                })?;
+                (bearer_client(server, &ca, &token)?, server.clone(), ca)
+            }
+        },
+        _ => bail!("say how to reach the API server: --server URL --token TOKEN, or --kubeconfig FILE"),
     };
-    let config = config(client, ca, args.data_dir.clone(), &args.node)?;
+    tracing::info!(node, "asking for the node's client certificate");
+    let id = NodeIdentity::bootstrap(&client, &server, &ca, node, &args.data_dir)
+        .await
+        .with_context(|| format!("node {node} could not get its identity from {server}"))?;
+    Ok(id)
+}
+
+fn bearer_client(server: &str, ca: &str, token: &str) -> anyhow::Result<kube::Client> {
+    let mut cfg = kube::Config::new(server.parse().context("--server is not a URL")?);
+    cfg.root_cert = Some(timonier_kubelet::pem_certs(ca));
+    cfg.auth_info.token = Some(token.to_string().into());
+    kube::Client::try_from(cfg).context("cannot build an API client")
+}
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    check_root()?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let node = node_name(&args.node);
+    let identity = identity(&args, &node).await?;
+    let (handle, client) = RotatingClient::new(identity.client()?);
+    tokio::spawn(timonier_kubelet::certificate::client::rotate(identity.clone(), handle, client.clone(), node, args.data_dir.clone()));
+    let config = config(client, identity.ca_pem.clone(), args.data_dir.clone(), &args.node, ServingCertificate::Requested)?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let shutdown = async move {
         tokio::select! {

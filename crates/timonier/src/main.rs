@@ -5,13 +5,18 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use timonier_kubelet::certificate::{KeyedCert, ServingCertificate};
 use timonier_kubelet::mirror::{Component, Health, StaticComponent, TaskAlive};
 use timonier_store::Datastore;
 
 mod agent;
 mod cluster;
+mod identities;
 mod image;
 mod logging;
+mod nodes;
+mod node_controllers;
+mod token;
 
 #[derive(Parser)]
 #[command(name = "timonier", version, about = "A Kubernetes-compatible cluster in one binary")]
@@ -36,6 +41,10 @@ enum Command {
     Agent(agent::AgentArgs),
     /// Manage the node's images: import, ls, rm.
     Image(image::ImageArgs),
+    /// The local cluster's other nodes (each a host of its own on this machine): add, delete, list.
+    Node(nodes::NodeCommandArgs),
+    /// Manage bootstrap tokens, with which agents join: create, list, delete.
+    Token(token::TokenArgs),
     /// A pod's shim process (started by the agent; not for direct use).
     #[command(hide = true, disable_help_flag = true)]
     Shim {
@@ -75,6 +84,8 @@ pub struct ServerArgs {
     disable_controllers: bool,
     #[command(flatten)]
     node: agent::NodeArgs,
+    #[command(flatten)]
+    node_lifecycle: node_controllers::NodeLifecycleArgs,
     /// Static bearer tokens: CSV lines `token,user,uid,"group1,group2"`.
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
@@ -110,6 +121,8 @@ fn main() -> anyhow::Result<()> {
         Command::Delete(args) => cluster::delete(args),
         Command::Status(args) => cluster::status(args),
         Command::Image(args) => image::run(args),
+        Command::Node(args) => nodes::run(args),
+        Command::Token(args) => runtime()?.block_on(token::run(args)),
         Command::Agent(args) => {
             // A joining node runs the Service proxy and cluster DNS of its own.
             logs.open(&args.data_dir, &[Component::Proxy, Component::Dns]);
@@ -153,25 +166,43 @@ async fn server(args: ServerArgs, logs: &logging::ComponentLogs) -> anyhow::Resu
     let server = timonier_apiserver::Server::start(config).await?;
     // The API server's own line (its log file has it): the target says whose it is.
     tracing::info!(target: "timonier_apiserver", address = %server.addr, elapsed_ms = started.elapsed().as_millis() as u64, "API server ready");
-    // The in-process components are API clients like any other, over loopback.
+    // The in-process components are API clients like any other, over loopback, each with its
+    // own identity (identities.rs).
     let host = if server.addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { server.addr.ip().to_string() };
     let url_host = if host.contains(':') { format!("[{host}]") } else { host };
-    let kubeconfig = server.pki.admin_kubeconfig(&format!("https://{url_host}:{}", server.addr.port()), "timonier");
-    let (client, ca) = agent::client_from_kubeconfig(&kubeconfig).await?;
+    let url = format!("https://{url_host}:{}", server.addr.port());
+    let ca = server.pki.ca.cert_pem.clone();
     let mut control_plane = vec![StaticComponent { component: Component::ApiServer, health: Health::ApiServerReadyz }];
     if !args.disable_scheduler {
+        let client = identities::component_client(&server.pki, &url, "system:kube-scheduler", &[]).await?;
         let alive = TaskAlive::default();
-        tokio::spawn(alive.clone().track(timonier_scheduler::run(client.clone(), std::future::pending())));
+        tokio::spawn(alive.clone().track(timonier_scheduler::run(client, std::future::pending())));
         control_plane.push(StaticComponent { component: Component::Scheduler, health: Health::Task(alive) });
     }
     if !args.disable_controllers {
+        let kcm = identities::component_client(&server.pki, &url, "system:kube-controller-manager", &[]).await?;
         let alive = TaskAlive::default();
-        tokio::spawn(alive.clone().track(timonier_controllers::run(client.clone(), std::future::pending())));
+        let (url, ca, dir) = (url.clone(), ca.clone(), args.data_dir.join("controller-tokens"));
+        let lifecycle = args.node_lifecycle.config();
+        let controllers = async move {
+            match identities::controller_clients(kcm, &url, &ca, dir).await {
+                Ok(clients) => timonier_controllers::run_with(clients, lifecycle, std::future::pending()).await,
+                Err(e) => tracing::error!(error = %e, "the controllers cannot get their credentials; Deployments and ReplicaSets make no pods"),
+            }
+        };
+        tokio::spawn(alive.clone().track(controllers));
         control_plane.push(StaticComponent { component: Component::ControllerManager, health: Health::Task(alive) });
     }
     if !args.disable_agent {
-        let mut config = agent::config(client, ca, agent_dir, &args.node)?;
+        let node = agent::node_name(&args.node);
+        let client = identities::component_client(&server.pki, &url, &format!("system:node:{node}"), &["system:nodes"]).await?;
+        let sans = [node.clone(), agent::node_ip(&args.node).to_string()];
+        let serving = server.pki.issue_kubelet_serving(&node, &sans).context("cannot issue the node's serving certificate")?;
+        let serving = ServingCertificate::Issued(KeyedCert { cert_pem: serving.cert_pem, key_pem: serving.key_pem });
+        let mut config = agent::config(client, ca, agent_dir, &args.node, serving)?;
         config.control_plane = control_plane;
+        let admin = identities::component_client(&server.pki, &url, "timonier-admin", &["system:masters"]).await?;
+        tokio::spawn(identities::mark_control_plane(admin, node));
         tokio::spawn(async move {
             if let Err(e) = timonier_kubelet::run(config, std::future::pending()).await {
                 tracing::error!(error = %e, "the node agent stopped; pods on this node are no longer managed");
