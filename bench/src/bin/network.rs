@@ -169,9 +169,11 @@ fn start_cluster(bin: &Path, backend: &str) -> Result<Cluster> {
     std::fs::write(&registries, format!("mirrors:\n  docker.io:\n    endpoint: [\"http://{}\"]\n", registry.addr()))?;
     let reg = registries.to_string_lossy().into_owned();
     let (gws, port) = (gw.to_string(), free_port().to_string());
+    // Its own VXLAN identifier: another cluster's node may share this namespace.
+    let vni = (1000 + u32::from(gw.octets()[2])).to_string();
     let server = Server::start_with_agent(
         bin,
-        &["--bind-address", &gws, "--node-ip", &gws, "--node-name", "net0", "--kubelet-port", &port, "--bridge", "tmnbench0", "--cgroup-root", "/timonier-bench0", "--network-backend", backend, "--registry-config", &reg],
+        &["--bind-address", &gws, "--node-ip", &gws, "--node-name", "net0", "--kubelet-port", &port, "--bridge", "tmnbench0", "--cgroup-root", "/timonier-bench0", "--network-backend", backend, "--vxlan-vni", &vni, "--registry-config", &reg],
     );
     let kubectl = server.kubectl("1.33");
     let host = lan.add_host(1).map_err(|e| anyhow!(e))?;
@@ -184,7 +186,7 @@ fn start_cluster(bin: &Path, backend: &str) -> Result<Cluster> {
         .arg(&server.kubeconfig)
         .arg("--data-dir")
         .arg(&agent_dir)
-        .args(["--node-name", "net1", "--node-ip", &host.ip.to_string(), "--cgroup-root", "/timonier-bench1", "--network-backend", backend, "--registry-config", &reg])
+        .args(["--node-name", "net1", "--node-ip", &host.ip.to_string(), "--cgroup-root", "/timonier-bench1", "--network-backend", backend, "--vxlan-vni", &vni, "--registry-config", &reg])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

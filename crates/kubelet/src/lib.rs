@@ -69,6 +69,8 @@ pub struct Config {
     pub cgroup_root: String,
     /// How pod traffic reaches other nodes (`--network-backend`).
     pub network_backend: timonier_network::Backend,
+    /// The VXLAN network identifier, the same on every node of the cluster.
+    pub vxlan_vni: u32,
     /// The port of the agent's HTTPS API (logs, exec, attach, port-forward).
     pub port: u16,
     /// The cluster CA (PEM): clients of the agent API must hold a certificate it signed.

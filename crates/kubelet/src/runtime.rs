@@ -77,6 +77,7 @@ impl NodeRuntime {
             state_dir: config.data_dir.join("network"),
             node_ip,
             backend: config.network_backend,
+            vxlan_vni: config.vxlan_vni,
         })
         .await
         .map_err(|e| Error::Runtime(format!("cannot set up the pod network: {e}")))?;

@@ -35,7 +35,7 @@ use std::sync::Arc;
 pub use cidr::Ipv4Net;
 pub use error::{Error, Result};
 pub use ipam::Ipam;
-pub use peers::{format_mac, parse_mac, vtep_mac, Backend, Peer};
+pub use peers::{format_mac, parse_mac, vtep_mac, Backend, Peer, DEFAULT_VNI};
 pub use policy::{Allow, IpRange, PodPolicy, PolicyRules, PortRange, Protocol};
 pub use proxy::ServicePort;
 
@@ -56,6 +56,8 @@ pub struct NetworkConfig {
     pub node_ip: Ipv4Addr,
     /// How pod traffic reaches other nodes' pods.
     pub backend: Backend,
+    /// The VXLAN network identifier (every node of a cluster uses the same).
+    pub vxlan_vni: u32,
 }
 
 /// What a pod got from [`PodNetwork::attach`].
@@ -173,6 +175,8 @@ impl PodNetwork {
             state_dir: state_dir.to_path_buf(),
             node_ip,
             backend,
+            // Teardown only: the device is found by name.
+            vxlan_vni: peers::DEFAULT_VNI,
         })
         .await
     }
@@ -301,7 +305,7 @@ impl PodNetwork {
         let inner = &*self.inner;
         let cfg = &inner.cfg;
         let vxlan = match cfg.backend {
-            Backend::Vxlan if !peers.is_empty() => Some(peers::ensure_vxlan(&inner.handle, &peers::vxlan_name(&cfg.bridge), cfg.node_ip, cfg.pod_cidr).await?),
+            Backend::Vxlan if !peers.is_empty() => Some(peers::ensure_vxlan(&inner.handle, &peers::vxlan_name(&cfg.bridge), cfg.vxlan_vni, cfg.node_ip, cfg.pod_cidr).await?),
             _ => None,
         };
         peers::sync(&inner.handle, peers, vxlan).await

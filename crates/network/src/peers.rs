@@ -1,7 +1,7 @@
 //! Routes to the other nodes' pod ranges, as flannel's two simplest backends make them.
 //!
 //! - **host-gw**: `<peer podCIDR> via <peer node IP>` — the nodes must share a layer-2 segment.
-//! - **vxlan**: one VXLAN device per node (VNI 1, UDP 8472, no learning), holding the node's
+//! - **vxlan**: one VXLAN device per node (VNI 1 by default, UDP 8472, no learning), holding the node's
 //!   own `<podCIDR network>/32`; for each peer `<peer podCIDR> via <peer network address> dev
 //!   vxlan onlink`, a permanent neighbour entry giving that address the peer's VTEP MAC, and a
 //!   forwarding entry sending that MAC to the peer's node IP. Works across routed networks.
@@ -26,8 +26,9 @@ use crate::nl::{link_by_name, ok_if_exists, ok_if_missing};
 /// The `rtm_protocol` of our routes (unassigned in iproute2's `rt_protos`).
 pub const ROUTE_PROTOCOL: u8 = 77;
 /// flannel's VXLAN network identifier and port (the Linux default port is 4789; flannel and
-/// k3s use the kernel's historical 8472).
-const VNI: u32 = 1;
+/// k3s use the kernel's historical 8472). Two clusters whose nodes share a network namespace
+/// (tests) need different identifiers: one port serves every device, demultiplexed by VNI.
+pub const DEFAULT_VNI: u32 = 1;
 const VXLAN_PORT: u16 = 8472;
 
 /// How pod traffic reaches other nodes.
@@ -109,11 +110,19 @@ pub fn format_mac(m: &[u8; 6]) -> String {
 
 /// Creates the VXLAN device if missing (local address `node_ip`, our `pod_cidr`'s network
 /// address on it), up. Returns its index.
-pub(crate) async fn ensure_vxlan(h: &Handle, name: &str, node_ip: Ipv4Addr, pod_cidr: Ipv4Net) -> Result<u32> {
+pub(crate) async fn ensure_vxlan(h: &Handle, name: &str, vni: u32, node_ip: Ipv4Addr, pod_cidr: Ipv4Net) -> Result<u32> {
     let link = match link_by_name(h, name).await? {
         Some(l) => l,
         None => {
-            let msg = LinkVxlan::new(name, VNI).local(node_ip).port(VXLAN_PORT).learning(false).address(vtep_mac(node_ip).to_vec()).build();
+            // Its MTU leaves room for the 50 bytes of encapsulation in the nodes' 1500, so that
+            // nothing the node itself sends through it is fragmented.
+            let msg = LinkVxlan::new(name, vni)
+                .local(node_ip)
+                .port(VXLAN_PORT)
+                .learning(false)
+                .address(vtep_mac(node_ip).to_vec())
+                .mtu(Backend::Vxlan.pod_mtu())
+                .build();
             let r = h.link().add(msg).execute().await;
             ok_if_exists(r, &format!("create vxlan device {name}"))?;
             tracing::info!(device = name, %node_ip, "created vxlan device");

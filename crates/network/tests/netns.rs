@@ -95,6 +95,7 @@ fn cfg(tag: &str) -> NetworkConfig {
         state_dir: dir,
         node_ip: Ipv4Addr::LOCALHOST,
         backend: Backend::default(),
+        vxlan_vni: timonier_network::DEFAULT_VNI,
     }
 }
 

@@ -75,33 +75,39 @@ fn v2_status(addr: &str) -> Option<u16> {
 impl Registry {
     /// Starts an open (no auth) registry.
     pub fn start() -> Result<Registry, String> {
-        Self::launch(Auth::None, false, "127.0.0.1")
+        Self::launch(Auth::None, false, "127.0.0.1", None)
     }
 
     /// An open registry listening on `ip` (a test LAN's address, for hosts in other network
     /// namespaces) instead of loopback.
     pub fn start_on(ip: std::net::Ipv4Addr) -> Result<Registry, String> {
-        Self::launch(Auth::None, false, &ip.to_string())
+        Self::launch(Auth::None, false, &ip.to_string(), None)
+    }
+
+    /// An open registry on `ip:port` exactly (an address a configuration named before the
+    /// registry could start).
+    pub fn start_at(ip: std::net::Ipv4Addr, port: u16) -> Result<Registry, String> {
+        Self::launch(Auth::None, false, &ip.to_string(), Some(port))
     }
 
     /// Starts an open registry that serves HTTPS with a self-signed certificate (for
     /// 127.0.0.1 and localhost).
     pub fn start_tls() -> Result<Registry, String> {
-        Self::launch(Auth::None, true, "127.0.0.1")
+        Self::launch(Auth::None, true, "127.0.0.1", None)
     }
 
     /// Starts a registry requiring HTTP basic auth (htpasswd, bcrypt) for `username`.
     pub fn start_with_auth(username: &str, password: &str) -> Result<Registry, String> {
-        Self::launch(Auth::Basic(username, password), false, "127.0.0.1")
+        Self::launch(Auth::Basic(username, password), false, "127.0.0.1", None)
     }
 
     /// Starts a registry using the Bearer-token flow: it sends clients to a token server (on
     /// another loopback port) that takes `username`'s basic credentials and issues JWTs.
     pub fn start_with_token_auth(username: &str, password: &str) -> Result<Registry, String> {
-        Self::launch(Auth::Token(username, password), false, "127.0.0.1")
+        Self::launch(Auth::Token(username, password), false, "127.0.0.1", None)
     }
 
-    fn launch(auth: Auth, tls: bool, host: &str) -> Result<Registry, String> {
+    fn launch(auth: Auth, tls: bool, host: &str, fixed_port: Option<u16>) -> Result<Registry, String> {
         let bin = registry_bin()?;
         let dir = tempfile::Builder::new()
             .prefix("timonier-registry-")
@@ -145,7 +151,7 @@ impl Registry {
             tls_yaml = format!("  tls:\n    certificate: {}\n    key: {}\n", crt.display(), key.display());
         }
         for _ in 0..5 {
-            let port = free_port();
+            let port = fixed_port.unwrap_or_else(free_port);
             let addr = format!("{host}:{port}");
             let config = dir.path().join("config.yml");
             let yaml = format!(

@@ -36,6 +36,10 @@ pub struct NodeArgs {
     /// Every node of a cluster must use the same.
     #[arg(long, default_value = "vxlan")]
     pub network_backend: timonier_network::Backend,
+    /// The VXLAN network identifier, the same on every node (clusters sharing a network
+    /// namespace, as tests' do, need different ones).
+    #[arg(long, default_value_t = timonier_network::DEFAULT_VNI, hide = true)]
+    pub vxlan_vni: u32,
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -66,7 +70,7 @@ pub struct AgentArgs {
     pub node: NodeArgs,
 }
 
-pub(crate) fn hostname() -> String {
+pub(crate) pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_lowercase()).unwrap_or_else(|_| "node".into())
 }
 
@@ -140,6 +144,7 @@ pub fn config(client: kube::Client, ca_pem: String, data_dir: PathBuf, node: &No
         bridge: node.bridge.clone(),
         cgroup_root: node.cgroup_root.clone(),
         network_backend: node.network_backend,
+        vxlan_vni: node.vxlan_vni,
         port: node.kubelet_port,
         client_ca_pem: ca_pem,
         serving,

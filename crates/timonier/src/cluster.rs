@@ -33,6 +33,10 @@ pub struct StartArgs {
     /// Extra names or addresses for the API server's certificate.
     #[arg(long)]
     pub tls_san: Vec<String>,
+    /// How many nodes: the first runs here with the control plane, the others each on a host
+    /// of its own on this machine (a network namespace on a LAN), as `minikube start --nodes`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub nodes: u8,
     #[command(flatten)]
     pub node: crate::agent::NodeArgs,
 }
@@ -46,7 +50,7 @@ fn home() -> PathBuf {
     std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
 }
 
-fn data_dir(args: &ClusterArgs) -> PathBuf {
+pub(crate) fn data_dir(args: &ClusterArgs) -> PathBuf {
     args.data_dir.clone().unwrap_or_else(|| {
         if unsafe { libc::geteuid() } == 0 {
             PathBuf::from("/var/lib/timonier")
@@ -84,7 +88,16 @@ pub fn start(args: StartArgs) -> anyhow::Result<()> {
     let dir = data_dir(&args.cluster);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let kubeconfig = dir.join("kubeconfig");
+    // Several nodes: the server listens on the hosts' LAN (decided at the first start).
+    let multi = args.nodes > 1 || crate::nodes::multi_node(&dir);
+    if multi {
+        crate::nodes::prepare(&dir, &args.node, &args.node.node_name.clone().unwrap_or_else(crate::agent::hostname))?;
+    }
+    let first_node = args.node.node_name.clone().unwrap_or_else(crate::agent::hostname);
     if let Some(pid) = running_pid(&dir) {
+        if multi {
+            start_extra_nodes(&dir, &args, &kubeconfig, &first_node, started)?;
+        }
         merge_kubeconfig(&kubeconfig, &user_kubeconfig())?;
         println!("timonier is already running (pid {pid}); kubectl is configured to use \"timonier\"");
         kubectl_hint();
@@ -104,7 +117,7 @@ pub fn start(args: StartArgs) -> anyhow::Result<()> {
         .arg(&args.datastore)
         .arg("--write-kubeconfig")
         .arg(&kubeconfig)
-        .args(server_args(&args))
+        .args(server_args(&args, multi))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -124,7 +137,8 @@ pub fn start(args: StartArgs) -> anyhow::Result<()> {
         }
     };
 
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.secure_port));
+    let host = if multi { crate::nodes::lan().gateway() } else { std::net::Ipv4Addr::LOCALHOST };
+    let addr = std::net::SocketAddr::from((host, args.secure_port));
     let api_ready = || {
         std::fs::read_to_string(&log_path).unwrap_or_default().contains("API server ready")
             && std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
@@ -152,14 +166,54 @@ pub fn start(args: StartArgs) -> anyhow::Result<()> {
         }
         step(&format!("Cluster DNS answering at {CLUSTER_DNS}"));
     }
+    if multi {
+        start_extra_nodes(&dir, &args, &kubeconfig, &first_node, started)?;
+    }
     merge_kubeconfig(&kubeconfig, &user_kubeconfig())?;
     step("Done! kubectl is now configured to use \"timonier\" cluster and \"default\" namespace by default");
     kubectl_hint();
     Ok(())
 }
 
-/// The `server` flags that `start` passes on as they are.
-fn server_args(args: &StartArgs) -> Vec<std::ffi::OsString> {
+/// Starts the cluster's extra nodes — those it has, then new ones up to `--nodes` — and
+/// waits until each is Ready.
+fn start_extra_nodes(dir: &Path, args: &StartArgs, kubeconfig: &Path, first: &str, started: Instant) -> anyhow::Result<()> {
+    let mut names: Vec<String> = Vec::new();
+    for (index, name) in crate::nodes::list(dir) {
+        crate::nodes::start(dir, &name, index, kubeconfig)?;
+        names.push(name);
+    }
+    while names.len() + 1 < usize::from(args.nodes) {
+        let index = crate::nodes::next_index(dir);
+        let name = crate::nodes::node_name(first, index);
+        crate::nodes::start(dir, &name, index, kubeconfig)?;
+        names.push(name);
+    }
+    wait_nodes_ready(dir, kubeconfig, &names, started)
+}
+
+/// Waits until each node of `names` is Ready, printing each as it becomes so.
+pub(crate) fn wait_nodes_ready(dir: &Path, kubeconfig: &Path, names: &[String], started: Instant) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(kubeconfig).with_context(|| format!("cannot read {}", kubeconfig.display()))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
+    let client = rt.block_on(crate::agent::client_from_kubeconfig(&text))?.0;
+    for name in names {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        while rt.block_on(ready_node(&client, Some(name))).is_none() {
+            if Instant::now() > deadline || crate::nodes::running_pid(dir, name).is_none() {
+                let log = dir.join("nodes").join(name).join("agent.log");
+                anyhow::bail!("node {name} did not become Ready within {} s; the end of {}:\n{}", STEP_TIMEOUT.as_secs(), log.display(), log_tail(&log));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        println!("* Node {name:?} Ready ({:.1} s)", started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// The `server` flags that `start` passes on as they are (and, for several nodes, those that
+/// put the server and the first node on the hosts' LAN).
+fn server_args(args: &StartArgs, multi: bool) -> Vec<std::ffi::OsString> {
     let mut out: Vec<std::ffi::OsString> = Vec::new();
     let mut flag = |name: &str, value: &dyn AsRef<std::ffi::OsStr>| {
         out.push(name.into());
@@ -175,9 +229,14 @@ fn server_args(args: &StartArgs) -> Vec<std::ffi::OsString> {
     if let Some(n) = &node.node_name {
         flag("--node-name", n);
     }
-    if let Some(ip) = node.node_ip {
+    if multi {
+        let gateway = crate::nodes::lan().gateway().to_string();
+        flag("--bind-address", &gateway);
+        flag("--node-ip", &gateway);
+    } else if let Some(ip) = node.node_ip {
         flag("--node-ip", &ip.to_string());
     }
+    flag("--network-backend", &node.network_backend.to_string());
     if let Some(f) = &node.registry_config {
         flag("--registry-config", f);
     }
@@ -210,7 +269,7 @@ fn log_tail(path: &Path) -> String {
 }
 
 /// The name of a Ready node (`name`, or any when none is given).
-async fn ready_node(client: &kube::Client, name: Option<&str>) -> Option<String> {
+pub(crate) async fn ready_node(client: &kube::Client, name: Option<&str>) -> Option<String> {
     use k8s_openapi::api::core::v1::Node;
     let nodes: kube::Api<Node> = kube::Api::all(client.clone());
     let list = nodes.list(&Default::default()).await.ok()?;
@@ -257,6 +316,9 @@ fn kubectl_hint() {
 
 pub fn stop(args: ClusterArgs) -> anyhow::Result<()> {
     let dir = data_dir(&args);
+    for (_, name) in crate::nodes::list(&dir) {
+        crate::nodes::stop(&dir, &name);
+    }
     let Some(pid) = running_pid(&dir) else {
         println!("timonier is not running");
         return Ok(());
@@ -278,6 +340,7 @@ pub fn delete(args: ClusterArgs) -> anyhow::Result<()> {
     let dir = data_dir(&args);
     stop(args.clone())?;
     // Pods outlive the agent by design: stop them, and remove the pod network, first.
+    crate::nodes::remove_all(&dir)?;
     let agent_dir = dir.join("server").join("agent");
     if agent_dir.exists() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
@@ -298,6 +361,8 @@ pub fn status(args: ClusterArgs) -> anyhow::Result<()> {
     let kubeconfig = dir.join("kubeconfig");
     let pid = running_pid(&dir);
     let (mut apiserver, mut kubelet, mut agent_wanted) = (false, false, true);
+    let workers: Vec<String> = crate::nodes::list(&dir).into_iter().map(|(_, n)| n).collect();
+    let mut workers_ready = vec![false; workers.len()];
     if pid.is_some() {
         let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.unwrap_or_default())).unwrap_or_default();
         agent_wanted = !cmdline.split(|b| *b == 0).any(|a| a == b"--disable-agent");
@@ -309,6 +374,9 @@ pub fn status(args: ClusterArgs) -> anyhow::Result<()> {
                         apiserver = client.request_text(req).await.is_ok_and(|t| t.trim() == "ok");
                     }
                     kubelet = apiserver && agent_wanted && ready_node(&client, None).await.is_some();
+                    for (name, ready) in workers.iter().zip(workers_ready.iter_mut()) {
+                        *ready = apiserver && ready_node(&client, Some(name)).await.is_some();
+                    }
                 }
             });
         }
@@ -323,6 +391,10 @@ pub fn status(args: ClusterArgs) -> anyhow::Result<()> {
     println!("kubeconfig: {}", if configured { "Configured" } else { "Misconfigured" });
     if let Some(pid) = pid {
         println!("pid: {pid}\ndata: {}", dir.display());
+    }
+    // The other nodes, each as minikube shows a worker.
+    for (name, ready) in workers.iter().zip(&workers_ready) {
+        println!("\n{name}\ntype: Worker\nhost: {}\nkubelet: {}", word(crate::nodes::running_pid(&dir, name).is_some()), word(*ready));
     }
     let code = (pid.is_none() as i32) | ((agent_wanted && !kubelet) as i32) << 1 | (!apiserver as i32) << 2;
     if code != 0 {

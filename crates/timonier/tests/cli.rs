@@ -150,3 +150,95 @@ fn image_import_ls_rm() {
     let bad = timonier(home.path(), &["image", "--data-dir", d, "import", "/etc/hostname"]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("invalid image in /etc/hostname"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
+
+/// `timonier start --nodes 3`: the first node with the control plane, two more each on a host
+/// of its own (network namespaces on the `timonier` LAN), pods talking across them;
+/// `node list|delete|add`, `stop` then `start` bring every node back; `delete` leaves no host.
+#[test]
+fn start_several_nodes() {
+    let home = timonier_testkit::temp_dir("timonier-home-");
+    // Short: pod shims' socket paths under it must fit in 108 bytes.
+    let dir = home.path().join("c");
+    let d = dir.to_str().unwrap();
+    let (port, kubelet_port) = (timonier_testkit::free_port().to_string(), timonier_testkit::free_port().to_string());
+    // The nodes pull from a registry on the LAN, which exists once the cluster does.
+    let lan_ip = std::net::Ipv4Addr::new(10, 250, 0, 1);
+    let registry_port = timonier_testkit::free_port();
+    let registries = home.path().join("registries.yaml");
+    std::fs::write(&registries, format!("mirrors:\n  docker.io:\n    endpoint: [\"http://{lan_ip}:{registry_port}\"]\n")).unwrap();
+    struct Delete<'a>(&'a std::path::Path, &'a str);
+    impl Drop for Delete<'_> {
+        fn drop(&mut self) {
+            let _ = timonier(self.0, &["delete", "--data-dir", self.1]);
+        }
+    }
+    let _delete = Delete(home.path(), d);
+    let start = |nodes: Option<&str>| {
+        let mut args = vec!["start", "--data-dir", d, "--secure-port", &port, "--kubelet-port", &kubelet_port, "--bridge", "tmnrmn0", "--node-name", "mn"];
+        args.extend(["--registry-config", registries.to_str().unwrap()]);
+        if let Some(n) = nodes {
+            args.extend(["--nodes", n]);
+        }
+        let out = timonier(home.path(), &args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+        text
+    };
+    let text = start(Some("3"));
+    for line in [format!("* API server ready at https://{lan_ip}:{port} ("), "* Node \"mn\" Ready (".into(), "* Node \"mn-m02\" Ready (".into(), "* Node \"mn-m03\" Ready (".into()] {
+        assert!(text.contains(&line), "{line} in:\n{text}");
+    }
+    let kubectl = |args: &[&str]| {
+        let out = Command::new(timonier_testkit::kubectl_bin("1.33")).args(args).env("HOME", home.path()).env_remove("KUBECONFIG").output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (_, nodes) = kubectl(&["get", "nodes", "-o", "custom-columns=NAME:.metadata.name,IP:.status.addresses[0].address,READY:.status.conditions[?(@.type==\"Ready\")].status", "--no-headers"]);
+    for line in ["mn-m02   10.250.0.11   True", "mn-m03   10.250.0.12   True"] {
+        assert!(nodes.split_whitespace().collect::<Vec<_>>().join(" ").contains(&line.split_whitespace().collect::<Vec<_>>().join(" ")), "{line} in:\n{nodes}");
+    }
+    let status = timonier(home.path(), &["status", "--data-dir", d]);
+    let st = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success() && st.contains("mn-m02\ntype: Worker\nhost: Running\nkubelet: Running"), "{st}");
+    let list = String::from_utf8_lossy(&timonier(home.path(), &["node", "list", "--data-dir", d]).stdout).into_owned();
+    assert!(list.contains("mn-m03") && list.contains("10.250.0.12"), "{list}");
+
+    // Pods on different hosts reach each other.
+    let registry = timonier_testkit::Registry::start_at(lan_ip, registry_port).expect("registry on the LAN");
+    let images = timonier_testkit::temp_dir("timonier-images-");
+    timonier_testkit::images::busybox_image(&images.path().join("bb")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(timonier_testkit::images::push(registry.addr(), &images.path().join("bb"), "library/busybox:latest")).unwrap();
+    for (pod, node) in [("p1", "mn"), ("p3", "mn-m03")] {
+        let overrides = format!("{{\"spec\":{{\"nodeName\":\"{node}\"}}}}");
+        let (ok, out) = kubectl(&["run", pod, "--image=busybox", &format!("--overrides={overrides}"), "--", "sleep", "3600"]);
+        assert!(ok, "{out}");
+    }
+    let (ok, out) = kubectl(&["wait", "--for=condition=Ready", "pod/p1", "pod/p3", "--timeout=60s"]);
+    assert!(ok, "{out}\n{}\n{}", kubectl(&["describe", "pod", "p3"]).1, std::fs::read_to_string(dir.join("nodes/mn-m03/agent.log")).unwrap_or_default());
+    let (_, ip3) = kubectl(&["get", "pod", "p3", "-o", "jsonpath={.status.podIP}"]);
+    let (ok, out) = kubectl(&["exec", "p1", "--", "ping", "-c1", "-W2", &ip3]);
+    assert!(ok && out.contains("1 packets received"), "p1 on mn -> p3 on mn-m03 ({ip3}): {out}");
+
+    // A node goes and comes back.
+    let out = timonier(home.path(), &["node", "delete", "mn-m03", "--data-dir", d]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, nodes) = kubectl(&["get", "nodes", "-o", "name"]);
+    assert!(!nodes.contains("mn-m03"), "{nodes}");
+    assert!(!std::path::Path::new("/run/netns/timonier-mn-m03").exists());
+    let out = timonier(home.path(), &["node", "add", "--data-dir", d]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("* Node \"mn-m03\" Ready"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = timonier(home.path(), &["node", "delete", "mn-m09", "--data-dir", d]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no node \"mn-m09\""));
+
+    // Stopped and started again: every node returns.
+    assert!(timonier(home.path(), &["stop", "--data-dir", d]).status.success());
+    let text = start(None);
+    assert!(text.contains("* Node \"mn-m02\" Ready (") && text.contains("* Node \"mn-m03\" Ready ("), "{text}");
+
+    assert!(timonier(home.path(), &["delete", "--data-dir", d]).status.success());
+    for ns in ["timonier-lan", "timonier-mn-m02", "timonier-mn-m03"] {
+        assert!(!std::path::Path::new("/run/netns").join(ns).exists(), "{ns} left");
+    }
+    let links = Command::new("ip").args(["-br", "link"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&links.stdout).contains("timonier-lan"));
+}

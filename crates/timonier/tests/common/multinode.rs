@@ -56,6 +56,8 @@ impl MultiNode {
         let registry = (!images.is_empty()).then(|| TestRegistry::start_on(gateway, images));
         let server_node = format!("{prefix}0");
         let cgroup = |i: u8| format!("/timonier-test-{prefix}{i}-{}", std::process::id());
+        // Its own VXLAN identifier: another cluster's node may share this namespace.
+        let vni = (1000 + u32::from(gateway.octets()[2])).to_string();
         let mut args: Vec<String> = vec![
             "--bind-address".into(),
             gateway.to_string(),
@@ -71,6 +73,8 @@ impl MultiNode {
             cgroup(0),
             "--network-backend".into(),
             backend.into(),
+            "--vxlan-vni".into(),
+            vni.clone(),
         ];
         if let Some(r) = &registry {
             args.extend(["--registry-config".into(), r.config.to_string_lossy().into_owned()]);
@@ -85,7 +89,7 @@ impl MultiNode {
             let data_dir = cluster.dir.path().join(&name);
             let log = cluster.dir.path().join(format!("{name}.log"));
             let mut agent = Agent { host, name, data_dir, log, child: None };
-            let mut extra = vec!["--cgroup-root".to_string(), cgroup(i), "--network-backend".into(), backend.into()];
+            let mut extra = vec!["--cgroup-root".to_string(), cgroup(i), "--network-backend".into(), backend.into(), "--vxlan-vni".into(), vni.clone()];
             if let Some(r) = &cluster.registry {
                 extra.extend(["--registry-config".into(), r.config.to_string_lossy().into_owned()]);
             }
