@@ -14,6 +14,7 @@ mod env;
 mod grpc_probe;
 mod logs;
 pub mod mirror;
+mod netpol;
 mod node;
 mod peers;
 mod pods;

@@ -24,6 +24,9 @@ use crate::mirror::ProxyHealth;
 const DNS_PORT: u16 = 53;
 
 pub async fn run(client: Client, network: PodNetwork, health: Arc<ProxyHealth>) {
+    // NetworkPolicies are enforced alongside (kube-router's way: proxy and firewall in one
+    // agent), and end with this loop.
+    let _policies = timonier_client::AbortOnDrop(tokio::spawn(crate::netpol::run(client.clone(), network.clone())));
     let gateway = network.config().pod_cidr.gateway();
     let dns = ClusterDns::default();
     let server = dns.clone();

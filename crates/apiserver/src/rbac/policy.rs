@@ -153,6 +153,12 @@ pub(super) fn bootstrap_policy() -> (Vec<Value>, Vec<Value>) {
             rule(&["discovery.k8s.io"], &["endpointslices"], &["list", "watch"]),
         ])),
         role("system:kube-dns", json!([rule(&[""], &["endpoints", "services"], &["list", "watch"])])),
+        // What a NetworkPolicy enforcer reads (kube-router's and calico-node's roles): every
+        // node enforces policies, and peers are pods of any node selected by their namespace.
+        role("timonier:network-policy", json!([
+            rule(&["networking.k8s.io"], &["networkpolicies"], &["list", "watch"]),
+            rule(&[""], &["pods", "namespaces"], &["list", "watch"]),
+        ])),
         role("system:node-bootstrapper", json!([rule(&["certificates.k8s.io"], &["certificatesigningrequests"], &["create", "get", "list", "watch"])])),
         role("system:certificates.k8s.io:certificatesigningrequests:nodeclient", json!([rule(&["certificates.k8s.io"], &["certificatesigningrequests/nodeclient"], &["create"])])),
         role("system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", json!([rule(&["certificates.k8s.io"], &["certificatesigningrequests/selfnodeclient"], &["create"])])),
@@ -229,6 +235,7 @@ pub(super) fn bootstrap_policy() -> (Vec<Value>, Vec<Value>) {
         // Every node agent embeds the Service proxy (and cluster DNS), which kube-proxy's own
         // identity would run as elsewhere: nodes hold its role too.
         binding("timonier:node-proxier", "system:node-proxier", json!([group("system:nodes")])),
+        binding("timonier:network-policy", "timonier:network-policy", json!([group("system:nodes")])),
     ];
     bindings.extend(CONTROLLERS.iter().map(|c| binding(&format!("system:controller:{c}"), &format!("system:controller:{c}"), json!([service_account(c)]))));
     (roles, bindings)
@@ -330,6 +337,8 @@ mod tests {
         assert!(!allows("system:kube-controller-manager", &attrs("create", "", "pods", "")));
         assert!(allows("system:controller:replicaset-controller", &attrs("create", "", "pods", "")));
         assert!(allows("system:node-bootstrapper", &attrs("create", "certificates.k8s.io", "certificatesigningrequests", "")));
+        assert!(allows("timonier:network-policy", &attrs("watch", "networking.k8s.io", "networkpolicies", "")));
+        assert!(!allows("timonier:network-policy", &attrs("create", "networking.k8s.io", "networkpolicies", "")));
         let node = bindings.iter().find(|b| b["metadata"]["name"] == "system:node").cloned().unwrap_or_default();
         assert!(node["subjects"].is_null(), "nodes are authorized by the Node authorizer, not by a binding");
     }
