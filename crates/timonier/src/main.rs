@@ -14,6 +14,7 @@ mod cluster;
 mod identities;
 mod image;
 mod logging;
+mod nodes;
 mod node_controllers;
 mod token;
 
@@ -40,6 +41,8 @@ enum Command {
     Agent(agent::AgentArgs),
     /// Manage the node's images: import, ls, rm.
     Image(image::ImageArgs),
+    /// The local cluster's other nodes (each a host of its own on this machine): add, delete, list.
+    Node(nodes::NodeCommandArgs),
     /// Manage bootstrap tokens, with which agents join: create, list, delete.
     Token(token::TokenArgs),
     /// A pod's shim process (started by the agent; not for direct use).
@@ -118,6 +121,7 @@ fn main() -> anyhow::Result<()> {
         Command::Delete(args) => cluster::delete(args),
         Command::Status(args) => cluster::status(args),
         Command::Image(args) => image::run(args),
+        Command::Node(args) => nodes::run(args),
         Command::Token(args) => runtime()?.block_on(token::run(args)),
         Command::Agent(args) => {
             // A joining node runs the Service proxy and cluster DNS of its own.
