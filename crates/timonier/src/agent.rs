@@ -70,7 +70,7 @@ pub struct AgentArgs {
     pub node: NodeArgs,
 }
 
-pub(crate) pub(crate) fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_lowercase()).unwrap_or_else(|_| "node".into())
 }
 
