@@ -1,376 +1,298 @@
-//! Where a pod may go and where it fits best: kube-scheduler's default filter plugins, in its
-//! order (NodeUnschedulable, TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit), each
-//! node stopping at its first failing plugin as upstream's framework does, and its
-//! NodeResourcesFit (least allocated) and NodeResourcesBalancedAllocation scores. Pure
-//! functions over typed objects; the loop in `lib.rs` feeds them its caches.
+//! The filter plugins that look at one node and the pod alone, in the default profile's order:
+//! NodeUnschedulable, TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit. Each returns
+//! upstream's status — its reasons and whether preemption could help (`Unschedulable`) or not
+//! (`UnschedulableAndUnresolvable`) — the words the FailedScheduling message counts.
 
-use std::collections::{BTreeMap, HashSet};
+use std::borrow::Cow;
+use std::collections::HashSet;
 
-use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use timonier_api::printers::quantity_value;
+use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Taint, Toleration};
 
-/// What scoring assumes a container without requests uses (upstream's
-/// `DefaultMilliCPURequest` and `DefaultMemoryRequest`), so that best-effort pods spread.
-const DEFAULT_CPU: f64 = 0.1;
-const DEFAULT_MEMORY: f64 = 200.0 * 1024.0 * 1024.0;
+use crate::node_info::{NodeInfo, Usage};
+use crate::pod_info::PodInfo;
 
-/// The resources a pod asks for, or a node has room for.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Resources {
-    pub cpu: f64,
-    pub memory: f64,
-    pub ephemeral_storage: f64,
-    pub pods: f64,
-    /// cpu and memory with upstream's defaults for containers that request none (scoring only).
-    pub score_cpu: f64,
-    pub score_memory: f64,
+/// Reasons are upstream's fixed strings but for a taint's: a status costs no allocation, as
+/// most nodes a cycle looks at may fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// Could evicting lower-priority pods help? (`Unschedulable` yes, `…AndUnresolvable` no.)
+    pub resolvable: bool,
+    /// NodeResourcesFit names up to four shortfalls; the other plugins one reason.
+    reasons: [Option<Cow<'static, str>>; 4],
 }
 
-impl Resources {
-    pub fn add(&mut self, o: &Resources) {
-        self.cpu += o.cpu;
-        self.memory += o.memory;
-        self.ephemeral_storage += o.ephemeral_storage;
-        self.pods += o.pods;
-        self.score_cpu += o.score_cpu;
-        self.score_memory += o.score_memory;
+impl Status {
+    fn new(resolvable: bool, reason: impl Into<Cow<'static, str>>) -> Status {
+        Status { resolvable, reasons: [Some(reason.into()), None, None, None] }
+    }
+
+    pub fn unschedulable(reason: impl Into<Cow<'static, str>>) -> Status {
+        Status::new(true, reason)
+    }
+
+    pub fn unresolvable(reason: impl Into<Cow<'static, str>>) -> Status {
+        Status::new(false, reason)
+    }
+
+    pub fn reasons(&self) -> impl Iterator<Item = &str> {
+        self.reasons.iter().flatten().map(|r| r.as_ref())
     }
 }
 
-fn value(q: Option<&Quantity>) -> Option<f64> {
-    q.and_then(|q| quantity_value(&q.0))
-}
+pub const ERR_UNSCHEDULABLE: &str = "node(s) were unschedulable";
+pub const ERR_NODE_AFFINITY: &str = "node(s) didn't match Pod's node affinity/selector";
+pub const ERR_NODE_PORTS: &str = "node(s) didn't have free ports for the requested pod ports";
 
-/// A pod's effective requests as upstream computes them: the larger of the app containers'
-/// sum and the largest init container, plus the pod overhead. A container with limits but no
-/// requests requests its limits (API defaulting does the same).
-pub fn pod_requests(pod: &Pod) -> Resources {
-    let Some(spec) = &pod.spec else { return Resources::default() };
-    let container = |c: &k8s_openapi::api::core::v1::Container| {
-        let r = c.resources.as_ref();
-        let get = |name: &str| value(r.and_then(|r| r.requests.as_ref()).and_then(|m| m.get(name))).or_else(|| value(r.and_then(|r| r.limits.as_ref()).and_then(|m| m.get(name))));
-        let (cpu, memory) = (get("cpu"), get("memory"));
-        Resources {
-            cpu: cpu.unwrap_or(0.0),
-            memory: memory.unwrap_or(0.0),
-            ephemeral_storage: get("ephemeral-storage").unwrap_or(0.0),
-            pods: 0.0,
-            score_cpu: cpu.unwrap_or(DEFAULT_CPU),
-            score_memory: memory.unwrap_or(DEFAULT_MEMORY),
-        }
-    };
-    let mut sum = Resources::default();
-    for c in &spec.containers {
-        sum.add(&container(c));
+/// Upstream's `Toleration.ToleratesTaint`.
+pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
+    if t.effect.as_deref().is_some_and(|e| !e.is_empty() && e != taint.effect) {
+        return false;
     }
-    for c in spec.init_containers.iter().flatten() {
-        let i = container(c);
-        sum.cpu = sum.cpu.max(i.cpu);
-        sum.memory = sum.memory.max(i.memory);
-        sum.ephemeral_storage = sum.ephemeral_storage.max(i.ephemeral_storage);
+    if t.key.as_deref().is_some_and(|k| !k.is_empty() && k != taint.key) {
+        return false;
     }
-    if let Some(o) = &spec.overhead {
-        sum.cpu += value(o.get("cpu")).unwrap_or(0.0);
-        sum.memory += value(o.get("memory")).unwrap_or(0.0);
-    }
-    sum.pods = 1.0;
-    sum
-}
-
-/// A node's allocatable resources.
-pub fn allocatable(node: &Node) -> Resources {
-    let a = node.status.as_ref().and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()));
-    let get = |name: &str| value(a.and_then(|a| a.get(name)));
-    let (cpu, memory) = (get("cpu").unwrap_or(0.0), get("memory").unwrap_or(0.0));
-    Resources { cpu, memory, ephemeral_storage: get("ephemeral-storage").unwrap_or(f64::MAX), pods: get("pods").unwrap_or(110.0), score_cpu: cpu, score_memory: memory }
-}
-
-/// What is already on a node: the requests of the pods bound to it and their host ports.
-#[derive(Debug, Default, Clone)]
-pub struct NodeUsage {
-    pub requested: Resources,
-    pub host_ports: HashSet<(String, String, i32)>,
-}
-
-impl NodeUsage {
-    pub fn add(&mut self, pod: &Pod) {
-        self.requested.add(&pod_requests(pod));
-        self.host_ports.extend(host_ports(pod));
-    }
-}
-
-/// (protocol, hostIP, hostPort) of every container port that takes a host port.
-fn host_ports(pod: &Pod) -> Vec<(String, String, i32)> {
-    let Some(spec) = &pod.spec else { return vec![] };
-    spec.containers
-        .iter()
-        .flat_map(|c| c.ports.iter().flatten())
-        .filter_map(|p| {
-            let hp = p.host_port.filter(|hp| *hp > 0)?;
-            Some((p.protocol.clone().unwrap_or_else(|| "TCP".into()), p.host_ip.clone().filter(|ip| !ip.is_empty()).unwrap_or_else(|| "0.0.0.0".into()), hp))
-        })
-        .collect()
-}
-
-fn ports_conflict(want: &[(String, String, i32)], used: &HashSet<(String, String, i32)>) -> bool {
-    want.iter().any(|(proto, ip, port)| used.iter().any(|(p, i, n)| p == proto && n == port && (i == ip || i == "0.0.0.0" || ip == "0.0.0.0")))
-}
-
-/// The taints the scheduler sees: the node's own, plus the ones the node lifecycle
-/// controller would put on a node that is not ready (this cluster has none yet to do it).
-fn taints(node: &Node) -> Vec<Taint> {
-    let mut out: Vec<Taint> = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
-    let ready = node.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == "Ready")).map(|c| c.status.clone());
-    let implied = match ready.as_deref() {
-        Some("True") => None,
-        Some("False") => Some("node.kubernetes.io/not-ready"),
-        _ => Some("node.kubernetes.io/unreachable"),
-    };
-    if let Some(key) = implied {
-        if !out.iter().any(|t| t.key == key) {
-            out.push(Taint { key: key.into(), effect: "NoSchedule".into(), ..Default::default() });
-        }
-    }
-    out
-}
-
-fn tolerates(tolerations: &[Toleration], taint: &Taint) -> bool {
-    tolerations.iter().any(|t| {
-        let effect_ok = t.effect.as_deref().is_none_or(|e| e.is_empty() || e == taint.effect);
-        let exists = t.operator.as_deref() == Some("Exists");
-        let key_ok = match t.key.as_deref() {
-            None | Some("") => exists,
-            Some(k) => k == taint.key,
-        };
-        let value_ok = exists || t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("");
-        effect_ok && key_ok && value_ok
-    })
-}
-
-fn requirement_matches(r: &NodeSelectorRequirement, labels: &BTreeMap<String, String>) -> bool {
-    let v = labels.get(&r.key);
-    let values = r.values.as_deref().unwrap_or_default();
-    let number = |s: &str| s.parse::<i64>().ok();
-    match r.operator.as_str() {
-        "In" => v.is_some_and(|v| values.contains(v)),
-        "NotIn" => v.is_none_or(|v| !values.contains(v)),
-        "Exists" => v.is_some(),
-        "DoesNotExist" => v.is_none(),
-        "Gt" => matches!((v.and_then(|v| number(v)), values.first().and_then(|x| number(x))), (Some(a), Some(b)) if a > b),
-        "Lt" => matches!((v.and_then(|v| number(v)), values.first().and_then(|x| number(x))), (Some(a), Some(b)) if a < b),
+    match t.operator.as_deref().unwrap_or("") {
+        "" | "Equal" => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
+        "Exists" => true,
         _ => false,
     }
 }
 
-fn term_matches(t: &NodeSelectorTerm, node: &Node) -> bool {
-    let labels = node.metadata.labels.clone().unwrap_or_default();
+fn tolerated(tolerations: &[Toleration], taint: &Taint) -> bool {
+    tolerations.iter().any(|t| tolerates(t, taint))
+}
+
+/// The first NoSchedule/NoExecute taint the pod does not tolerate.
+pub fn untolerated_taint<'a>(pod: &PodInfo, node: &'a NodeInfo) -> Option<&'a Taint> {
+    node.taints.iter().find(|t| matches!(t.effect.as_str(), "NoSchedule" | "NoExecute") && !tolerated(&pod.tolerations, t))
+}
+
+pub fn node_unschedulable(pod: &PodInfo, node: &NodeInfo) -> Option<Status> {
+    let taint = Taint { key: "node.kubernetes.io/unschedulable".into(), effect: "NoSchedule".into(), ..Default::default() };
+    (node.unschedulable && !tolerated(&pod.tolerations, &taint)).then(|| Status::unresolvable(ERR_UNSCHEDULABLE))
+}
+
+pub fn taint_toleration(pod: &PodInfo, node: &NodeInfo) -> Option<Status> {
+    untolerated_taint(pod, node).map(|t| Status::unresolvable(format!("node(s) had untolerated taint {{{}: {}}}", t.key, t.value.as_deref().unwrap_or(""))))
+}
+
+fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&String>) -> bool {
+    let values = r.values.as_deref().unwrap_or_default();
+    let number = |s: &str| s.parse::<i64>().ok();
+    match r.operator.as_str() {
+        "In" => value.is_some_and(|v| values.contains(v)),
+        "NotIn" => value.is_none_or(|v| !values.contains(v)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        "Gt" => matches!((value.and_then(|v| number(v)), values.first().and_then(|x| number(x))), (Some(a), Some(b)) if a > b),
+        "Lt" => matches!((value.and_then(|v| number(v)), values.first().and_then(|x| number(x))), (Some(a), Some(b)) if a < b),
+        _ => false,
+    }
+}
+
+/// A node selector term: its expressions on labels and its fields (only `metadata.name`)
+/// ANDed; a term with neither matches nothing, as upstream.
+pub fn term_matches(t: &NodeSelectorTerm, node: &NodeInfo) -> bool {
     let exprs = t.match_expressions.as_deref().unwrap_or_default();
     let fields = t.match_fields.as_deref().unwrap_or_default();
     if exprs.is_empty() && fields.is_empty() {
-        return false; // an empty term matches nothing, as upstream
+        return false;
     }
-    let mut name = BTreeMap::new();
-    name.insert("metadata.name".to_string(), node.metadata.name.clone().unwrap_or_default());
-    exprs.iter().all(|r| requirement_matches(r, &labels)) && fields.iter().all(|r| requirement_matches(r, &name))
+    exprs.iter().all(|r| requirement_matches(r, node.labels.get(&r.key)))
+        && fields.iter().all(|r| r.key == "metadata.name" && requirement_matches(r, Some(&node.name)))
 }
 
-/// nodeSelector and required node affinity.
-fn affinity_matches(pod: &Pod, node: &Node) -> bool {
-    let Some(spec) = &pod.spec else { return true };
-    let labels = node.metadata.labels.clone().unwrap_or_default();
+/// nodeSelector and required node affinity (upstream's `GetRequiredNodeAffinity(pod).Match`).
+pub fn required_node_affinity(pod: &PodInfo, labels_node: &NodeInfo) -> bool {
+    let Some(spec) = &pod.pod.spec else { return true };
     if let Some(sel) = &spec.node_selector {
-        if !sel.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+        if !sel.iter().all(|(k, v)| labels_node.labels.get(k) == Some(v)) {
             return false;
         }
     }
     let required = spec.affinity.as_ref().and_then(|a| a.node_affinity.as_ref()).and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref());
-    match required {
-        Some(r) => r.node_selector_terms.iter().any(|t| term_matches(t, node)),
-        None => true,
-    }
+    required.is_none_or(|r| r.node_selector_terms.iter().any(|t| term_matches(t, labels_node)))
 }
 
-/// Why `node` cannot take `pod` (upstream's reason strings), or `Ok` when it can.
-pub fn filter(pod: &Pod, node: &Node, usage: &NodeUsage) -> Result<(), Vec<String>> {
-    let spec = pod.spec.clone().unwrap_or_default();
-    let tolerations = spec.tolerations.clone().unwrap_or_default();
-    let unschedulable_taint = Taint { key: "node.kubernetes.io/unschedulable".into(), effect: "NoSchedule".into(), ..Default::default() };
-    if node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false) && !tolerates(&tolerations, &unschedulable_taint) {
-        return Err(vec!["node(s) were unschedulable".into()]);
-    }
-    if let Some(t) = taints(node).into_iter().find(|t| matches!(t.effect.as_str(), "NoSchedule" | "NoExecute") && !tolerates(&tolerations, t)) {
-        return Err(vec![format!("node(s) had untolerated taint {{{}: {}}}", t.key, t.value.unwrap_or_default())]);
-    }
-    if !affinity_matches(pod, node) {
-        return Err(vec!["node(s) didn't match Pod's node affinity/selector".into()]);
-    }
-    if ports_conflict(&host_ports(pod), &usage.host_ports) {
-        return Err(vec!["node(s) didn't have free ports for the requested pod ports".into()]);
-    }
-    let (want, have, used) = (pod_requests(pod), allocatable(node), &usage.requested);
-    let mut insufficient = vec![];
-    if used.pods + 1.0 > have.pods {
-        insufficient.push("Too many pods".to_string());
-    }
-    for (name, w, h, u) in [("cpu", want.cpu, have.cpu, used.cpu), ("memory", want.memory, have.memory, used.memory), ("ephemeral-storage", want.ephemeral_storage, have.ephemeral_storage, used.ephemeral_storage)] {
-        if w > 0.0 && u + w > h {
-            insufficient.push(format!("Insufficient {name}"));
+/// Whether the pod has a nodeSelector or required node affinity at all.
+pub fn has_required_node_affinity(pod: &PodInfo) -> bool {
+    let Some(spec) = &pod.pod.spec else { return false };
+    spec.node_selector.as_ref().is_some_and(|s| !s.is_empty())
+        || spec.affinity.as_ref().and_then(|a| a.node_affinity.as_ref()).and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref()).is_some()
+}
+
+pub fn node_affinity(pod: &PodInfo, node: &NodeInfo) -> Option<Status> {
+    (!required_node_affinity(pod, node)).then(|| Status::unresolvable(ERR_NODE_AFFINITY))
+}
+
+/// NodeAffinity's PreFilter: when every required term names nodes by `metadata.name In`, only
+/// those nodes are candidates (`Ok(Some)`); terms that name disjoint nodes match none
+/// (`Err`, upstream's "pod affinity terms conflict").
+pub fn node_names(pod: &PodInfo) -> Result<Option<HashSet<String>>, String> {
+    let required = pod.pod.spec.as_ref().and_then(|s| s.affinity.as_ref()).and_then(|a| a.node_affinity.as_ref()).and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref());
+    let Some(terms) = required.map(|r| &r.node_selector_terms).filter(|t| !t.is_empty()) else { return Ok(None) };
+    let mut names: HashSet<String> = HashSet::new();
+    for t in terms {
+        let mut term_names: Option<HashSet<String>> = None;
+        for r in t.match_fields.iter().flatten().filter(|r| r.key == "metadata.name" && r.operator == "In") {
+            let s: HashSet<String> = r.values.iter().flatten().cloned().collect();
+            term_names = Some(match term_names {
+                None => s,
+                Some(prev) => prev.intersection(&s).cloned().collect(),
+            });
+        }
+        match term_names {
+            // A term without a name requirement admits every node: the terms are ORed.
+            None => return Ok(None),
+            Some(n) => names.extend(n),
         }
     }
-    if insufficient.is_empty() {
-        Ok(())
-    } else {
-        Err(insufficient)
+    if names.is_empty() {
+        return Err("pod affinity terms conflict".into());
     }
+    Ok(Some(names))
 }
 
-/// How good a feasible node is, 0–200: least allocated plus balanced allocation, both on
-/// cpu and memory after placing the pod.
-pub fn score(pod: &Pod, node: &Node, usage: &NodeUsage) -> f64 {
-    let (want, have) = (pod_requests(pod), allocatable(node));
-    let frac = |used: f64, w: f64, cap: f64| if cap > 0.0 { ((used + w) / cap).min(1.0) } else { 1.0 };
-    let cpu = frac(usage.requested.score_cpu, want.score_cpu, have.cpu);
-    let mem = frac(usage.requested.score_memory, want.score_memory, have.memory);
-    let least = ((1.0 - cpu) + (1.0 - mem)) / 2.0 * 100.0;
-    let balanced = (1.0 - (cpu - mem).abs()) * 100.0;
-    least + balanced
+pub fn node_ports(pod: &PodInfo, usage: &Usage) -> Option<Status> {
+    pod.host_ports.iter().any(|p| usage.port_conflict(p)).then(|| Status::unschedulable(ERR_NODE_PORTS))
 }
 
-/// Upstream's FitError message: `0/3 nodes are available: 1 Insufficient cpu, 2 node(s) were
-/// unschedulable. preemption: …`. This scheduler does not preempt: nodes short of resources
-/// say that no victims were found, the others that preemption would not help.
-pub fn fit_error(nodes: usize, reasons: &[(String, Vec<String>)]) -> String {
-    if nodes == 0 {
-        return "no nodes available to schedule pods".into();
+/// NodeResourcesFit: every shortfall named. In 1.33 a request larger than the whole node is
+/// still `Unschedulable` (preemption is attempted and finds no victims).
+pub fn resources_fit(pod: &PodInfo, node: &NodeInfo, usage: &Usage) -> Option<Status> {
+    let (want, have, used) = (&pod.requests, &node.allocatable, &usage.requested);
+    let mut reasons: [Option<Cow<'static, str>>; 4] = Default::default();
+    let mut n = 0;
+    let mut push = |r: &'static str| {
+        reasons[n] = Some(Cow::Borrowed(r));
+        n += 1;
+    };
+    if usage.pods + 1 > have.pods {
+        push("Too many pods");
     }
-    let mut histogram: BTreeMap<&str, usize> = BTreeMap::new();
-    for (_, rs) in reasons {
-        for r in rs {
-            *histogram.entry(r.as_str()).or_default() += 1;
-        }
+    let short = |w: i64, h: i64, u: i64| w > 0 && w > h.saturating_sub(u);
+    if short(want.milli_cpu, have.milli_cpu, used.milli_cpu) {
+        push("Insufficient cpu");
     }
-    // Sorted as strings, counts first, as upstream's sortReasonsHistogram does.
-    let mut parts: Vec<String> = histogram.iter().map(|(r, n)| format!("{n} {r}")).collect();
-    parts.sort();
-    let resource_short = reasons.iter().filter(|(_, rs)| rs.iter().any(|r| r.starts_with("Insufficient") || r == "Too many pods")).count();
-    let mut post: Vec<String> = vec![];
-    if resource_short > 0 {
-        post.push(format!("{resource_short} No preemption victims found for incoming pod"));
+    if short(want.memory, have.memory, used.memory) {
+        push("Insufficient memory");
     }
-    if nodes > resource_short {
-        post.push(format!("{} Preemption is not helpful for scheduling", nodes - resource_short));
+    if short(want.ephemeral_storage, have.ephemeral_storage, used.ephemeral_storage) {
+        push("Insufficient ephemeral-storage");
     }
-    post.sort();
-    format!("0/{nodes} nodes are available: {}. preemption: 0/{nodes} nodes are available: {}.", parts.join(", "), post.join(", "))
+    (n > 0).then_some(Status { resolvable: true, reasons })
+}
+
+/// The node-local filters in order; the first that fails decides, as upstream's framework
+/// stops at a node's first failing plugin.
+pub fn node_local(pod: &PodInfo, node: &NodeInfo, usage: &Usage) -> Option<Status> {
+    node_unschedulable(pod, node)
+        .or_else(|| taint_toleration(pod, node))
+        .or_else(|| node_affinity(pod, node))
+        .or_else(|| node_ports(pod, usage))
+        .or_else(|| resources_fit(pod, node, usage))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::{node, pod};
     use serde_json::json;
+    use std::sync::Arc;
 
-    fn node(name: &str, extra: serde_json::Value) -> Node {
-        let mut n = json!({
-            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
-            "spec": {},
-            "status": {"allocatable": {"cpu": "2", "memory": "4Gi", "pods": "110"}, "conditions": [{"type": "Ready", "status": "True"}]},
-        });
-        merge(&mut n, extra);
-        serde_json::from_value(n).unwrap()
+    fn info(p: k8s_openapi::api::core::v1::Pod) -> PodInfo {
+        PodInfo::new(Arc::new(p))
     }
 
-    fn pod(extra: serde_json::Value) -> Pod {
-        let mut p = json!({"metadata": {"name": "p", "namespace": "default"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
-        merge(&mut p, extra);
-        serde_json::from_value(p).unwrap()
+    fn n(name: &str, extra: serde_json::Value) -> NodeInfo {
+        NodeInfo::new(Arc::new(node(name, extra)))
     }
 
-    fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
-        match (a, b) {
-            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
-                for (k, v) in b {
-                    merge(a.entry(k).or_insert(serde_json::Value::Null), v);
-                }
-            }
-            (a, b) => *a = b,
-        }
+    fn with_requests(cpu: &str, memory: &str) -> PodInfo {
+        info(pod(json!({"spec": {"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": cpu, "memory": memory}}}]}})))
     }
 
-    fn with_requests(cpu: &str, memory: &str) -> Pod {
-        pod(json!({"spec": {"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": cpu, "memory": memory}}}]}}))
+    fn reasons(s: Option<Status>) -> Vec<String> {
+        s.map(|s| s.reasons().map(str::to_string).collect()).unwrap_or_default()
     }
 
     #[test]
     fn resources_fit_and_upstream_reasons() {
-        let n = node("n1", json!({}));
-        let u = NodeUsage::default();
-        assert_eq!(filter(&with_requests("1500m", "1Gi"), &n, &u), Ok(()));
-        assert_eq!(filter(&with_requests("3", "1Gi"), &n, &u), Err(vec!["Insufficient cpu".to_string()]));
-        let mut used = NodeUsage::default();
+        let node1 = n("n1", json!({}));
+        let u = Usage::default();
+        assert_eq!(node_local(&with_requests("1500m", "1Gi"), &node1, &u), None);
+        assert_eq!(reasons(node_local(&with_requests("3", "1Gi"), &node1, &u)), ["Insufficient cpu"]);
+        let mut used = Usage::default();
         used.add(&with_requests("1", "3Gi"));
-        assert_eq!(filter(&with_requests("1500m", "2Gi"), &n, &used), Err(vec!["Insufficient cpu".to_string(), "Insufficient memory".to_string()]));
-        // Limits alone count as requests; init containers as the larger of the two.
-        let limits = pod(json!({"spec": {"containers": [{"name": "c", "image": "b", "resources": {"limits": {"cpu": "3"}}}]}}));
-        assert_eq!(filter(&limits, &n, &u), Err(vec!["Insufficient cpu".to_string()]));
-        let init = pod(json!({"spec": {"initContainers": [{"name": "i", "image": "b", "resources": {"requests": {"cpu": "2500m"}}}]}}));
-        assert_eq!(pod_requests(&init).cpu, 2.5);
-        let small = node("n2", json!({"status": {"allocatable": {"pods": "1"}}}));
-        let mut one = NodeUsage::default();
-        one.add(&pod(json!({})));
-        assert_eq!(filter(&pod(json!({})), &small, &one), Err(vec!["Too many pods".to_string()]));
+        assert_eq!(reasons(node_local(&with_requests("1500m", "2Gi"), &node1, &used)), ["Insufficient cpu", "Insufficient memory"]);
+        // Limits alone count as requests.
+        let limits = info(pod(json!({"spec": {"containers": [{"name": "c", "image": "b", "resources": {"limits": {"cpu": "3"}}}]}})));
+        assert_eq!(reasons(node_local(&limits, &node1, &u)), ["Insufficient cpu"]);
+        let small = n("n2", json!({"status": {"allocatable": {"pods": "1"}}}));
+        let mut one = Usage::default();
+        one.add(&info(pod(json!({}))));
+        assert_eq!(reasons(node_local(&info(pod(json!({}))), &small, &one)), ["Too many pods"]);
+        // Resource shortfalls are for preemption to try; the rest are not.
+        assert!(node_local(&with_requests("3", "1Gi"), &node1, &u).is_some_and(|s| s.resolvable));
     }
 
     #[test]
     fn unschedulable_taints_selectors_and_ports() {
-        let u = NodeUsage::default();
-        let cordoned = node("n1", json!({"spec": {"unschedulable": true}}));
-        assert_eq!(filter(&pod(json!({})), &cordoned, &u), Err(vec!["node(s) were unschedulable".to_string()]));
-        let tolerant = pod(json!({"spec": {"tolerations": [{"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]}}));
-        assert_eq!(filter(&tolerant, &cordoned, &u), Ok(()));
-        let tainted = node("n1", json!({"spec": {"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}}));
-        assert_eq!(filter(&pod(json!({})), &tainted, &u), Err(vec!["node(s) had untolerated taint {dedicated: gpu}".to_string()]));
-        let ok = pod(json!({"spec": {"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu"}]}}));
-        assert_eq!(filter(&ok, &tainted, &u), Ok(()));
-        let not_ready = node("n1", json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}}));
-        assert_eq!(filter(&pod(json!({})), &not_ready, &u), Err(vec!["node(s) had untolerated taint {node.kubernetes.io/not-ready: }".to_string()]));
-        let n = node("n1", json!({"metadata": {"labels": {"disk": "ssd", "gen": "5"}}}));
-        assert_eq!(filter(&pod(json!({"spec": {"nodeSelector": {"disk": "ssd"}}})), &n, &u), Ok(()));
-        assert_eq!(filter(&pod(json!({"spec": {"nodeSelector": {"disk": "hdd"}}})), &n, &u), Err(vec!["node(s) didn't match Pod's node affinity/selector".to_string()]));
+        let u = Usage::default();
+        let plain = info(pod(json!({})));
+        let cordoned = n("n1", json!({"spec": {"unschedulable": true}}));
+        assert_eq!(node_local(&plain, &cordoned, &u), Some(Status::unresolvable("node(s) were unschedulable")));
+        let tolerant = info(pod(json!({"spec": {"tolerations": [{"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]}})));
+        assert_eq!(node_local(&tolerant, &cordoned, &u), None);
+        let tainted = n("n1", json!({"spec": {"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}}));
+        assert_eq!(reasons(node_local(&plain, &tainted, &u)), ["node(s) had untolerated taint {dedicated: gpu}"]);
+        let ok = info(pod(json!({"spec": {"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu"}]}})));
+        assert_eq!(node_local(&ok, &tainted, &u), None);
+        let wrong_value = info(pod(json!({"spec": {"tolerations": [{"key": "dedicated", "value": "cpu"}]}})));
+        assert!(node_local(&wrong_value, &tainted, &u).is_some());
+        let everything = info(pod(json!({"spec": {"tolerations": [{"operator": "Exists"}]}})));
+        assert_eq!(node_local(&everything, &tainted, &u), None);
+        let prefer = n("n1", json!({"spec": {"taints": [{"key": "dedicated", "value": "gpu", "effect": "PreferNoSchedule"}]}}));
+        assert_eq!(node_local(&plain, &prefer, &u), None);
+        let not_ready = n("n1", json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}}));
+        assert_eq!(reasons(node_local(&plain, &not_ready, &u)), ["node(s) had untolerated taint {node.kubernetes.io/not-ready: }"]);
+        let labelled = n("n1", json!({"metadata": {"labels": {"disk": "ssd", "gen": "5"}}}));
+        assert_eq!(node_local(&info(pod(json!({"spec": {"nodeSelector": {"disk": "ssd"}}}))), &labelled, &u), None);
+        assert_eq!(node_local(&info(pod(json!({"spec": {"nodeSelector": {"disk": "hdd"}}}))), &labelled, &u), Some(Status::unresolvable(ERR_NODE_AFFINITY)));
         let aff = |op: &str, values: serde_json::Value| {
-            pod(json!({"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "gen", "operator": op, "values": values}]}]}}}}}))
+            info(pod(json!({"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "gen", "operator": op, "values": values}]}]}}}}})))
         };
-        assert_eq!(filter(&aff("Gt", json!(["4"])), &n, &u), Ok(()));
-        assert!(filter(&aff("Lt", json!(["4"])), &n, &u).is_err());
-        assert_eq!(filter(&aff("In", json!(["5", "6"])), &n, &u), Ok(()));
-        assert!(filter(&aff("NotIn", json!(["5"])), &n, &u).is_err());
-        let hp = pod(json!({"spec": {"containers": [{"name": "c", "image": "b", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}}));
-        let mut used = NodeUsage::default();
+        assert_eq!(node_local(&aff("Gt", json!(["4"])), &labelled, &u), None);
+        assert!(node_local(&aff("Lt", json!(["4"])), &labelled, &u).is_some());
+        assert_eq!(node_local(&aff("In", json!(["5", "6"])), &labelled, &u), None);
+        assert!(node_local(&aff("NotIn", json!(["5"])), &labelled, &u).is_some());
+        let hp = info(pod(json!({"spec": {"containers": [{"name": "c", "image": "b", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}})));
+        let mut used = Usage::default();
         used.add(&hp);
-        assert_eq!(filter(&hp, &node("n1", json!({})), &used), Err(vec!["node(s) didn't have free ports for the requested pod ports".to_string()]));
+        assert_eq!(node_local(&hp, &n("n1", json!({})), &used), Some(Status::unschedulable(ERR_NODE_PORTS)));
+        // Another protocol, or another host IP than a specific one, is free.
+        let udp = info(pod(json!({"spec": {"containers": [{"name": "c", "image": "b", "ports": [{"containerPort": 80, "hostPort": 8080, "protocol": "UDP"}]}]}})));
+        assert_eq!(node_local(&udp, &n("n1", json!({})), &used), None);
+        let mut on_ip = Usage::default();
+        on_ip.add(&info(pod(json!({"spec": {"containers": [{"name": "c", "image": "b", "ports": [{"containerPort": 80, "hostPort": 8080, "hostIP": "10.0.0.1"}]}]}}))));
+        let other_ip = info(pod(json!({"spec": {"containers": [{"name": "c", "image": "b", "ports": [{"containerPort": 80, "hostPort": 8080, "hostIP": "10.0.0.2"}]}]}})));
+        assert_eq!(node_local(&other_ip, &n("n1", json!({})), &on_ip), None);
+        assert!(node_local(&hp, &n("n1", json!({})), &on_ip).is_some());
+        on_ip.remove(&info(pod(json!({"spec": {"containers": [{"name": "c", "image": "b", "ports": [{"containerPort": 80, "hostPort": 8080, "hostIP": "10.0.0.1"}]}]}}))));
+        assert_eq!(node_local(&hp, &n("n1", json!({})), &on_ip), None);
     }
 
     #[test]
-    fn scores_prefer_the_emptier_node() {
-        let n = node("n1", json!({}));
-        let mut busy = NodeUsage::default();
-        for _ in 0..5 {
-            busy.add(&pod(json!({})));
-        }
-        assert!(score(&pod(json!({})), &n, &NodeUsage::default()) > score(&pod(json!({})), &n, &busy));
-    }
-
-    #[test]
-    fn fit_error_as_upstream() {
-        let reasons = vec![
-            ("a".to_string(), vec!["Insufficient cpu".to_string()]),
-            ("b".to_string(), vec!["node(s) were unschedulable".to_string()]),
-            ("c".to_string(), vec!["Insufficient cpu".to_string(), "Insufficient memory".to_string()]),
-        ];
-        assert_eq!(
-            fit_error(3, &reasons),
-            "0/3 nodes are available: 1 Insufficient memory, 1 node(s) were unschedulable, 2 Insufficient cpu. preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod."
-        );
-        assert_eq!(fit_error(0, &[]), "no nodes available to schedule pods");
+    fn node_names_from_match_fields() {
+        let by_name = |terms: serde_json::Value| info(pod(json!({"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}}})));
+        let one = by_name(json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["a"]}]}]));
+        assert_eq!(node_names(&one), Ok(Some(HashSet::from(["a".to_string()]))));
+        assert!(node_affinity(&one, &n("a", json!({}))).is_none());
+        assert!(node_affinity(&one, &n("b", json!({}))).is_some());
+        let conflict = by_name(json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["a"]}, {"key": "metadata.name", "operator": "In", "values": ["b"]}]}]));
+        assert_eq!(node_names(&conflict), Err("pod affinity terms conflict".to_string()));
+        let mixed = by_name(json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["a"]}]}, {"matchExpressions": [{"key": "x", "operator": "Exists"}]}]));
+        assert_eq!(node_names(&mixed), Ok(None));
+        assert_eq!(node_names(&info(pod(json!({})))), Ok(None));
     }
 }

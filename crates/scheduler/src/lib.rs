@@ -1,48 +1,112 @@
 //! The scheduler: binds each pending pod to a node, as kube-scheduler's default profile does
-//! for what this cluster supports (see `filters.rs`), through the `pods/binding`
-//! subresource. A pod no node can take gets `PodScheduled=False` (reason `Unschedulable`) and
-//! a `FailedScheduling` event with upstream's message, and is tried again with back-off
-//! (1 s doubling to 10 s) and whenever pods or nodes change.
+//! for what this cluster supports, through the `pods/binding` subresource. A pod no node can
+//! take gets `PodScheduled=False` (reason `Unschedulable`) and a `FailedScheduling` event with
+//! upstream's message, and is tried again with back-off (1 s doubling to 10 s) and whenever
+//! the cluster changes.
 //!
-//! Level-triggered over two watch caches (kube-rs reflectors of pods and nodes): every
-//! change wakes one pass over all pending pods. Pods bound in a pass are "assumed" on their
-//! node until the cache shows the binding, so one pass never overcommits a node.
+//! Watch events of pods, nodes, namespaces and the workloads behind the default spreading
+//! update one cache (`cache.rs`) change by change; each pass schedules the pending pods one
+//! cycle at a time (`schedule.rs`), counts a pod on its node as soon as it is chosen
+//! ("assumed") and binds it in the background, so that the next cycle already sees it.
+//!
+//! Plugins: `filters.rs` (NodeUnschedulable, TaintToleration, NodeAffinity, NodePorts,
+//! NodeResourcesFit), `spread.rs` (PodTopologySpread), `interpod.rs` (InterPodAffinity),
+//! `scores.rs` (the node-local scores and the profile's weights).
 
+mod cache;
+mod feed;
 mod filters;
+mod index;
+mod interpod;
+mod node_info;
+mod pod_info;
+mod schedule;
+mod scores;
+mod selector;
+mod spread;
+#[cfg(test)]
+mod testutil;
+#[cfg(test)]
+mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::Store;
-use kube::{Client, ResourceExt};
+use kube::Client;
 use serde_json::json;
-use timonier_client::{watch, EventType, Recorder};
+use timonier_client::{EventType, Recorder};
+use tokio::sync::{mpsc, Semaphore};
 
-use filters::{fit_error, NodeUsage};
+pub use cache::{Cache, OwnerKind};
+use feed::{Change, Ev};
+pub use pod_info::PodInfo;
+pub use schedule::{schedule, Rotation};
+pub use selector::Selector;
 
 /// The `spec.schedulerName` this scheduler serves (also pods that name none).
 pub const SCHEDULER_NAME: &str = "default-scheduler";
 
 const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Bindings in flight at once.
+const MAX_BINDS: usize = 64;
+/// Cycles between yields to the runtime during a long pass.
+const CYCLES_PER_YIELD: usize = 64;
 
 /// Runs the scheduler until `shutdown` resolves.
 pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>) {
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let pods = watch::<Pod>(Api::all(client.clone()), wake.clone());
-    let nodes = watch::<Node>(Api::all(client.clone()), wake.clone());
-    let mut s = Scheduler { client: client.clone(), recorder: Recorder::new(client, SCHEDULER_NAME, None), assumed: HashMap::new(), backoff: HashMap::new(), next: 0 };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _watches = [
+        feed::watch(Api::all(client.clone()), tx.clone(), Change::Pod),
+        feed::watch(Api::all(client.clone()), tx.clone(), Change::Node),
+        feed::watch(Api::all(client.clone()), tx.clone(), Change::Namespace),
+        feed::watch(Api::all(client.clone()), tx.clone(), Change::Service),
+        feed::watch(Api::all(client.clone()), tx.clone(), Change::ReplicaSet),
+        feed::watch(Api::all(client.clone()), tx.clone(), Change::StatefulSet),
+        feed::watch(Api::all(client.clone()), tx, Change::ReplicationController),
+    ];
+    let (done_tx, mut done) = mpsc::unbounded_channel();
+    let mut s = Scheduler {
+        cache: Cache::default(),
+        rotation: Rotation::default(),
+        client: client.clone(),
+        recorder: Arc::new(Recorder::new(client, SCHEDULER_NAME, None)),
+        backoff: HashMap::new(),
+        binds: Arc::new(Semaphore::new(MAX_BINDS)),
+        done: done_tx,
+    };
     let work = async {
-        let _ = pods.0.wait_until_ready().await;
-        let _ = nodes.0.wait_until_ready().await;
+        // Nothing is scheduled before every kind has been listed, as upstream waits for its
+        // informers to sync.
+        let mut synced = HashSet::new();
+        while synced.len() < feed::KINDS {
+            let Some(c) = rx.recv().await else { return };
+            if let Some(kind) = c.relisted() {
+                synced.insert(kind);
+            }
+            s.apply(c);
+        }
         tracing::info!("scheduler ready");
         loop {
-            let retry_in = s.pass(&pods.0, &nodes.0).await;
-            // Woken by any change; else when the earliest back-off ends.
-            let _ = tokio::time::timeout(retry_in.unwrap_or(Duration::from_secs(60)), wake.notified()).await;
+            let retry_in = s.pass().await;
+            // Woken by any change or finished binding; else when the earliest back-off ends.
+            tokio::select! {
+                c = rx.recv() => match c {
+                    Some(c) => s.apply(c),
+                    None => return,
+                },
+                Some(d) = done.recv() => s.bound(d),
+                _ = tokio::time::sleep(retry_in.unwrap_or(Duration::from_secs(60))) => {}
+            }
+            while let Ok(c) = rx.try_recv() {
+                s.apply(c);
+            }
+            while let Ok(d) = done.try_recv() {
+                s.bound(d);
+            }
         }
     };
     tokio::select! {
@@ -51,133 +115,179 @@ pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>
     }
 }
 
+/// A binding's outcome: the pod's uid, and whether it is bound.
+struct Bound(String, bool);
+
 struct Scheduler {
+    cache: Cache,
+    rotation: Rotation,
     client: Client,
-    recorder: Recorder,
-    /// Pods bound by us that the cache does not show bound yet: uid → node.
-    assumed: HashMap<String, (String, Arc<Pod>)>,
+    recorder: Arc<Recorder>,
     /// Unschedulable pods: uid → (attempts, not before).
     backoff: HashMap<String, (u32, Instant)>,
-    /// Rotates among equally good nodes.
-    next: usize,
+    binds: Arc<Semaphore>,
+    done: mpsc::UnboundedSender<Bound>,
 }
 
-fn pending(pod: &Pod) -> bool {
-    let spec = pod.spec.as_ref();
-    let node = spec.and_then(|s| s.node_name.as_deref()).unwrap_or("");
-    let name = spec.and_then(|s| s.scheduler_name.as_deref()).unwrap_or(SCHEDULER_NAME);
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
-    node.is_empty() && name == SCHEDULER_NAME && pod.metadata.deletion_timestamp.is_none() && !matches!(phase, "Succeeded" | "Failed")
-}
-
-fn terminal(pod: &Pod) -> bool {
-    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+fn namespaced<K: kube::Resource>(o: &K) -> (String, String) {
+    (o.meta().namespace.clone().unwrap_or_default(), o.meta().name.clone().unwrap_or_default())
 }
 
 impl Scheduler {
-    /// One pass over the pending pods; returns how long until a backed-off pod is due.
-    async fn pass(&mut self, pods: &Store<Pod>, nodes: &Store<Node>) -> Option<Duration> {
-        let all = pods.state();
-        let nodes: Vec<Arc<Node>> = nodes.state();
-        let by_uid: HashMap<String, &Arc<Pod>> = all.iter().map(|p| (p.uid().unwrap_or_default(), p)).collect();
-        // Forget assumptions the cache has caught up with, and back-offs of pods gone.
-        self.assumed.retain(|uid, _| by_uid.get(uid).is_some_and(|p| pending(p)));
-        self.backoff.retain(|uid, _| by_uid.get(uid).is_some_and(|p| pending(p)));
-        let mut usage: HashMap<String, NodeUsage> = HashMap::new();
-        for p in all.iter().filter(|p| !terminal(p)) {
-            if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()) {
-                usage.entry(n).or_default().add(p);
+    fn apply(&mut self, change: Change) {
+        let c = &mut self.cache;
+        match change {
+            Change::Pod(Ev::Apply(p)) => c.apply_pod(p),
+            Change::Pod(Ev::Delete(p)) => {
+                let uid = p.metadata.uid.clone().unwrap_or_default();
+                c.delete_pod(&uid);
+                self.backoff.remove(&uid);
+                self.recorder.forget(&uid);
             }
+            Change::Pod(Ev::Relist(all)) => c.relist_pods(all),
+            Change::Node(Ev::Apply(n)) => c.apply_node(n),
+            Change::Node(Ev::Delete(n)) => c.delete_node(n.metadata.name.as_deref().unwrap_or_default()),
+            Change::Node(Ev::Relist(all)) => c.relist_nodes(all),
+            Change::Namespace(Ev::Apply(n)) => c.apply_namespace(n.metadata.name.clone().unwrap_or_default(), n.metadata.labels.clone().unwrap_or_default()),
+            Change::Namespace(Ev::Delete(n)) => c.delete_namespace(n.metadata.name.as_deref().unwrap_or_default()),
+            Change::Namespace(Ev::Relist(all)) => c.relist_namespaces(all.iter().map(|n| (n.metadata.name.clone().unwrap_or_default(), n.metadata.labels.clone().unwrap_or_default())).collect()),
+            Change::Service(Ev::Apply(svc)) => {
+                let (ns, name) = namespaced(&*svc);
+                c.apply_service(&ns, &name, svc.spec.as_ref().and_then(|s| s.selector.clone()));
+            }
+            Change::Service(Ev::Delete(svc)) => {
+                let (ns, name) = namespaced(&*svc);
+                c.apply_service(&ns, &name, None);
+            }
+            Change::Service(Ev::Relist(all)) => c.relist_services(
+                all.iter()
+                    .map(|svc| {
+                        let (ns, name) = namespaced(&**svc);
+                        (ns, name, svc.spec.as_ref().and_then(|s| s.selector.clone()))
+                    })
+                    .collect(),
+            ),
+            Change::ReplicaSet(ev) => owner_change(c, OwnerKind::ReplicaSet, ev, |rs| Selector::from_label_selector(rs.spec.as_ref().map(|s| &s.selector))),
+            Change::StatefulSet(ev) => owner_change(c, OwnerKind::StatefulSet, ev, |ss| Selector::from_label_selector(ss.spec.as_ref().map(|s| &s.selector))),
+            Change::ReplicationController(ev) => owner_change(c, OwnerKind::ReplicationController, ev, |rc| rc.spec.as_ref().and_then(|s| s.selector.as_ref()).map_or(Selector::Nothing, Selector::from_map)),
         }
-        for (node, pod) in self.assumed.values() {
-            usage.entry(node.clone()).or_default().add(pod);
-        }
+    }
+
+    /// One pass over the pending pods, highest priority then oldest first (upstream's queue
+    /// order); returns how long until a backed-off pod is due.
+    async fn pass(&mut self) -> Option<Duration> {
         let now = Instant::now();
-        let mut queue: Vec<&Arc<Pod>> = all.iter().filter(|p| pending(p)).filter(|p| !self.assumed.contains_key(&p.uid().unwrap_or_default())).collect();
-        // Higher priority first, then oldest first, as upstream's queue sorts.
-        queue.sort_by_key(|p| (std::cmp::Reverse(p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)), p.metadata.creation_timestamp.clone().map(|t| t.0), p.name_any()));
+        let mut queue = self.cache.pending();
+        let waiting: HashSet<&str> = queue.iter().map(|p| p.uid.as_str()).collect();
+        self.backoff.retain(|uid, _| waiting.contains(uid.as_str()));
+        queue.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.created.cmp(&b.created)).then_with(|| a.name.cmp(&b.name)));
         let mut retry_in: Option<Duration> = None;
+        let mut cycles = 0;
         for pod in queue {
-            let uid = pod.uid().unwrap_or_default();
-            if let Some((_, at)) = self.backoff.get(&uid) {
+            if let Some((_, at)) = self.backoff.get(&pod.uid) {
                 if *at > now {
                     let wait = *at - now;
                     retry_in = Some(retry_in.map_or(wait, |r| r.min(wait)));
                     continue;
                 }
             }
-            match self.choose(pod, &nodes, &usage) {
-                Ok(node) => {
-                    if self.bind(pod, &node).await {
-                        usage.entry(node.clone()).or_default().add(pod);
-                        self.assumed.insert(uid.clone(), (node, pod.clone()));
-                        self.backoff.remove(&uid);
-                    }
+            cycles += 1;
+            if cycles % CYCLES_PER_YIELD == 0 {
+                tokio::task::yield_now().await;
+            }
+            match schedule(&mut self.cache, &mut self.rotation, &pod) {
+                Ok(slot) => {
+                    let node = self.cache.node(slot).map(|n| n.name.clone()).unwrap_or_default();
+                    self.cache.assume(&pod.uid, &node);
+                    self.bind(pod, node);
                 }
                 Err(message) => {
-                    let attempts = self.backoff.get(&uid).map_or(0, |(n, _)| *n) + 1;
+                    let attempts = self.backoff.get(&pod.uid).map_or(0, |(n, _)| *n) + 1;
                     let wait = (INITIAL_BACKOFF * 2u32.saturating_pow(attempts - 1)).min(MAX_BACKOFF);
-                    self.backoff.insert(uid, (attempts, now + wait));
+                    self.backoff.insert(pod.uid.clone(), (attempts, now + wait));
                     retry_in = Some(retry_in.map_or(wait, |r| r.min(wait)));
-                    self.unschedulable(pod, &message).await;
+                    self.unschedulable(pod, message);
                 }
             }
         }
+        // Forget the precomputed counts nobody asked for in the last thousand cycles, once
+        // there are many.
+        self.cache.index.trim(self.cache.stamp.saturating_sub(1000), 256);
         retry_in
     }
 
-    /// The best feasible node, or upstream's message saying why there is none.
-    fn choose(&mut self, pod: &Pod, nodes: &[Arc<Node>], usage: &HashMap<String, NodeUsage>) -> Result<String, String> {
-        let empty = NodeUsage::default();
-        let mut reasons = vec![];
-        let mut best: Vec<(String, f64)> = vec![];
-        for node in nodes {
-            let name = node.name_any();
-            let u = usage.get(&name).unwrap_or(&empty);
-            match filters::filter(pod, node, u) {
-                Ok(()) => best.push((name, filters::score(pod, node, u))),
-                Err(r) => reasons.push((name, r)),
-            }
-        }
-        let top = best.iter().map(|(_, s)| *s).fold(f64::MIN, f64::max);
-        let mut winners: Vec<String> = best.into_iter().filter(|(_, s)| (*s - top).abs() < 1e-9).map(|(n, _)| n).collect();
-        if winners.is_empty() {
-            return Err(fit_error(nodes.len(), &reasons));
-        }
-        winners.sort();
-        self.next = self.next.wrapping_add(1);
-        Ok(winners.swap_remove(self.next % winners.len()))
-    }
-
-    async fn bind(&self, pod: &Pod, node: &str) -> bool {
-        let (ns, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-        let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": ns, "uid": pod.uid()}, "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
-        match api.create_subresource::<_, serde_json::Value>("binding", &name, &PostParams::default(), &binding).await {
-            Ok(_) => {
-                tracing::info!(pod = %format!("{ns}/{name}"), node, "bound");
-                self.recorder.pod_event(pod, None, EventType::Normal, "Scheduled", &format!("Successfully assigned {ns}/{name} to {node}")).await;
-                true
-            }
-            Err(e) => {
-                // Bound by someone else meanwhile, or deleted: the next pass sees it.
-                tracing::debug!(pod = %format!("{ns}/{name}"), node, error = %e, "binding failed");
-                false
-            }
+    fn bound(&mut self, Bound(uid, ok): Bound) {
+        if ok {
+            self.backoff.remove(&uid);
+        } else {
+            // Deleted, or bound by someone else meanwhile: the pod's next event says which.
+            self.cache.forget(&uid);
         }
     }
 
-    /// `PodScheduled=False` (when it says something new) and a FailedScheduling event.
-    async fn unschedulable(&self, pod: &Pod, message: &str) {
-        let (ns, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
-        let current = pod.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"));
-        if current.is_none_or(|c| c.status != "False" || c.message.as_deref() != Some(message)) {
-            let patch = json!({"status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message, "lastProbeTime": null, "lastTransitionTime": timonier_client::now_rfc3339()}]}});
-            let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-            if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Strategic(patch)).await {
-                tracing::debug!(pod = %format!("{ns}/{name}"), error = %e, "cannot set PodScheduled");
+    /// Binds in the background (at most `MAX_BINDS` at once); the outcome comes back as a
+    /// `Bound`.
+    fn bind(&self, pod: Arc<PodInfo>, node: String) {
+        let (client, recorder, binds, done) = (self.client.clone(), self.recorder.clone(), self.binds.clone(), self.done.clone());
+        tokio::spawn(async move {
+            let _permit = binds.acquire().await;
+            let (ns, name) = (pod.namespace.clone(), pod.name.clone());
+            let api: Api<Pod> = Api::namespaced(client, &ns);
+            let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": ns, "uid": pod.uid}, "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+            let ok = match api.create_subresource::<_, serde_json::Value>("binding", &name, &PostParams::default(), &binding).await {
+                Ok(_) => {
+                    tracing::info!(pod = %format!("{ns}/{name}"), node, "bound");
+                    true
+                }
+                Err(e) => {
+                    tracing::debug!(pod = %format!("{ns}/{name}"), node, error = %e, "binding failed");
+                    false
+                }
+            };
+            let _ = done.send(Bound(pod.uid.clone(), ok));
+            if ok {
+                recorder.pod_event(&pod.pod, None, EventType::Normal, "Scheduled", &format!("Successfully assigned {ns}/{name} to {node}")).await;
             }
+        });
+    }
+
+    /// `PodScheduled=False` (when it says something new) and a FailedScheduling event, in the
+    /// background.
+    fn unschedulable(&self, pod: Arc<PodInfo>, message: String) {
+        let (client, recorder) = (self.client.clone(), self.recorder.clone());
+        tokio::spawn(async move {
+            let (ns, name) = (pod.namespace.clone(), pod.name.clone());
+            let current = pod.pod.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"));
+            if current.is_none_or(|c| c.status != "False" || c.message.as_deref() != Some(message.as_str())) {
+                let patch = json!({"status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message, "lastProbeTime": null, "lastTransitionTime": timonier_client::now_rfc3339()}]}});
+                let api: Api<Pod> = Api::namespaced(client, &ns);
+                if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Strategic(patch)).await {
+                    tracing::debug!(pod = %format!("{ns}/{name}"), error = %e, "cannot set PodScheduled");
+                }
+            }
+            recorder.pod_event(&pod.pod, None, EventType::Warning, "FailedScheduling", &message).await;
+        });
+    }
+}
+
+fn owner_change<K: kube::Resource>(c: &mut Cache, kind: OwnerKind, ev: Ev<K>, selector: impl Fn(&K) -> Selector) {
+    match ev {
+        Ev::Apply(o) => {
+            let (ns, name) = namespaced(&*o);
+            c.apply_owner(kind, &ns, &name, Some(selector(&o)));
         }
-        self.recorder.pod_event(pod, None, EventType::Warning, "FailedScheduling", message).await;
+        Ev::Delete(o) => {
+            let (ns, name) = namespaced(&*o);
+            c.apply_owner(kind, &ns, &name, None);
+        }
+        Ev::Relist(all) => c.relist_owners(
+            kind,
+            all.iter()
+                .map(|o| {
+                    let (ns, name) = namespaced(&**o);
+                    (ns, name, selector(o))
+                })
+                .collect(),
+        ),
     }
 }
