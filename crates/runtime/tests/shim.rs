@@ -244,7 +244,12 @@ async fn hostname_logs_exit_code() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn not_found() {
-    let pod = Pod::new("notfound");
+    let mut pod = Pod::new("notfound");
+    let top = pod.dir.clone();
+    // Deeper than a Unix socket address holds (108 bytes): the shim and its clients still
+    // find each other (a pod of a node whose data directory is deep).
+    pod.dir = pod.dir.join("a-directory-deep-enough-that-the-socket-path-overflows-sun-path").join("pods").join("0123456789abcdef").join("sandbox");
+    assert!(pod.dir.join("shim.sock").as_os_str().len() > 108);
     let c = pod.start().await;
     let mut spec = pod.spec(&c, "c1", "");
     spec.args = vec!["nosuchbinary".into()];
@@ -267,6 +272,8 @@ async fn not_found() {
     c.create(&spec).await.expect("create after failure");
     assert_eq!(wait_exit(&c, "c2").await.exit_code, Some(0));
     c.shutdown(1).await.expect("shutdown");
+    drop(pod);
+    let _ = std::fs::remove_dir_all(top);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -142,12 +142,15 @@ impl ShimClient {
         &self.state_dir
     }
 
-    fn socket(&self) -> PathBuf {
-        self.state_dir.join("shim.sock")
+    /// Connects to the shim's socket (through a short path when the state dir is deep).
+    async fn open(&self) -> std::io::Result<UnixStream> {
+        let (_dir, path) = super::util::socket_path(&self.state_dir, "shim.sock")?;
+        UnixStream::connect(path).await
     }
 
     async fn call(&self, req: &Request) -> Result<Response, ShimError> {
-        let mut s = UnixStream::connect(self.socket())
+        let mut s = self
+            .open()
             .await
             .map_err(|e| ShimError::io("connecting to shim", e))?;
         s.write_all(&request_line(req)?)
@@ -270,7 +273,8 @@ impl ShimClient {
             cwd,
             tty,
         })?;
-        let s = UnixStream::connect(self.socket())
+        let s = self
+            .open()
             .await
             .map_err(|e| ShimError::io("connecting to shim", e))?;
         // One sendmsg carries the whole line and the fds; the socket buffer is far larger than

@@ -327,14 +327,10 @@ fn create_inner(paths: &Paths, dir: &Path, spec: &ContainerSpec) -> Result<Start
 /// The console socket's name in the container directory.
 const CONSOLE_SOCKET: &str = "console.sock";
 
-/// Binds a unix socket at `dir/name` from inside `dir`, so that a long `dir` cannot overflow
-/// `sun_path` (the shim is single-threaded, so changing directory is safe).
+/// Binds a unix socket at `dir/name`, however long `dir` is.
 fn bind_in(dir: &Path, name: &str) -> std::io::Result<std::os::unix::net::UnixListener> {
-    let prev = std::env::current_dir()?;
-    std::env::set_current_dir(dir)?;
-    let bound = std::os::unix::net::UnixListener::bind(name);
-    std::env::set_current_dir(prev)?;
-    bound
+    let (_dir, path) = super::util::socket_path(dir, name)?;
+    std::os::unix::net::UnixListener::bind(path)
 }
 
 /// Takes the pty master that libcontainer's init sent on the console socket.

@@ -224,7 +224,8 @@ fn init_daemon(args: &ShimArgs) -> Result<UnixListener, ShimError> {
     }
     let sock = dir.join("shim.sock");
     let _ = std::fs::remove_file(&sock);
-    let listener = UnixListener::bind(&sock).map_err(|e| ShimError::io("binding shim.sock", e))?;
+    let (_dir, short) = util::socket_path(dir, "shim.sock").map_err(|e| ShimError::io("binding shim.sock", e))?;
+    let listener = UnixListener::bind(&short).map_err(|e| ShimError::io("binding shim.sock", e))?;
     util::write_atomic(
         &dir.join("shim.pid"),
         std::process::id().to_string().as_bytes(),

@@ -213,3 +213,17 @@ mod tests {
         assert_eq!(cgroup_parent("/c1"), None);
     }
 }
+
+/// A path naming the socket `dir/name` that fits in a Unix socket address (108 bytes): the
+/// path itself when short enough, else `/proc/self/fd/N/name` through a descriptor of `dir`,
+/// which the returned file keeps open (deep data directories and long node names would
+/// overflow `sun_path`; this works from any thread, unlike changing directory).
+pub fn socket_path(dir: &Path, name: &str) -> std::io::Result<(Option<std::fs::File>, PathBuf)> {
+    let full = dir.join(name);
+    if full.as_os_str().len() < 100 {
+        return Ok((None, full));
+    }
+    let d = std::fs::File::open(dir)?;
+    let short = PathBuf::from(format!("/proc/self/fd/{}/{name}", std::os::fd::AsRawFd::as_raw_fd(&d)));
+    Ok((Some(d), short))
+}
