@@ -111,8 +111,33 @@ pub fn prepare(dir: &Path, node: &crate::agent::NodeArgs, first: &str) -> anyhow
     Ok(())
 }
 
-/// Starts (creating it if new) extra node `name` number `index`, with the cluster's
-/// `kubeconfig`; returns at once.
+/// A join token for one node, as a user would make it (`timonier token create`): valid 15
+/// minutes — a node that joined keeps its own certificate in its data directory.
+fn join_token(dir: &Path) -> anyhow::Result<String> {
+    let exe = std::env::current_exe().context("cannot find the timonier binary")?;
+    let out = Command::new(exe)
+        .args(["token", "create", "--ttl", "15m", "--description", "timonier start --nodes"])
+        .arg("--data-dir")
+        .arg(dir.join("server"))
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run timonier token create")?;
+    if !out.status.success() {
+        bail!("cannot create a join token: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The API server's URL in `kubeconfig`.
+fn server_url(kubeconfig: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(kubeconfig).with_context(|| format!("cannot read {}", kubeconfig.display()))?;
+    let kc = kube::config::Kubeconfig::from_yaml(&text).context("the cluster's kubeconfig is not valid")?;
+    kc.clusters.first().and_then(|c| c.cluster.as_ref()).and_then(|c| c.server.clone()).context("the cluster's kubeconfig names no server")
+}
+
+/// Starts (creating it if new) extra node `name` number `index`, joining the cluster whose
+/// admin `kubeconfig` is given with a join token, as `timonier agent --server --token` on
+/// another machine would; returns at once.
 pub fn start(dir: &Path, name: &str, index: u8, kubeconfig: &Path) -> anyhow::Result<()> {
     if running_pid(dir, name).is_some() {
         return Ok(());
@@ -127,8 +152,7 @@ pub fn start(dir: &Path, name: &str, index: u8, kubeconfig: &Path) -> anyhow::Re
     let mut cmd = Command::new(exe);
     let shared = std::fs::read_to_string(settings_file(dir)).unwrap_or_default();
     cmd.arg("agent")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
+        .args(["--server", &server_url(kubeconfig)?, "--token", &join_token(dir)?])
         .arg("--data-dir")
         .arg(&home)
         .args(["--node-name", name, "--node-ip", &lan.host_ip(index).to_string()])

@@ -217,7 +217,8 @@ fn start_several_nodes() {
     assert!(ok, "{out}\n{}\n{}", kubectl(&["describe", "pod", "p3"]).1, std::fs::read_to_string(dir.join("nodes/mn-m03/agent.log")).unwrap_or_default());
     let (_, ip3) = kubectl(&["get", "pod", "p3", "-o", "jsonpath={.status.podIP}"]);
     let (ok, out) = kubectl(&["exec", "p1", "--", "ping", "-c1", "-W2", &ip3]);
-    assert!(ok && out.contains("1 packets received"), "p1 on mn -> p3 on mn-m03 ({ip3}): {out}");
+    let routes = Command::new("ip").args(["route"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    assert!(ok && out.contains("1 packets received"), "p1 on mn -> p3 on mn-m03 ({ip3}): {out}\nroutes here:\n{routes}");
 
     // A node goes and comes back.
     let out = timonier(home.path(), &["node", "delete", "mn-m03", "--data-dir", d]);
