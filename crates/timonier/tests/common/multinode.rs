@@ -1,6 +1,8 @@
-//! A cluster of several hosts on this machine: `timonier server` with its agent here (bound to
-//! the test LAN's address), and `timonier agent`s each in a host of its own (network namespace,
-//! data dir, cgroup root, node IP) on that LAN — see `timonier_testkit::hosts`. Dropping it
+//! A cluster of several hosts on this machine: the control plane (`timonier server
+//! --disable-agent`) here, bound to the test LAN's address, and nodes `<prefix>0`, `<prefix>1`…
+//! each a `timonier agent` on a host of its own (network namespace, data dir, cgroup root, node
+//! IP) on that LAN — see `timonier_testkit::hosts`. Nothing of a cluster's pod network is in
+//! this namespace, so clusters of concurrent tests do not meet. Dropping it
 //! stops every process it started (by PID), removes what the agents left, then the LAN.
 
 use std::path::{Path, PathBuf};
@@ -8,7 +10,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use timonier_testkit::hosts::{Host, Lan};
-use timonier_testkit::{free_port, ChildGuard, Kubectl, Server};
+use timonier_testkit::{ChildGuard, Kubectl, Server};
 
 use super::{tail, TestImage, TestRegistry};
 
@@ -25,7 +27,7 @@ pub struct MultiNode {
     pub server: Server,
     pub kubectl: Kubectl,
     pub agents: Vec<Agent>,
-    /// The server's own node.
+    /// The first node (`<prefix>0`), on host 0.
     pub server_node: String,
     registry: Option<TestRegistry>,
     dir: tempfile::TempDir,
@@ -46,10 +48,15 @@ fn cleanup_in(host: &Host, data_dir: &Path) {
 }
 
 impl MultiNode {
-    /// Starts the server (node `<prefix>0`) and `hosts` agents (`<prefix>1`…) with the
+    /// Starts the control plane and `hosts + 1` nodes (`<prefix>0` … `<prefix><hosts>`) with the
     /// network backend `backend`, `images` in a registry on the LAN, and waits until every
     /// node is Ready.
     pub fn start(prefix: &str, hosts: u8, images: &[TestImage], backend: &str) -> MultiNode {
+        MultiNode::start_with(prefix, hosts, images, backend, &[])
+    }
+
+    /// [`MultiNode::start`], with `server_args` added to the server's command line.
+    pub fn start_with(prefix: &str, hosts: u8, images: &[TestImage], backend: &str, server_args: &[&str]) -> MultiNode {
         let mut lan = Lan::create().expect("cannot create a test LAN (run as root, with iproute2)");
         let gateway = lan.gateway();
         let dir = timonier_testkit::temp_dir("timonier-multinode-");
@@ -58,32 +65,15 @@ impl MultiNode {
         let cgroup = |i: u8| format!("/timonier-test-{prefix}{i}-{}", std::process::id());
         // Its own VXLAN identifier: another cluster's node may share this namespace.
         let vni = (1000 + u32::from(gateway.octets()[2])).to_string();
-        let mut args: Vec<String> = vec![
-            "--bind-address".into(),
-            gateway.to_string(),
-            "--node-ip".into(),
-            gateway.to_string(),
-            "--node-name".into(),
-            server_node.clone(),
-            "--kubelet-port".into(),
-            free_port().to_string(),
-            "--bridge".into(),
-            format!("tmn{prefix}0"),
-            "--cgroup-root".into(),
-            cgroup(0),
-            "--network-backend".into(),
-            backend.into(),
-            "--vxlan-vni".into(),
-            vni.clone(),
-        ];
-        if let Some(r) = &registry {
-            args.extend(["--registry-config".into(), r.config.to_string_lossy().into_owned()]);
-        }
+        // The control plane here, every node on a host: no pod range, bridge or rule of this
+        // namespace is shared with another cluster's (its node would use the same ranges).
+        let mut args: Vec<String> = vec!["--bind-address".into(), gateway.to_string()];
+        args.extend(server_args.iter().map(|a| a.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let server = Server::start_with_agent(Path::new(env!("CARGO_BIN_EXE_timonier")), &args);
+        let server = Server::start_control_plane(Path::new(env!("CARGO_BIN_EXE_timonier")), &args);
         let kubectl = server.kubectl("1.33");
         let mut cluster = MultiNode { server, kubectl, agents: Vec::new(), server_node, registry, dir, lan: None };
-        for i in 1..=hosts {
+        for i in 0..=hosts {
             let host = lan.add_host(i).expect("cannot add a host to the test LAN");
             let name = format!("{prefix}{i}");
             let data_dir = cluster.dir.path().join(&name);
@@ -97,7 +87,7 @@ impl MultiNode {
             cluster.agents.push(agent);
         }
         cluster.lan = Some(lan);
-        let names: Vec<String> = std::iter::once(cluster.server_node.clone()).chain(cluster.agents.iter().map(|a| a.name.clone())).collect();
+        let names: Vec<String> = cluster.agents.iter().map(|a| a.name.clone()).collect();
         let ready = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
         for n in &names {
             cluster.wait(&format!("node {n} Ready"), Duration::from_secs(60), |k| k.run(&["get", "node", n, "-o", ready]).stdout == "True");
@@ -186,9 +176,6 @@ impl Drop for MultiNode {
             }
         }
         self.server.stop();
-        let dir = self.server.dir.path().join("data").join("agent");
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-        rt.block_on(timonier_kubelet::cleanup_node(&dir));
         self.registry = None;
         self.lan = None;
     }
