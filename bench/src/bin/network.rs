@@ -1,10 +1,13 @@
 //! Pod network benchmark: TCP throughput and round-trip latency between two pods on the same
 //! node and between pods on two nodes, side by side in one run, for each backend (VXLAN and
-//! host-gw). A real cluster: `timonier server` with its agent here and one `timonier agent` on
-//! a host of its own (a network namespace on a test LAN, `timonier_testkit::hosts`), busybox
+//! host-gw). A real cluster: `timonier server --disable-agent` here and two `timonier agent`s
+//! each on a host of its own (a network namespace on a test LAN, `timonier_testkit::hosts`), busybox
 //! pods pinned to the nodes; the measuring ends run inside the pods' network namespaces
 //! (entered from the pods' sandbox processes), so the packets take the pods' real path —
 //! veth, bridge, the agent's nftables rules, the routes or the overlay. Needs root.
+//!
+//! Also the join time: from `timonier agent --server URL --token TOKEN` starting on a new host
+//! (bootstrap token, CA discovery, client-certificate CSR) to its Node Ready, `--joins` times.
 //!
 //! `cargo run --release -p timonier-bench --bin network -- [--seconds 5] [--server-bin PATH]`
 //!
@@ -21,7 +24,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use timonier_bench::{cpu_model, loadavg, sh};
 use timonier_testkit::hosts::{Host, Lan};
-use timonier_testkit::{free_port, ChildGuard, Kubectl, Registry, Server};
+use timonier_testkit::{ChildGuard, Kubectl, Registry, Server};
 
 #[derive(Parser, Debug)]
 #[command(about = "Pod network benchmark: same node vs across nodes, per backend")]
@@ -32,6 +35,9 @@ struct Args {
     /// Round trips per latency measure.
     #[arg(long, default_value_t = 5000)]
     round_trips: usize,
+    /// Nodes joined one after the other (join-time samples).
+    #[arg(long, default_value_t = 5)]
+    joins: u8,
     /// The `timonier` binary (default: the workspace's release build, built first).
     #[arg(long)]
     server_bin: Option<PathBuf>,
@@ -123,37 +129,68 @@ fn measure(from: i32, to: i32, to_ip: Ipv4Addr, args: &Args) -> Result<Measure> 
 }
 
 /// A cluster of two nodes on a test LAN: the server's (here) and one agent's (a host).
+/// One node: an agent on a host of its own.
+struct Node {
+    host: Host,
+    agent: Option<ChildGuard>,
+    dir: PathBuf,
+}
+
+/// A control plane here and two nodes on hosts of a test LAN (nothing of the pod network in
+/// this namespace, so a cluster of a concurrent test does not meet this one).
 struct Cluster {
     server: Server,
     kubectl: Kubectl,
-    host: Host,
-    agent: Option<ChildGuard>,
-    agent_dir: PathBuf,
+    nodes: Vec<Node>,
+    vni: String,
     _registry: Registry,
-    /// Holds registries.yaml, which the agent reads as it starts.
+    /// Holds registries.yaml, which the agents read as they start.
     _images: tempfile::TempDir,
     lan: Option<Lan>,
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if let Some(a) = self.agent.take() {
-            unsafe { libc::kill(a.pid() as i32, libc::SIGTERM) };
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        let dir = self.agent_dir.clone();
-        let _ = self.host.run_in(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                rt.block_on(timonier_kubelet::cleanup_node(&dir));
-            }
-        });
-        self.server.stop();
-        let dir = self.server.dir.path().join("data").join("agent");
+/// Stops an agent and removes what it left, from inside its host.
+fn remove_node(host: &Host, agent: Option<ChildGuard>, dir: &Path) {
+    if let Some(a) = agent {
+        unsafe { libc::kill(a.pid() as i32, libc::SIGTERM) };
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let dir = dir.to_path_buf();
+    let _ = host.run_in(move || {
         if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
             rt.block_on(timonier_kubelet::cleanup_node(&dir));
         }
+    });
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            remove_node(&n.host, n.agent.take(), &n.dir);
+        }
+        self.server.stop();
         self.lan = None;
     }
+}
+
+/// Starts `timonier agent` as node `name` on `host` with `credentials` (`--kubeconfig F` or
+/// `--server URL --token T`).
+fn spawn_agent(bin: &Path, host: &Host, name: &str, dir: &Path, log: &Path, credentials: &[&str], extra: &[&str]) -> Result<ChildGuard> {
+    let log = std::fs::File::create(log)?;
+    let child = host
+        .command(bin)
+        .arg("agent")
+        .args(credentials)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--node-name", name, "--node-ip", &host.ip.to_string(), "--cgroup-root", &format!("/timonier-bench-{name}")])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start the agent of {name}"))?;
+    Ok(ChildGuard(child))
 }
 
 fn start_cluster(bin: &Path, backend: &str) -> Result<Cluster> {
@@ -168,31 +205,20 @@ fn start_cluster(bin: &Path, backend: &str) -> Result<Cluster> {
     let registries = images.path().join("registries.yaml");
     std::fs::write(&registries, format!("mirrors:\n  docker.io:\n    endpoint: [\"http://{}\"]\n", registry.addr()))?;
     let reg = registries.to_string_lossy().into_owned();
-    let (gws, port) = (gw.to_string(), free_port().to_string());
-    // Its own VXLAN identifier: another cluster's node may share this namespace.
+    // Its own VXLAN identifier: another cluster's node may share a namespace with this one's.
     let vni = (1000 + u32::from(gw.octets()[2])).to_string();
-    let server = Server::start_with_agent(
-        bin,
-        &["--bind-address", &gws, "--node-ip", &gws, "--node-name", "net0", "--kubelet-port", &port, "--bridge", "tmnbench0", "--cgroup-root", "/timonier-bench0", "--network-backend", backend, "--vxlan-vni", &vni, "--registry-config", &reg],
-    );
+    let server = Server::start_control_plane(bin, &["--bind-address", &gw.to_string()]);
     let kubectl = server.kubectl("1.33");
-    let host = lan.add_host(1).map_err(|e| anyhow!(e))?;
-    let agent_dir = server.dir.path().join("net1");
-    let log = std::fs::File::create(server.dir.path().join("net1.log"))?;
-    let child = host
-        .command(bin)
-        .arg("agent")
-        .arg("--kubeconfig")
-        .arg(&server.kubeconfig)
-        .arg("--data-dir")
-        .arg(&agent_dir)
-        .args(["--node-name", "net1", "--node-ip", &host.ip.to_string(), "--cgroup-root", "/timonier-bench1", "--network-backend", backend, "--vxlan-vni", &vni, "--registry-config", &reg])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("cannot start the agent")?;
-    Ok(Cluster { server, kubectl, host, agent: Some(ChildGuard(child)), agent_dir, _registry: registry, _images: images, lan: Some(lan) })
+    let mut nodes = Vec::new();
+    for i in 0..2u8 {
+        let host = lan.add_host(i).map_err(|e| anyhow!(e))?;
+        let name = format!("net{i}");
+        let dir = server.dir.path().join(&name);
+        let kubeconfig = server.kubeconfig.to_string_lossy().into_owned();
+        let agent = spawn_agent(bin, &host, &name, &dir, &server.dir.path().join(format!("{name}.log")), &["--kubeconfig", &kubeconfig], &["--network-backend", backend, "--vxlan-vni", &vni, "--registry-config", &reg])?;
+        nodes.push(Node { host, agent: Some(agent), dir });
+    }
+    Ok(Cluster { server, kubectl, nodes, vni, _registry: registry, _images: images, lan: Some(lan) })
 }
 
 fn pod_manifest(name: &str, node: &str) -> String {
@@ -208,8 +234,37 @@ fn sandbox_pid(k: &Kubectl, name: &str, agent_dir: &Path) -> Result<i32> {
     Ok(pid.trim().parse()?)
 }
 
-fn run_backend(bin: &Path, backend: &str, args: &Args) -> Result<(Measure, Measure)> {
-    let c = start_cluster(bin, backend)?;
+/// Joins `n` new hosts one at a time with a fresh join token each, and returns how long each
+/// took from the agent's start to its Node Ready (ms). Each leaves before the next joins.
+fn measure_joins(c: &mut Cluster, bin: &Path, n: u8) -> Result<Vec<f64>> {
+    let server_data = c.server.dir.path().join("data");
+    let url = format!("https://{}:{}", c.lan.as_ref().map(|l| l.gateway()).context("no LAN")?, c.server.port);
+    let mut out = Vec::new();
+    for i in 0..n {
+        let token = std::process::Command::new(bin).args(["token", "create", "--ttl", "10m", "--data-dir"]).arg(&server_data).output()?;
+        anyhow::ensure!(token.status.success(), "token create: {}", String::from_utf8_lossy(&token.stderr));
+        let token = String::from_utf8_lossy(&token.stdout).trim().to_string();
+        let host = c.lan.as_mut().context("no LAN")?.add_host(10 + i).map_err(|e| anyhow!(e))?;
+        let name = format!("join{i}");
+        let dir = c.server.dir.path().join(&name);
+        let t0 = Instant::now();
+        let agent = spawn_agent(bin, &host, &name, &dir, &c.server.dir.path().join(format!("{name}.log")), &["--server", &url, "--token", &token], &["--vxlan-vni", &c.vni])?;
+        let ready = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
+        while c.kubectl.run(&["get", "node", &name, "-o", ready]).stdout != "True" {
+            if t0.elapsed() > Duration::from_secs(60) {
+                bail!("node {name} did not join within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        out.push(t0.elapsed().as_secs_f64() * 1000.0);
+        remove_node(&host, Some(agent), &dir);
+        c.kubectl.run(&["delete", "node", &name]);
+    }
+    Ok(out)
+}
+
+fn run_backend(bin: &Path, backend: &str, args: &Args, joins: &mut Vec<f64>) -> Result<(Measure, Measure)> {
+    let mut c = start_cluster(bin, backend)?;
     let k = &c.kubectl;
     let deadline = Instant::now() + Duration::from_secs(90);
     let manifests = pod_manifest("a1", "net1") + &pod_manifest("a2", "net1") + &pod_manifest("b", "net0");
@@ -226,10 +281,13 @@ fn run_backend(bin: &Path, backend: &str, args: &Args) -> Result<(Measure, Measu
         }
     }
     let ip = |p: &str| -> Result<Ipv4Addr> { Ok(k.run(&["get", "pod", p, "-o", "jsonpath={.status.podIP}"]).stdout.trim().parse()?) };
-    let server_agent = c.server.dir.path().join("data").join("agent");
-    let (a1, a2, b) = (sandbox_pid(k, "a1", &c.agent_dir)?, sandbox_pid(k, "a2", &c.agent_dir)?, sandbox_pid(k, "b", &server_agent)?);
+    let (d0, d1) = (c.nodes[0].dir.clone(), c.nodes[1].dir.clone());
+    let (a1, a2, b) = (sandbox_pid(k, "a1", &d1)?, sandbox_pid(k, "a2", &d1)?, sandbox_pid(k, "b", &d0)?);
     let same = measure(a1, a2, ip("a2")?, args)?;
     let across = measure(a1, b, ip("b")?, args)?;
+    if joins.is_empty() {
+        *joins = measure_joins(&mut c, bin, args.joins)?;
+    }
     Ok((same, across))
 }
 
@@ -239,8 +297,9 @@ fn main() -> ExitCode {
         let bin = timonier_bench::server_binary(args.server_bin.as_deref(), args.no_build)?;
         let load = loadavg();
         let mut rows = Vec::new();
+        let mut joins = Vec::new();
         for backend in ["vxlan", "host-gw"] {
-            let (same, across) = run_backend(&bin, backend, &args).with_context(|| format!("backend {backend}"))?;
+            let (same, across) = run_backend(&bin, backend, &args, &mut joins).with_context(|| format!("backend {backend}"))?;
             rows.push((backend, same, across));
         }
         println!("## Pod network benchmark ({})", jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC"));
@@ -262,6 +321,10 @@ fn main() -> ExitCode {
                 a.rtt_p99_us
             );
         }
+        joins.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        let shown: Vec<String> = joins.iter().map(|j| format!("{j:.0}")).collect();
+        println!();
+        println!("Join (agent start → Node Ready, bootstrap token, CSR, vxlan): {} ms; median {:.0} ms", shown.join(", "), joins.get(joins.len() / 2).copied().unwrap_or(f64::NAN));
         Ok(())
     };
     match run() {
