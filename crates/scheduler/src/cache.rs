@@ -48,6 +48,8 @@ pub struct Cache {
     /// Slots holding a Node, in upstream's order: zones taken in turn.
     order: Vec<usize>,
     order_dirty: bool,
+    /// Slots holding a Node.
+    nodes: usize,
     /// How many nodes carry each label key.
     pub key_counts: HashMap<String, usize>,
     /// Bumped on any change of the nodes or their labels: what domain counts depend on.
@@ -69,7 +71,7 @@ pub struct Cache {
 
 impl Cache {
     pub fn node_count(&self) -> usize {
-        self.order().len()
+        self.nodes
     }
 
     /// Slots with a Node, zones in turn (upstream's `nodeTree` list order).
@@ -148,6 +150,9 @@ impl Cache {
         let info = NodeInfo::new(node);
         let slot = self.slot_for(&info.name.clone());
         let old = self.slots[slot].node.take();
+        if old.is_none() {
+            self.nodes += 1;
+        }
         let relabelled = old.as_ref().is_none_or(|o| o.labels != info.labels);
         if relabelled {
             if let Some(o) = &old {
@@ -169,6 +174,7 @@ impl Cache {
     pub fn delete_node(&mut self, name: &str) {
         let Some(slot) = self.slot_of(name) else { return };
         if let Some(o) = self.slots[slot].node.take() {
+            self.nodes -= 1;
             self.count_keys(&o.labels, -1);
             count_images(&mut self.image_nodes, &o.images, -1);
             self.epoch += 1;

@@ -68,8 +68,11 @@ pub fn untolerated_taint<'a>(pod: &PodInfo, node: &'a NodeInfo) -> Option<&'a Ta
 }
 
 pub fn node_unschedulable(pod: &PodInfo, node: &NodeInfo) -> Option<Status> {
+    if !node.unschedulable {
+        return None;
+    }
     let taint = Taint { key: "node.kubernetes.io/unschedulable".into(), effect: "NoSchedule".into(), ..Default::default() };
-    (node.unschedulable && !tolerated(&pod.tolerations, &taint)).then(|| Status::unresolvable(ERR_UNSCHEDULABLE))
+    (!tolerated(&pod.tolerations, &taint)).then(|| Status::unresolvable(ERR_UNSCHEDULABLE))
 }
 
 pub fn taint_toleration(pod: &PodInfo, node: &NodeInfo) -> Option<Status> {

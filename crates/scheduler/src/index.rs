@@ -53,7 +53,7 @@ pub struct MatchKey {
 
 impl MatchKey {
     pub fn matches(&self, pod: &PodInfo, ns_labels: Option<&Labels>) -> bool {
-        !(self.skip_terminating && pod.terminating) && !self.terms.is_empty() && self.terms.iter().all(|t| t.matches(pod, ns_labels))
+        !(self.terms.is_empty() || self.skip_terminating && pod.terminating) && self.terms.iter().all(|t| t.matches(pod, ns_labels))
     }
 
     fn by_labelled_namespace(&self) -> bool {
@@ -263,6 +263,7 @@ impl MatchIndex {
 }
 
 /// Which of an existing pod's terms a group holds.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TermKind {
     RequiredAffinity,
@@ -336,6 +337,28 @@ impl TermGroups {
     /// The groups of one kind (some may hold no pod any more).
     pub fn of_kind(&self, kind: TermKind) -> &[usize] {
         &self.by_kind[kind as usize]
+    }
+
+    /// Drops the groups no pod carries any more, once they outnumber the others.
+    pub fn compact(&mut self) {
+        let dead = self.groups.iter().filter(|g| g.total == 0).count();
+        if dead < 64 || dead < self.groups.len() - dead {
+            return;
+        }
+        let old = std::mem::take(&mut self.groups);
+        let mut kinds: HashMap<usize, TermKind> = HashMap::new();
+        for ((kind, _, _), id) in &self.ids {
+            kinds.insert(*id, *kind);
+        }
+        self.ids.clear();
+        self.by_kind = Default::default();
+        for (old_id, g) in old.into_iter().enumerate() {
+            let Some(kind) = kinds.get(&old_id).copied().filter(|_| g.total > 0) else { continue };
+            let id = self.groups.len();
+            self.ids.insert((kind, g.weight, g.term.clone()), id);
+            self.by_kind[kind as usize].push(id);
+            self.groups.push(g);
+        }
     }
 
     pub fn group(&self, id: usize) -> &Group {

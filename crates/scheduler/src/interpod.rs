@@ -86,7 +86,7 @@ impl Filter {
                     pods_exist = false;
                 }
             }
-            if !pods_exist && !(self.affinity_none && self.self_match) {
+            if !(pods_exist || self.affinity_none && self.self_match) {
                 return Some(Status::unresolvable(ERR_AFFINITY));
             }
         }

@@ -202,9 +202,7 @@ impl Scheduler {
                     self.bind(pod, node);
                 }
                 Err(message) => {
-                    let attempts = self.backoff.get(&pod.uid).map_or(0, |(n, _)| *n) + 1;
-                    let wait = (INITIAL_BACKOFF * 2u32.saturating_pow(attempts - 1)).min(MAX_BACKOFF);
-                    self.backoff.insert(pod.uid.clone(), (attempts, now + wait));
+                    let wait = self.back_off(&pod.uid, now);
                     retry_in = Some(retry_in.map_or(wait, |r| r.min(wait)));
                     self.unschedulable(pod, message);
                 }
@@ -213,6 +211,7 @@ impl Scheduler {
         // Forget the precomputed counts nobody asked for in the last thousand cycles, once
         // there are many.
         self.cache.index.trim(self.cache.stamp.saturating_sub(1000), 256);
+        self.cache.groups.compact();
         retry_in
     }
 
@@ -221,8 +220,19 @@ impl Scheduler {
             self.backoff.remove(&uid);
         } else {
             // Deleted, or bound by someone else meanwhile: the pod's next event says which.
+            // Until then it waits its back-off, so that a binding refused for good is not
+            // retried in a loop.
             self.cache.forget(&uid);
+            self.back_off(&uid, Instant::now());
         }
+    }
+
+    /// One more failed attempt for `uid`; returns how long it now waits.
+    fn back_off(&mut self, uid: &str, now: Instant) -> Duration {
+        let attempts = self.backoff.get(uid).map_or(0, |(n, _)| *n) + 1;
+        let wait = (INITIAL_BACKOFF * 2u32.saturating_pow(attempts - 1)).min(MAX_BACKOFF);
+        self.backoff.insert(uid.to_string(), (attempts, now + wait));
+        wait
     }
 
     /// Binds in the background (at most `MAX_BINDS` at once); the outcome comes back as a

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodAffinityTerm, Toleration, We
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use timonier_api::printers::quantity_value;
 
-use crate::selector::{Labels, Selector};
+use crate::selector::{Labels, Op, Requirement, Selector};
 
 /// What scoring assumes a container without a request uses (upstream's
 /// `DefaultMilliCPURequest` and `DefaultMemoryRequest`), so that best-effort pods spread.
@@ -77,15 +77,28 @@ pub struct AffinityTerm {
 }
 
 impl AffinityTerm {
-    fn new(pod_namespace: &str, t: &PodAffinityTerm) -> AffinityTerm {
+    fn new(pod_namespace: &str, pod_labels: &Labels, t: &PodAffinityTerm) -> AffinityTerm {
         let names = t.namespaces.clone().unwrap_or_default();
         let namespaces = if names.is_empty() && t.namespace_selector.is_none() { BTreeSet::from([pod_namespace.to_string()]) } else { names.into_iter().collect() };
-        AffinityTerm {
-            namespaces,
-            namespace_selector: Selector::from_label_selector(t.namespace_selector.as_ref()),
-            selector: Selector::from_label_selector(t.label_selector.as_ref()),
-            topology_key: t.topology_key.clone(),
+        let mut selector = Selector::from_label_selector(t.label_selector.as_ref());
+        // matchLabelKeys/mismatchLabelKeys: the pod's own values, `In`/`NotIn`. Upstream's API
+        // server writes them into the stored selector at creation; adding them again here is
+        // harmless (requirements are deduplicated) and keeps pods stored without them right.
+        // A nil selector stays nil: it selects nothing either way.
+        if selector != Selector::Nothing {
+            let mut extra = vec![];
+            for (keys, op) in [(&t.match_label_keys, Op::In), (&t.mismatch_label_keys, Op::NotIn)] {
+                for k in keys.iter().flatten() {
+                    if let Some(v) = pod_labels.get(k) {
+                        extra.push(Requirement { key: k.clone(), op, values: vec![v.clone()] });
+                    }
+                }
+            }
+            if !extra.is_empty() {
+                selector = selector.and(&Selector::Requirements(extra));
+            }
         }
+        AffinityTerm { namespaces, namespace_selector: Selector::from_label_selector(t.namespace_selector.as_ref()), selector, topology_key: t.topology_key.clone() }
     }
 
     /// Whether a pod in `namespace` (whose labels are `ns_labels`) with `labels` is one this
@@ -149,15 +162,15 @@ impl PodInfo {
         let affinity = spec.and_then(|s| s.affinity.as_ref());
         let pa = affinity.and_then(|a| a.pod_affinity.as_ref());
         let paa = affinity.and_then(|a| a.pod_anti_affinity.as_ref());
-        let required = |t: Option<&Vec<PodAffinityTerm>>| t.into_iter().flatten().map(|t| AffinityTerm::new(&namespace, t)).collect::<Vec<_>>();
-        let preferred = |t: Option<&Vec<WeightedPodAffinityTerm>>| t.into_iter().flatten().map(|t| (t.weight, AffinityTerm::new(&namespace, &t.pod_affinity_term))).collect::<Vec<_>>();
+        let labels = meta.labels.clone().unwrap_or_default();
+        let required = |t: Option<&Vec<PodAffinityTerm>>| t.into_iter().flatten().map(|t| AffinityTerm::new(&namespace, &labels, t)).collect::<Vec<_>>();
+        let preferred = |t: Option<&Vec<WeightedPodAffinityTerm>>| t.into_iter().flatten().map(|t| (t.weight, AffinityTerm::new(&namespace, &labels, &t.pod_affinity_term))).collect::<Vec<_>>();
         let owner = meta.owner_references.iter().flatten().find(|o| o.controller == Some(true)).map(|o| Owner { kind: o.kind.clone(), api_version: o.api_version.clone(), name: o.name.clone() });
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
         let images = spec.map(|s| s.init_containers.iter().flatten().chain(s.containers.iter()).map(|c| normalized_image(c.image.as_deref().unwrap_or(""))).collect()).unwrap_or_default();
         PodInfo {
             uid: meta.uid.clone().unwrap_or_default(),
             name: meta.name.clone().unwrap_or_default(),
-            labels: meta.labels.clone().unwrap_or_default(),
             node_name: spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
             scheduler_name: spec.and_then(|s| s.scheduler_name.clone()).filter(|n| !n.is_empty()).unwrap_or_else(|| crate::SCHEDULER_NAME.to_string()),
             priority: spec.and_then(|s| s.priority).unwrap_or(0),
@@ -176,6 +189,7 @@ impl PodInfo {
             preferred_anti_affinity: preferred(paa.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref())),
             owner,
             images,
+            labels,
             namespace,
             pod,
         }
@@ -310,5 +324,21 @@ mod tests {
         assert!(t[0].matches("ns1", &web, None) && !t[0].matches("ns2", &web, None));
         assert!(t[1].matches("anywhere", &web, Some(&Labels::new())));
         assert!(t[2].matches("ns2", &web, None) && !t[2].matches("ns1", &web, None));
+    }
+
+    #[test]
+    fn match_and_mismatch_label_keys_narrow_affinity_terms() {
+        let p = pod(json!({"metadata": {"labels": {"app": "web", "tenant": "a", "rev": "1"}}, "spec": {"affinity": {"podAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": {"app": "web"}}, "matchLabelKeys": ["rev"], "mismatchLabelKeys": ["tenant"], "topologyKey": "zone"},
+                {"matchLabelKeys": ["rev"], "topologyKey": "zone"}]}}}}));
+        let info = PodInfo::new(Arc::new(p));
+        let l = |pairs: &[(&str, &str)]| -> Labels { pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() };
+        let t = &info.required_affinity[0];
+        assert!(t.matches("default", &l(&[("app", "web"), ("rev", "1"), ("tenant", "b")]), None));
+        assert!(!t.matches("default", &l(&[("app", "web"), ("rev", "2"), ("tenant", "b")]), None));
+        assert!(!t.matches("default", &l(&[("app", "web"), ("rev", "1"), ("tenant", "a")]), None));
+        // A nil selector selects nothing, keys or not.
+        assert!(!info.required_affinity[1].matches("default", &l(&[("rev", "1")]), None));
     }
 }

@@ -356,7 +356,7 @@ fn incremental_counts_match_a_recount() {
     let (mut nonzero, mut blocked) = (0, 0);
     for step in 0..400 {
         match rnd(6) {
-            0 | 1 | 2 => {
+            0..=2 => {
                 let labels = if rnd(3) == 0 { json!({"bar": ""}) } else { json!({"foo": ""}) };
                 let on = if rnd(4) == 0 { "" } else { names[rnd(5) as usize] };
                 // Some carry an anti-affinity to `bar` pods in their zone.
