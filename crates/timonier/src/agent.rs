@@ -75,7 +75,7 @@ pub(crate) fn hostname() -> String {
 }
 
 /// The first non-loopback IPv4 address of the host, as the kubelet picks its node IP.
-fn default_node_ip() -> IpAddr {
+pub(crate) fn default_node_ip() -> IpAddr {
     let mut addrs: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills a linked list we free below; we only read IPv4 entries.
     if unsafe { libc::getifaddrs(&mut addrs) } == 0 {

@@ -33,6 +33,14 @@ pub struct StartArgs {
     /// Extra names or addresses for the API server's certificate.
     #[arg(long)]
     pub tls_san: Vec<String>,
+    /// Where the API server listens: `0.0.0.0` (or an address of this machine) lets other
+    /// machines join as nodes, and `start` then prints the command that joins them.
+    #[arg(long)]
+    pub bind_address: Option<std::net::IpAddr>,
+    /// The address other machines reach the API server at (default: the bind address, or
+    /// this machine's first non-loopback address when binding all).
+    #[arg(long)]
+    pub advertise_address: Option<std::net::IpAddr>,
     /// How many nodes: the first runs here with the control plane, the others each on a host
     /// of its own on this machine (a network namespace on a LAN), as `minikube start --nodes`.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=100))]
@@ -90,6 +98,9 @@ pub fn start(args: StartArgs) -> anyhow::Result<()> {
     let kubeconfig = dir.join("kubeconfig");
     // Several nodes: the server listens on the hosts' LAN (decided at the first start).
     let multi = args.nodes > 1 || crate::nodes::multi_node(&dir);
+    if multi && args.bind_address.is_some() {
+        anyhow::bail!("--bind-address cannot be combined with several nodes: the API server then listens on the nodes' LAN (10.250.0.1)");
+    }
     if multi {
         crate::nodes::prepare(&dir, &args.node, &args.node.node_name.clone().unwrap_or_else(crate::agent::hostname))?;
     }
@@ -137,7 +148,11 @@ pub fn start(args: StartArgs) -> anyhow::Result<()> {
         }
     };
 
-    let host = if multi { crate::nodes::lan().gateway() } else { std::net::Ipv4Addr::LOCALHOST };
+    let host = match args.bind_address {
+        _ if multi => std::net::IpAddr::V4(crate::nodes::lan().gateway()),
+        Some(a) if !a.is_unspecified() => a,
+        _ => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    };
     let addr = std::net::SocketAddr::from((host, args.secure_port));
     let api_ready = || {
         std::fs::read_to_string(&log_path).unwrap_or_default().contains("API server ready")
@@ -172,6 +187,17 @@ pub fn start(args: StartArgs) -> anyhow::Result<()> {
     merge_kubeconfig(&kubeconfig, &user_kubeconfig())?;
     step("Done! kubectl is now configured to use \"timonier\" cluster and \"default\" namespace by default");
     kubectl_hint();
+    join_hint(&dir, &args)
+}
+
+/// When other machines can reach the server, the command that joins one, with a fresh join
+/// token, as `kubeadm init` prints `kubeadm join …`.
+fn join_hint(dir: &Path, args: &StartArgs) -> anyhow::Result<()> {
+    let Some(bind) = args.bind_address.filter(|a| !a.is_loopback()) else { return Ok(()) };
+    let advertise = args.advertise_address.unwrap_or(if bind.is_unspecified() { crate::agent::default_node_ip() } else { bind });
+    let host = if advertise.is_ipv6() { format!("[{advertise}]") } else { advertise.to_string() };
+    let token = crate::nodes::join_token(dir, "24h", "printed by timonier start")?;
+    println!("\nTo add another machine as a node, run this on it as root (the token is valid for 24 hours;\n`timonier token create` makes others):\n\n    timonier agent --server https://{host}:{} --token {token}\n", args.secure_port);
     Ok(())
 }
 
@@ -235,6 +261,12 @@ fn server_args(args: &StartArgs, multi: bool) -> Vec<std::ffi::OsString> {
         flag("--node-ip", &gateway);
     } else if let Some(ip) = node.node_ip {
         flag("--node-ip", &ip.to_string());
+    }
+    if let Some(a) = args.bind_address.filter(|_| !multi) {
+        flag("--bind-address", &a.to_string());
+    }
+    if let Some(a) = args.advertise_address {
+        flag("--advertise-address", &a.to_string());
     }
     flag("--network-backend", &node.network_backend.to_string());
     if let Some(f) = &node.registry_config {

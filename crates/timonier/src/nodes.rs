@@ -111,12 +111,11 @@ pub fn prepare(dir: &Path, node: &crate::agent::NodeArgs, first: &str) -> anyhow
     Ok(())
 }
 
-/// A join token for one node, as a user would make it (`timonier token create`): valid 15
-/// minutes — a node that joined keeps its own certificate in its data directory.
-fn join_token(dir: &Path) -> anyhow::Result<String> {
+/// A join token, as a user makes one (`timonier token create`) with the cluster in `dir`.
+pub fn join_token(dir: &Path, ttl: &str, description: &str) -> anyhow::Result<String> {
     let exe = std::env::current_exe().context("cannot find the timonier binary")?;
     let out = Command::new(exe)
-        .args(["token", "create", "--ttl", "15m", "--description", "timonier start --nodes"])
+        .args(["token", "create", "--ttl", ttl, "--description", description])
         .arg("--data-dir")
         .arg(dir.join("server"))
         .stdin(Stdio::null())
@@ -152,7 +151,8 @@ pub fn start(dir: &Path, name: &str, index: u8, kubeconfig: &Path) -> anyhow::Re
     let mut cmd = Command::new(exe);
     let shared = std::fs::read_to_string(settings_file(dir)).unwrap_or_default();
     cmd.arg("agent")
-        .args(["--server", &server_url(kubeconfig)?, "--token", &join_token(dir)?])
+        // Valid 15 minutes: a node that joined keeps its own certificate in its data directory.
+        .args(["--server", &server_url(kubeconfig)?, "--token", &join_token(dir, "15m", "timonier start --nodes")?])
         .arg("--data-dir")
         .arg(&home)
         .args(["--node-name", name, "--node-ip", &lan.host_ip(index).to_string()])

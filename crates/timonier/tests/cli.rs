@@ -243,3 +243,69 @@ fn start_several_nodes() {
     let links = Command::new("ip").args(["-br", "link"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&links.stdout).contains("timonier-lan"));
 }
+
+/// `timonier start --bind-address` on an address other machines reach prints the command that
+/// joins one, as `kubeadm init` does; run on another host (a network namespace on a test
+/// LAN), that very command makes it a node.
+#[test]
+fn start_prints_the_join_command() {
+    let mut lan = timonier_testkit::hosts::Lan::create().expect("test LAN");
+    let host = lan.add_host(1).expect("host");
+    let home = timonier_testkit::temp_dir("timonier-home-");
+    let dir = home.path().join("c");
+    let d = dir.to_str().unwrap();
+    let (port, kubelet_port) = (timonier_testkit::free_port().to_string(), timonier_testkit::free_port().to_string());
+    struct Delete<'a>(&'a std::path::Path, &'a str);
+    impl Drop for Delete<'_> {
+        fn drop(&mut self) {
+            let _ = timonier(self.0, &["delete", "--data-dir", self.1]);
+        }
+    }
+    let _delete = Delete(home.path(), d);
+    let gw = lan.gateway().to_string();
+    let out = timonier(
+        home.path(),
+        &["start", "--data-dir", d, "--secure-port", &port, "--bind-address", &gw, "--kubelet-port", &kubelet_port, "--bridge", "tmnrjoin0", "--node-name", "first", "--node-ip", &gw],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let command = text.lines().map(str::trim).find(|l| l.starts_with("timonier agent --server")).unwrap_or_else(|| panic!("no join command in:\n{text}"));
+    assert!(command.starts_with(&format!("timonier agent --server https://{gw}:{port} --token K10")), "{command}");
+
+    // Run it on the other host, with only what a second machine's defaults would differ in.
+    let agent_dir = home.path().join("agent");
+    let words: Vec<&str> = command.split_whitespace().skip(1).collect();
+    let log = std::fs::File::create(home.path().join("agent.log")).unwrap();
+    let child = host
+        .command(env!("CARGO_BIN_EXE_timonier"))
+        .args(&words)
+        .arg("--data-dir")
+        .arg(&agent_dir)
+        .args(["--node-name", "second", "--node-ip", &host.ip.to_string(), "--cgroup-root", "/timonier-test-join2"])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("run the join command");
+    let mut agent = timonier_testkit::ChildGuard(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let ready = loop {
+        let out = Command::new(timonier_testkit::kubectl_bin("1.33"))
+            .args(["get", "node", "second", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])
+            .env("HOME", home.path())
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap();
+        if out.stdout == b"True" || std::time::Instant::now() > deadline {
+            break out.stdout == b"True";
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    unsafe { libc::kill(agent.pid() as i32, libc::SIGTERM) };
+    let _ = agent.0.wait();
+    let dir = agent_dir.clone();
+    let _ = host.run_in(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(timonier_kubelet::cleanup_node(&dir));
+    });
+    assert!(ready, "the joined node is not Ready; its log:\n{}", std::fs::read_to_string(home.path().join("agent.log")).unwrap_or_default());
+}
