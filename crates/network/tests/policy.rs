@@ -111,6 +111,7 @@ async fn scenario() {
         state_dir: dir,
         node_ip: Ipv4Addr::LOCALHOST,
         backend: Backend::default(),
+        vxlan_vni: timonier_network::DEFAULT_VNI,
     };
     let table = table_name(&cfg.bridge);
     let table_exists = || sh(&["nft", "list", "table", "inet", &table]).0;
