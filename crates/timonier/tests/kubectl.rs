@@ -209,18 +209,19 @@ fn pagination_and_all_namespaces() {
         }
         k.run_with_input(&["create", "-f", "-", "--validate=false"], Some(&manifest)).ok();
         let paged = k.run(&["get", "configmaps", "-n", "kube-public", "--chunk-size=4", "-o", "name"]);
-        // kube-public also holds kube-root-ca.crt, as on every cluster.
+        // kube-public also holds kube-root-ca.crt, as on every cluster, and cluster-info, as on
+        // kubeadm's (what joining nodes read).
         let names: Vec<&str> = paged.ok().lines().filter(|n| n.starts_with("configmap/cm-")).collect();
         assert_eq!(names.len(), 23, "{}", paged.stdout);
         assert_eq!(names[0], "configmap/cm-00");
         assert_eq!(names[22], "configmap/cm-22");
-        assert!(paged.stdout.contains("configmap/kube-root-ca.crt"), "{}", paged.stdout);
+        assert!(paged.stdout.contains("configmap/kube-root-ca.crt") && paged.stdout.contains("configmap/cluster-info"), "{}", paged.stdout);
         let table = k.run(&["get", "cm", "-A", "--chunk-size=5"]);
         let rows = lines(table.ok());
         assert_eq!(rows[0], ["NAMESPACE", "NAME", "DATA", "AGE"]);
         assert_eq!(rows.iter().filter(|r| r[0] == "kube-public" && r[1].starts_with("cm-")).count(), 23);
         let sorted = k.run(&["get", "cm", "-n", "kube-public", "--sort-by=.metadata.name", "-o", "name"]);
-        assert_eq!(sorted.ok().lines().count(), 24);
+        assert_eq!(sorted.ok().lines().count(), 25);
     });
 }
 
@@ -506,7 +507,9 @@ fn binding_eviction_and_disruption_budgets() {
     assert_eq!(k.run(&["get", "pod", "p2", "-o", "jsonpath={.spec.nodeName} {.status.conditions[0].type}={.status.conditions[0].status}"]).ok(), "node-a PodScheduled=True");
     let again = raw("/api/v1/namespaces/default/pods/p2/binding", r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p2"},"target":{"kind":"Node","name":"node-b"}}"#);
     assert!(again.err().contains("already assigned to node"), "{}", again.stderr);
-    // Eviction respects the budget (429), and evicts what no budget covers.
+    // Eviction respects the budget (429), and evicts what no budget covers. A Pending pod
+    // would be deleted whatever its budget says (upstream's canIgnorePDB): p1 runs, unready.
+    k.run(&["patch", "pod", "p1", "--subresource=status", "--type=merge", "-p", r#"{"status":{"phase":"Running"}}"#]).ok();
     let blocked = raw("/api/v1/namespaces/default/pods/p1/eviction", r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"p1","namespace":"default"}}"#);
     assert!(blocked.err().contains("Cannot evict pod as it would violate the pod's disruption budget"), "{}", blocked.stderr);
     assert_eq!(k.run(&["get", "pod", "p1", "-o", "name"]).ok().trim(), "pod/p1");
