@@ -445,6 +445,12 @@ impl ApiState {
                 Mode::Main => {
                     preserve_server_metadata(&mut new, &old)?;
                     strategy::default(def, &mut new);
+                    // Encoded as it will be stored before the spec is compared with the stored
+                    // one: a client that leaves out Go's zero values (`creationTimestamp: null`
+                    // in a template) has not changed the spec.
+                    if !timonier_api::resources::is_custom(def) {
+                        timonier_api::gojson::normalize(&def.group, &def.version, &def.kind, &mut new);
+                    }
                     strategy::prepare_for_update(def, &mut new, &old);
                 }
                 Mode::Whole => preserve_server_metadata(&mut new, &old)?,
