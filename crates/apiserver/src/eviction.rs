@@ -131,6 +131,7 @@ impl ApiState {
             if !matches!(phase(&pod), "Succeeded" | "Failed") && !terminating(&pod) && !caller_rv {
                 o.resource_version = revision(&pod);
             }
+            tracing::debug!(pod = %format!("{ns}/{name}"), phase = phase(&pod), terminating = terminating(&pod), "eviction without a budget check");
             match self.delete(&pods, ns, name, &o).await {
                 Ok(_) => return Ok(success),
                 Err(e) if e.code == 409 && !caller_rv && tries + 1 < RETRIES => {
@@ -167,6 +168,7 @@ impl ApiState {
                 let desired = int(status.get("desiredHealthy"));
                 guard_pod = always || (int(status.get("currentHealthy")) >= desired && desired > 0);
             }
+            tracing::debug!(pod = %format!("{ns}/{name}"), budget = %pdb_name, ready = is_ready(&pod), unready_allowed = guard_pod, status = %status, "eviction under a budget");
             if !guard_pod {
                 self.take_disruption(ns, &pdb_name, budget, name, opts.dry_run).await?;
             }
@@ -205,8 +207,14 @@ impl ApiState {
                 .guaranteed_update(&pdb_def, ns, pdb_name, revision(&budget), &opts, |_| Ok(decremented.clone()), Mode::Status)
                 .await;
             match result {
-                Ok(_) => return Ok(()),
-                Err(e) if e.code == 409 => continue,
+                Ok(_) => {
+                    tracing::debug!(pod, budget = pdb_name, revision = ?revision(&budget), "eviction took a disruption");
+                    return Ok(());
+                }
+                Err(e) if e.code == 409 => {
+                    tracing::debug!(pod, budget = pdb_name, revision = ?revision(&budget), "eviction conflicted on the budget; reading it again");
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -168,13 +168,16 @@ pub(super) struct Lifecycle {
     /// marked once (upstream marks on the node's transition and on a pod's assignment, never
     /// again — a kubelet still alive behind a NotReady node is not fought).
     marked: HashMap<String, HashSet<String>>,
+    /// Nodes as this controller last wrote them, until the cache shows them: the tainting
+    /// that follows a health check must not act on the state from before it.
+    pub(super) written: HashMap<String, Arc<Node>>,
 }
 
 impl Lifecycle {
     pub fn new(client: Client, config: Config) -> Lifecycle {
         let recorder = Recorder::new(client.clone(), "node-controller", None);
         let tainter = Tainter::new(config.eviction_rate);
-        Lifecycle { client, config, recorder, health: HashMap::new(), known: HashMap::new(), zones: HashMap::new(), tainter, marked: HashMap::new() }
+        Lifecycle { client, config, recorder, health: HashMap::new(), known: HashMap::new(), zones: HashMap::new(), tainter, marked: HashMap::new(), written: HashMap::new() }
     }
 
     async fn node_event(&self, node: &Node, reason: &str, message: &str) {
@@ -247,6 +250,7 @@ impl Lifecycle {
             let patch = json!({"metadata": {"resourceVersion": node.metadata.resource_version}, "status": {"conditions": conditions}});
             match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                 Ok(updated) => {
+                    self.written.insert(name.clone(), Arc::new(updated.clone()));
                     if let Some(mut h) = health {
                         h.ready = node_condition(&updated, "Ready").cloned();
                         h.ready_transition = now;
@@ -267,6 +271,23 @@ impl Lifecycle {
             }
         }
         None
+    }
+
+    /// The node as it is newest: the cache's, or the one this controller just wrote.
+    pub(super) fn newest(&mut self, snap: &Snapshot, name: &str) -> Option<Arc<Node>> {
+        let cached = snap.node(name).cloned();
+        let Some(mine) = self.written.get(name).cloned() else { return cached };
+        match cached {
+            Some(c) if crate::revision_of(&c.metadata) >= crate::revision_of(&mine.metadata) => {
+                self.written.remove(name);
+                Some(c)
+            }
+            None => {
+                self.written.remove(name);
+                None
+            }
+            Some(_) => Some(mine),
+        }
     }
 
     /// Upstream's `handleDisruption`: when every zone is down the fault is most likely the

@@ -6,7 +6,7 @@
 //! event; a scheduled deletion whose reason goes away is cancelled with another.
 //!
 //! The countdown of a pod starts when this controller first sees it under the taints (as
-//! upstream), but never before the newest of the taints' `timeAdded` or the pod's binding —
+//! upstream), or earlier — at the newest of the taints' `timeAdded` and the pod's binding —
 //! so that a restarted controller resumes the countdowns instead of starting them over.
 
 use std::collections::{HashMap, HashSet};
@@ -65,12 +65,15 @@ pub(super) fn countdown_start(pod: &Pod, taints: &[Taint], now: jiff::Timestamp)
         .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled" && c.status == "True"))
         .and_then(|c| c.last_transition_time.as_ref().map(|t| t.0))
         .or_else(|| pod.metadata.creation_timestamp.as_ref().map(|t| t.0));
-    match (tainted, bound) {
-        (Some(t), Some(b)) => since(now, t.max(b)),
-        (Some(t), None) => since(now, t),
+    let start = match (tainted, bound) {
+        (Some(t), Some(b)) => t.max(b),
+        (Some(t), None) => t,
         // A taint without its time: from now, as upstream.
-        (None, _) => Duration::ZERO,
-    }
+        (None, _) => return Duration::ZERO,
+    };
+    // The timestamps are whole seconds: the latest moment of that second, so that a pod is
+    // never deleted before its toleration has run out.
+    since(now, start.checked_add(jiff::SignedDuration::from_secs(1)).unwrap_or(start))
 }
 
 struct Scheduled {
@@ -250,8 +253,9 @@ mod tests {
     fn countdowns_start_at_the_taint_or_the_binding() {
         let now: jiff::Timestamp = "2025-01-01T00:01:00Z".parse().unwrap();
         let p = pod(json!([]));
-        assert_eq!(countdown_start(&p, &[unreachable(Some("2025-01-01T00:00:50Z"))], now), Duration::from_secs(10));
-        assert_eq!(countdown_start(&p, &[unreachable(Some("2025-01-01T00:00:01Z"))], now), Duration::from_secs(55), "bound after the taint");
+        assert_eq!(countdown_start(&p, &[unreachable(Some("2025-01-01T00:00:50Z"))], now), Duration::from_secs(9));
+        assert_eq!(countdown_start(&p, &[unreachable(Some("2025-01-01T00:00:01Z"))], now), Duration::from_secs(54), "bound after the taint");
+        assert_eq!(countdown_start(&p, &[unreachable(Some("2025-01-01T00:01:00Z"))], now), Duration::ZERO, "tainted this very second");
         assert_eq!(countdown_start(&p, &[unreachable(None)], now), Duration::ZERO);
     }
 }

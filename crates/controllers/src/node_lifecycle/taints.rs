@@ -244,9 +244,10 @@ impl Lifecycle {
         let zones: Vec<String> = self.tainter.zones.keys().cloned().collect();
         for zone in zones {
             loop {
+                let Some(name) = self.tainter.zones.get(&zone).and_then(|(_, q)| q.front().cloned()) else { break };
+                let node = self.newest(snap, &name);
                 let Some((bucket, queue)) = self.tainter.zones.get_mut(&zone) else { break };
-                let Some(name) = queue.front().cloned() else { break };
-                let Some(node) = snap.node(&name).cloned() else {
+                let Some(node) = node else {
                     queue.pop_front();
                     continue;
                 };
