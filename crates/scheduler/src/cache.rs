@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 
-use crate::index::{Domains, MatchIndex, MatchKey, TermGroups};
+use crate::index::{Domains, KeyDomains, MatchIndex, MatchKey, TermGroups, Topology};
 use crate::node_info::{NodeInfo, Usage};
 use crate::pod_info::PodInfo;
 use crate::selector::{Labels, Selector};
@@ -63,6 +63,8 @@ pub struct Cache {
     owners: HashMap<(OwnerKind, String, String), Selector>,
     pub index: MatchIndex,
     pub groups: TermGroups,
+    /// Topology keys' domains, numbered.
+    pub topology: Topology,
     /// Image name → how many nodes have it (ImageLocality's spread).
     pub image_nodes: HashMap<String, u32>,
     /// Scheduling cycles so far: when index entries were last used.
@@ -292,22 +294,18 @@ impl Cache {
     }
 
     fn count(&mut self, info: &PodInfo, slot: usize) {
-        let s = &mut self.slots[slot];
-        s.usage.add(info);
-        let labels = s.node.as_ref().map(|n| &n.labels);
-        self.index.on_pod(info, slot, 1, labels, self.namespaces.get(&info.namespace), self.epoch);
+        self.slots[slot].usage.add(info);
+        self.index.on_pod(info, slot, 1, &self.topology, self.namespaces.get(&info.namespace), self.epoch);
         if info.has_affinity_terms() {
-            self.groups.on_pod(info, slot, 1, labels, self.epoch);
+            self.groups.on_pod(info, slot, 1, &self.topology, self.epoch);
         }
     }
 
     fn uncount(&mut self, info: &PodInfo, slot: usize) {
-        let s = &mut self.slots[slot];
-        s.usage.remove(info);
-        let labels = s.node.as_ref().map(|n| &n.labels);
-        self.index.on_pod(info, slot, -1, labels, self.namespaces.get(&info.namespace), self.epoch);
+        self.slots[slot].usage.remove(info);
+        self.index.on_pod(info, slot, -1, &self.topology, self.namespaces.get(&info.namespace), self.epoch);
         if info.has_affinity_terms() {
-            self.groups.on_pod(info, slot, -1, labels, self.epoch);
+            self.groups.on_pod(info, slot, -1, &self.topology, self.epoch);
         }
     }
 
@@ -323,8 +321,22 @@ impl Cache {
         id
     }
 
+    /// Entry `id`'s counts per domain of `topology_key`.
     pub fn domains(&mut self, id: usize, topology_key: &str) -> &Domains {
-        self.index.domains(id, topology_key, &self.slots, self.epoch)
+        let kd = self.topology.key(topology_key, &self.slots, self.epoch);
+        self.index.domains(id, topology_key, kd, self.epoch)
+    }
+
+    /// The numbered domains of `topology_key`.
+    pub fn key_domains(&mut self, topology_key: &str) -> &KeyDomains {
+        self.topology.key(topology_key, &self.slots, self.epoch)
+    }
+
+    /// Term group `id` counted per domain of its key.
+    pub fn prepare_group(&mut self, id: usize) {
+        let key = self.groups.group(id).term.topology_key.clone();
+        let kd = self.topology.key(&key, &self.slots, self.epoch);
+        self.groups.prepare(id, kd, self.epoch);
     }
 
     // ---- namespaces and the default spreading's owners ----

@@ -61,36 +61,94 @@ impl MatchKey {
     }
 }
 
-/// Counts per value of one topology key, with a histogram of the counts for the minimum.
+/// A topology key's domains numbered: each slot's domain (its node's value of the key) as a
+/// small number, so that looking a node's domain up costs an array index rather than a label
+/// lookup and a hash per node per cycle. Rebuilt after node changes.
+#[derive(Debug, Default)]
+pub struct KeyDomains {
+    /// Per slot: 1 + its domain; 0 without a node or without the label.
+    of_slot: Vec<u32>,
+    pub values: Vec<String>,
+}
+
+impl KeyDomains {
+    fn build(key: &str, slots: &[Slot]) -> KeyDomains {
+        let mut ids: HashMap<&str, u32> = HashMap::new();
+        let mut kd = KeyDomains { of_slot: vec![0; slots.len()], values: vec![] };
+        for (i, s) in slots.iter().enumerate() {
+            if let Some(v) = s.node.as_ref().and_then(|n| n.labels.get(key)) {
+                let next = ids.len() as u32;
+                let id = *ids.entry(v).or_insert_with(|| {
+                    kd.values.push(v.clone());
+                    next
+                });
+                kd.of_slot[i] = id + 1;
+            }
+        }
+        kd
+    }
+
+    /// The domain of the node in `slot`, if it has the key.
+    pub fn domain(&self, slot: usize) -> Option<usize> {
+        self.of_slot.get(slot).copied().filter(|d| *d > 0).map(|d| d as usize - 1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+}
+
+/// The numbered domains of every key asked for since the nodes last changed.
+#[derive(Debug, Default)]
+pub struct Topology {
+    keys: HashMap<String, KeyDomains>,
+    epoch: u64,
+}
+
+impl Topology {
+    pub fn key(&mut self, key: &str, slots: &[Slot], epoch: u64) -> &KeyDomains {
+        if self.epoch != epoch {
+            self.keys.clear();
+            self.epoch = epoch;
+        }
+        if !self.keys.contains_key(key) {
+            self.keys.insert(key.to_string(), KeyDomains::build(key, slots));
+        }
+        &self.keys[key]
+    }
+
+    /// A key numbered earlier at the current epoch.
+    pub fn prepared(&self, key: &str) -> Option<&KeyDomains> {
+        self.keys.get(key)
+    }
+}
+
+/// Counts per domain of one topology key, with a histogram of the counts for the minimum.
 #[derive(Debug, Default)]
 pub struct Domains {
-    pub counts: HashMap<String, i64>,
+    pub counts: Vec<i64>,
     hist: BTreeMap<i64, u32>,
 }
 
 impl Domains {
-    pub fn add(&mut self, value: &str, delta: i64) {
-        let now = match self.counts.get_mut(value) {
-            Some(c) => {
-                if let Some(h) = self.hist.get_mut(c) {
-                    *h -= 1;
-                    if *h == 0 {
-                        self.hist.remove(c);
-                    }
-                }
-                *c += delta;
-                *c
-            }
-            None => {
-                self.counts.insert(value.to_string(), delta);
-                delta
-            }
-        };
-        *self.hist.entry(now).or_default() += 1;
+    fn new(n: usize) -> Domains {
+        Domains { counts: vec![0; n], hist: if n > 0 { BTreeMap::from([(0, n as u32)]) } else { BTreeMap::new() } }
     }
 
-    pub fn get(&self, value: &str) -> i64 {
-        self.counts.get(value).copied().unwrap_or(0)
+    pub fn add(&mut self, domain: usize, delta: i64) {
+        let Some(c) = self.counts.get_mut(domain) else { return };
+        if let Some(h) = self.hist.get_mut(c) {
+            *h -= 1;
+            if *h == 0 {
+                self.hist.remove(c);
+            }
+        }
+        *c += delta;
+        *self.hist.entry(*c).or_default() += 1;
+    }
+
+    pub fn get(&self, domain: usize) -> i64 {
+        self.counts.get(domain).copied().unwrap_or(0)
     }
 
     /// The smallest count of any domain.
@@ -187,18 +245,19 @@ impl MatchIndex {
         &self.entries[id]
     }
 
-    /// The counts per domain of `topology_key` for entry `id`, over every node having it.
-    pub fn domains(&mut self, id: usize, topology_key: &str, slots: &[Slot], epoch: u64) -> &Domains {
+    /// The counts per domain of `topology_key` (numbered by `kd`) for entry `id`, over every
+    /// node having the key.
+    pub fn domains(&mut self, id: usize, topology_key: &str, kd: &KeyDomains, epoch: u64) -> &Domains {
         let e = &mut self.entries[id];
         if e.domains_epoch != epoch {
             e.domains.clear();
             e.domains_epoch = epoch;
         }
         if !e.domains.contains_key(topology_key) {
-            let mut d = Domains::default();
-            for (slot, s) in slots.iter().enumerate() {
-                if let Some(value) = s.node.as_ref().and_then(|n| n.labels.get(topology_key)) {
-                    d.add(value, i64::from(e.per_node.get(slot).copied().unwrap_or(0)));
+            let mut d = Domains::new(kd.len());
+            for (slot, n) in e.per_node.iter().enumerate() {
+                if let Some(dom) = kd.domain(slot).filter(|_| *n > 0) {
+                    d.add(dom, i64::from(*n));
                 }
             }
             e.domains.insert(topology_key.to_string(), d);
@@ -212,7 +271,7 @@ impl MatchIndex {
     }
 
     /// A pod now counts (`delta` 1) or no longer counts (-1) on `slot`.
-    pub fn on_pod(&mut self, pod: &PodInfo, slot: usize, delta: i64, node_labels: Option<&Labels>, ns_labels: Option<&Labels>, epoch: u64) {
+    pub fn on_pod(&mut self, pod: &PodInfo, slot: usize, delta: i64, topology: &Topology, ns_labels: Option<&Labels>, epoch: u64) {
         let ids = self.by_namespace.get(&pod.namespace).into_iter().flatten().chain(self.any_namespace.iter());
         for id in ids {
             let e = &mut self.entries[*id];
@@ -225,8 +284,8 @@ impl MatchIndex {
             e.per_node[slot] = (i64::from(e.per_node[slot]) + delta).max(0) as u32;
             if e.domains_epoch == epoch {
                 for (key, d) in e.domains.iter_mut() {
-                    if let Some(v) = node_labels.and_then(|l| l.get(key)) {
-                        d.add(v, delta);
+                    if let Some(dom) = topology.prepared(key).and_then(|kd| kd.domain(slot)) {
+                        d.add(dom, delta);
                     }
                 }
             }
@@ -281,15 +340,16 @@ pub struct Group {
     /// Pods carrying it, everywhere.
     pub total: u32,
     per_node: HashMap<usize, u32>,
-    domains: HashMap<String, i64>,
+    domains: Vec<i64>,
+    /// When `domains` was counted; 0: never.
     domains_epoch: u64,
 }
 
 impl Group {
-    /// Pods carrying the term on nodes of the domain `value` (of the term's key); `prepare`d
-    /// first in this cycle.
-    pub fn in_domain(&self, value: &str) -> i64 {
-        self.domains.get(value).copied().unwrap_or(0)
+    /// Pods carrying the term on nodes of `domain` (of the term's key); `prepare`d first in
+    /// this cycle.
+    pub fn in_domain(&self, domain: usize) -> i64 {
+        self.domains.get(domain).copied().unwrap_or(0)
     }
 }
 
@@ -301,7 +361,7 @@ pub struct TermGroups {
 }
 
 impl TermGroups {
-    pub fn on_pod(&mut self, pod: &PodInfo, slot: usize, delta: i64, node_labels: Option<&Labels>, epoch: u64) {
+    pub fn on_pod(&mut self, pod: &PodInfo, slot: usize, delta: i64, topology: &Topology, epoch: u64) {
         let terms = pod.required_affinity.iter().map(|t| (TermKind::RequiredAffinity, 1, t));
         let terms = terms.chain(pod.required_anti_affinity.iter().map(|t| (TermKind::RequiredAntiAffinity, 1, t)));
         let terms = terms.chain(pod.preferred_affinity.iter().map(|(w, t)| (TermKind::PreferredAffinity, *w, t)));
@@ -311,9 +371,8 @@ impl TermGroups {
             let id = match self.ids.get(&key) {
                 Some(id) => *id,
                 None => {
-                    // A new group starts with no pods, so its (empty) domains are current.
                     let id = self.groups.len();
-                    self.groups.push(Group { term: term.clone(), weight, total: 0, per_node: HashMap::new(), domains: HashMap::new(), domains_epoch: epoch });
+                    self.groups.push(Group { term: term.clone(), weight, total: 0, per_node: HashMap::new(), domains: vec![], domains_epoch: 0 });
                     self.ids.insert(key, id);
                     self.by_kind[kind as usize].push(id);
                     id
@@ -327,8 +386,8 @@ impl TermGroups {
             }
             g.total = (i64::from(g.total) + delta).max(0) as u32;
             if g.domains_epoch == epoch {
-                if let Some(v) = node_labels.and_then(|l| l.get(&term.topology_key)) {
-                    *g.domains.entry(v.clone()).or_default() += delta;
+                if let Some(c) = topology.prepared(&term.topology_key).and_then(|kd| kd.domain(slot)).and_then(|d| g.domains.get_mut(d)) {
+                    *c += delta;
                 }
             }
         }
@@ -365,16 +424,16 @@ impl TermGroups {
         &self.groups[id]
     }
 
-    /// Makes `group(id).in_domain` current after node changes.
-    pub fn prepare(&mut self, id: usize, slots: &[Slot], epoch: u64) {
+    /// Makes `group(id).in_domain` current after node changes (`kd`: its key's domains).
+    pub fn prepare(&mut self, id: usize, kd: &KeyDomains, epoch: u64) {
         let g = &mut self.groups[id];
         if g.domains_epoch == epoch {
             return;
         }
-        g.domains.clear();
+        g.domains = vec![0; kd.len()];
         for (slot, n) in &g.per_node {
-            if let Some(v) = slots.get(*slot).and_then(|s| s.node.as_ref()).and_then(|n| n.labels.get(&g.term.topology_key)) {
-                *g.domains.entry(v.clone()).or_default() += i64::from(*n);
+            if let Some(d) = kd.domain(*slot) {
+                g.domains[d] += i64::from(*n);
             }
         }
         g.domains_epoch = epoch;

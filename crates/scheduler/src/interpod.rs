@@ -9,8 +9,7 @@
 
 use crate::cache::Cache;
 use crate::filters::Status;
-use crate::index::{MatchKey, PodMatch, TermKind};
-use crate::node_info::NodeInfo;
+use crate::index::{Domains, Group, KeyDomains, MatchKey, PodMatch, TermKind};
 use crate::pod_info::{AffinityTerm, PodInfo};
 use crate::scores::MAX_NODE_SCORE;
 
@@ -22,15 +21,16 @@ pub const ERR_EXISTING_ANTI_AFFINITY: &str = "node(s) didn't satisfy existing po
 const HARD_POD_AFFINITY_WEIGHT: i64 = 1;
 
 pub struct Filter {
-    affinity: Vec<AffinityTerm>,
-    /// Index entry of the pods matching all the required affinity terms.
+    /// The required affinity terms' keys, and the index entry of the pods matching them all.
+    affinity: Vec<String>,
     affinity_entry: Option<usize>,
     /// No pod anywhere matches them all (in a domain of their keys).
     affinity_none: bool,
     /// The pod matches all its own required affinity terms: the first of a group that wants
     /// to be together may go anywhere the keys exist.
     self_match: bool,
-    anti: Vec<(AffinityTerm, usize)>,
+    /// The required anti-affinity terms' keys and index entries.
+    anti: Vec<(String, usize)>,
     /// Term groups of existing pods whose required anti-affinity selects the incoming pod.
     existing_anti: Vec<usize>,
 }
@@ -46,7 +46,7 @@ pub fn prefilter(cache: &mut Cache, pod: &PodInfo) -> Option<Filter> {
     for id in cache.groups.of_kind(TermKind::RequiredAntiAffinity).to_vec() {
         let g = cache.groups.group(id);
         if g.total > 0 && g.term.matches(&pod.namespace, &pod.labels, ns_labels.as_ref()) {
-            cache.groups.prepare(id, &cache.slots, cache.epoch);
+            cache.prepare_group(id);
             existing_anti.push(id);
         }
     }
@@ -69,40 +69,83 @@ pub fn prefilter(cache: &mut Cache, pod: &PodInfo) -> Option<Filter> {
     for t in &pod.required_anti_affinity {
         let id = cache.entry(&term_key(&[t]));
         cache.domains(id, &t.topology_key);
-        anti.push((t.clone(), id));
+        anti.push((t.topology_key.clone(), id));
     }
-    Some(Filter { affinity: pod.required_affinity.clone(), affinity_entry, affinity_none, self_match, anti, existing_anti })
+    let affinity = pod.required_affinity.iter().map(|t| t.topology_key.clone()).collect();
+    Some(Filter { affinity, affinity_entry, affinity_none, self_match, anti, existing_anti })
+}
+
+/// Counts of one term per domain, looked up once for a cycle's node loop.
+struct Lookup<'a> {
+    domains: Option<&'a KeyDomains>,
+    counts: Option<&'a Domains>,
+}
+
+impl<'a> Lookup<'a> {
+    fn new(cache: &'a Cache, entry: usize, key: &str) -> Lookup<'a> {
+        Lookup { domains: cache.topology.prepared(key), counts: cache.index.prepared(entry, key) }
+    }
+
+    fn domain(&self, slot: usize) -> Option<usize> {
+        self.domains.and_then(|d| d.domain(slot))
+    }
+
+    fn get(&self, domain: usize) -> i64 {
+        self.counts.map_or(0, |c| c.get(domain))
+    }
 }
 
 impl Filter {
-    pub fn check(&self, cache: &Cache, node: &NodeInfo) -> Option<Status> {
-        let count = |entry: usize, key: &str, value: &str| cache.index.prepared(entry, key).map_or(0, |d| d.get(value));
-        if let Some(entry) = self.affinity_entry {
+    /// The filter with its counts looked up once for the cycle's node loop.
+    pub fn bind<'a>(&'a self, cache: &'a Cache) -> BoundFilter<'a> {
+        BoundFilter {
+            filter: self,
+            affinity: self.affinity_entry.map(|e| self.affinity.iter().map(|k| Lookup::new(cache, e, k)).collect()).unwrap_or_default(),
+            anti: self.anti.iter().map(|(k, e)| Lookup::new(cache, *e, k)).collect(),
+            existing: self.existing_anti.iter().map(|id| (cache.groups.group(*id), cache.topology.prepared(&cache.groups.group(*id).term.topology_key))).collect(),
+        }
+    }
+}
+
+pub struct BoundFilter<'a> {
+    filter: &'a Filter,
+    affinity: Vec<Lookup<'a>>,
+    anti: Vec<Lookup<'a>>,
+    existing: Vec<(&'a Group, Option<&'a KeyDomains>)>,
+}
+
+impl BoundFilter<'_> {
+    pub fn check(&self, slot: usize) -> Option<Status> {
+        if self.filter.affinity_entry.is_some() {
             let mut pods_exist = true;
-            for t in &self.affinity {
+            for l in &self.affinity {
                 // Every topology key must exist on the node.
-                let Some(v) = node.labels.get(&t.topology_key) else { return Some(Status::unresolvable(ERR_AFFINITY)) };
-                if count(entry, &t.topology_key, v) <= 0 {
+                let Some(d) = l.domain(slot) else { return Some(Status::unresolvable(ERR_AFFINITY)) };
+                if l.get(d) <= 0 {
                     pods_exist = false;
                 }
             }
-            if !(pods_exist || self.affinity_none && self.self_match) {
+            if !(pods_exist || self.filter.affinity_none && self.filter.self_match) {
                 return Some(Status::unresolvable(ERR_AFFINITY));
             }
         }
-        for (t, entry) in &self.anti {
-            if node.labels.get(&t.topology_key).is_some_and(|v| count(*entry, &t.topology_key, v) > 0) {
+        for l in &self.anti {
+            if l.domain(slot).is_some_and(|d| l.get(d) > 0) {
                 return Some(Status::unschedulable(ERR_ANTI_AFFINITY));
             }
         }
-        for id in &self.existing_anti {
-            let g = cache.groups.group(*id);
-            if node.labels.get(&g.term.topology_key).is_some_and(|v| g.in_domain(v) > 0) {
+        for (g, kd) in &self.existing {
+            if kd.and_then(|kd| kd.domain(slot)).is_some_and(|d| g.in_domain(d) > 0) {
                 return Some(Status::unschedulable(ERR_EXISTING_ANTI_AFFINITY));
             }
         }
         None
     }
+}
+
+enum Counts<'a> {
+    Entry(Option<&'a Domains>),
+    Group(&'a Group),
 }
 
 /// Where a score contribution's counts come from.
@@ -134,24 +177,35 @@ pub fn score(cache: &mut Cache, pod: &PodInfo, feasible: &[usize]) -> Option<Vec
             }
             let weight = if kind == TermKind::RequiredAffinity { HARD_POD_AFFINITY_WEIGHT } else { i64::from(g.weight) };
             let key = g.term.topology_key.clone();
-            cache.groups.prepare(id, &cache.slots, cache.epoch);
+            cache.prepare_group(id);
             parts.push((key, Source::Group(id), sign * weight));
         }
     }
     if parts.is_empty() {
         return None;
     }
+    let cache: &Cache = cache;
+    // Each part's domains and counts looked up once, not per node.
+    let parts: Vec<(Option<&KeyDomains>, Counts, i64)> = parts
+        .iter()
+        .map(|(key, src, w)| {
+            let counts = match src {
+                Source::Entry(id) => Counts::Entry(cache.index.prepared(*id, key)),
+                Source::Group(id) => Counts::Group(cache.groups.group(*id)),
+            };
+            (cache.topology.prepared(key), counts, *w)
+        })
+        .collect();
     let raw: Vec<i64> = feasible
         .iter()
         .map(|s| {
-            let Some(node) = cache.node(*s) else { return 0 };
             parts
                 .iter()
-                .map(|(key, src, w)| {
-                    let Some(v) = node.labels.get(key) else { return 0 };
-                    let n = match src {
-                        Source::Entry(id) => cache.index.prepared(*id, key).map_or(0, |d| d.get(v)),
-                        Source::Group(id) => cache.groups.group(*id).in_domain(v),
+                .map(|(kd, counts, w)| {
+                    let Some(d) = kd.and_then(|kd| kd.domain(*s)) else { return 0 };
+                    let n = match counts {
+                        Counts::Entry(c) => c.map_or(0, |c| c.get(d)),
+                        Counts::Group(g) => g.in_domain(d),
                     };
                     w * n
                 })

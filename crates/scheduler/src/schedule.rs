@@ -50,7 +50,8 @@ pub fn schedule(cache: &mut Cache, rotation: &mut Rotation, pod: &PodInfo) -> Re
     let spread = spread::prefilter(cache, pod);
     let inter = interpod::prefilter(cache, pod);
     let cache_ref: &Cache = cache;
-    let bound_spread = spread.as_ref().map(|s| s.bind(cache_ref));
+    let bound_spread = spread.as_ref().map(|s| s.bind(cache_ref, pod));
+    let bound_inter = inter.as_ref().map(|f| f.bind(cache_ref));
     let candidates: Vec<usize> = match &names {
         None => cache.order().to_vec(),
         Some(names) => cache.order().iter().copied().filter(|s| cache.node(*s).is_some_and(|n| names.contains(&n.name))).collect(),
@@ -67,7 +68,7 @@ pub fn schedule(cache: &mut Cache, rotation: &mut Rotation, pod: &PodInfo) -> Re
         processed += 1;
         let Some(node) = cache.node(slot) else { continue };
         let usage = &cache.slots[slot].usage;
-        let status = filters::node_local(pod, node, usage).or_else(|| bound_spread.as_ref().and_then(|s| s.check(node))).or_else(|| inter.as_ref().and_then(|f| f.check(cache, node)));
+        let status = filters::node_local(pod, node, usage).or_else(|| bound_spread.as_ref().and_then(|s| s.check(slot))).or_else(|| bound_inter.as_ref().and_then(|f| f.check(slot)));
         match status {
             None => {
                 feasible.push(slot);

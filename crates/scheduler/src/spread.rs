@@ -9,13 +9,12 @@
 //! maintained as pods come and go; otherwise (node affinity honoured, taints honoured, nodes
 //! missing a key) they are summed over the eligible nodes for this cycle.
 
-use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::TopologySpreadConstraint;
 
 use crate::cache::Cache;
 use crate::filters::{has_required_node_affinity, required_node_affinity, untolerated_taint, Status};
-use crate::index::{Domains, MatchKey, PodMatch};
+use crate::index::{Domains, KeyDomains, MatchKey, PodMatch};
 use crate::node_info::NodeInfo;
 use crate::pod_info::PodInfo;
 use crate::scores::MAX_NODE_SCORE;
@@ -93,34 +92,85 @@ fn all_nodes_count(cache: &Cache, pod: &PodInfo, cs: &[Constraint], require_all_
 enum Counts {
     /// The index's counts for the constraint's entry and key.
     Index,
-    Summed(HashMap<String, i64>),
+    /// Summed for this cycle: `None` for a domain no eligible node is in.
+    Summed(Vec<Option<i64>>),
 }
 
+/// Sums per domain over the eligible nodes (the constraints' keys numbered beforehand).
 fn summed(cache: &Cache, pod: &PodInfo, cs: &[Constraint], require_all_keys: bool) -> Vec<Counts> {
-    let mut maps: Vec<HashMap<String, i64>> = vec![HashMap::new(); cs.len()];
+    let kds: Vec<Option<&KeyDomains>> = cs.iter().map(|c| cache.topology.prepared(&c.topology_key)).collect();
+    let mut sums: Vec<Vec<Option<i64>>> = kds.iter().map(|kd| vec![None; kd.map_or(0, |kd| kd.len())]).collect();
+    let domain = |i: usize, slot: usize| kds[i].and_then(|kd| kd.domain(slot));
     for &slot in cache.order() {
         let Some(node) = cache.node(slot) else { continue };
-        if require_all_keys && !cs.iter().all(|c| node.labels.contains_key(&c.topology_key)) {
+        if require_all_keys && (0..cs.len()).any(|i| domain(i, slot).is_none()) {
             continue;
         }
         for (i, c) in cs.iter().enumerate() {
-            let Some(value) = node.labels.get(&c.topology_key) else { continue };
+            let Some(d) = domain(i, slot) else { continue };
             if included(c, pod, node) {
-                *maps[i].entry(value.clone()).or_default() += i64::from(cache.index.get(c.entry).at(slot));
+                *sums[i][d].get_or_insert(0) += i64::from(cache.index.get(c.entry).at(slot));
             }
         }
     }
-    maps.into_iter().map(Counts::Summed).collect()
+    sums.into_iter().map(Counts::Summed).collect()
+}
+
+/// Numbers the constraints' keys and gets their counts: the index's when every node counts,
+/// else summed for this cycle. Scoring counts hostnames per node: `per_node_hostname` spares
+/// their per-domain counts.
+fn count(cache: &mut Cache, pod: &PodInfo, cs: &[Constraint], require_all_keys: bool, per_node_hostname: bool) -> Vec<Counts> {
+    for c in cs {
+        cache.key_domains(&c.topology_key);
+    }
+    if all_nodes_count(cache, pod, cs, require_all_keys) {
+        for c in cs.iter().filter(|c| !(per_node_hostname && c.topology_key == HOSTNAME)) {
+            cache.domains(c.entry, &c.topology_key);
+        }
+        cs.iter().map(|_| Counts::Index).collect()
+    } else {
+        summed(cache, pod, cs, require_all_keys)
+    }
+}
+
+/// A constraint's counts and domains, looked up once for a cycle's node loop.
+struct Lookup<'a> {
+    domains: &'a KeyDomains,
+    index: Option<&'a Domains>,
+    summed: Option<&'a Vec<Option<i64>>>,
+}
+
+impl<'a> Lookup<'a> {
+    fn new(cache: &'a Cache, c: &Constraint, counts: &'a Counts) -> Option<Lookup<'a>> {
+        let domains = cache.topology.prepared(&c.topology_key)?;
+        Some(match counts {
+            Counts::Index => Lookup { domains, index: cache.index.prepared(c.entry, &c.topology_key), summed: None },
+            Counts::Summed(v) => Lookup { domains, index: None, summed: Some(v) },
+        })
+    }
+
+    fn get(&self, domain: usize) -> i64 {
+        match (self.index, self.summed) {
+            (Some(d), _) => d.get(domain),
+            (None, Some(v)) => v.get(domain).copied().flatten().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// (smallest count, domains) over the domains that count.
+    fn min_and_len(&self) -> (Option<i64>, usize) {
+        match (self.index, self.summed) {
+            (Some(d), _) => (d.min(), d.len()),
+            (None, Some(v)) => (v.iter().flatten().copied().min(), v.iter().flatten().count()),
+            _ => (None, 0),
+        }
+    }
 }
 
 /// The DoNotSchedule constraints and what they need per node.
 pub struct Filter {
     constraints: Vec<Constraint>,
     counts: Vec<Counts>,
-    /// The skew baseline per constraint: the smallest domain count, or 0 while there are
-    /// fewer domains than minDomains.
-    min: Vec<i64>,
-    self_match: Vec<i64>,
 }
 
 /// PreFilter: `None` when the pod has no DoNotSchedule constraint.
@@ -129,76 +179,38 @@ pub fn prefilter(cache: &mut Cache, pod: &PodInfo) -> Option<Filter> {
     if cs.is_empty() {
         return None;
     }
-    let counts = if all_nodes_count(cache, pod, &cs, true) {
-        for c in &cs {
-            cache.domains(c.entry, &c.topology_key);
-        }
-        cs.iter().map(|_| Counts::Index).collect()
-    } else {
-        summed(cache, pod, &cs, true)
-    };
-    let min = cs
-        .iter()
-        .zip(&counts)
-        .map(|(c, k)| {
-            let (min, domains) = match k {
-                Counts::Index => cache.index.prepared(c.entry, &c.topology_key).map_or((None, 0), |d| (d.min(), d.len())),
-                Counts::Summed(m) => (m.values().copied().min(), m.len()),
-            };
-            if (domains as i64) < c.min_domains {
-                0
-            } else {
-                min.unwrap_or(0)
-            }
-        })
-        .collect();
-    let self_match = cs.iter().map(|c| i64::from(c.selector.matches(&pod.labels))).collect();
-    Some(Filter { constraints: cs, counts, min, self_match })
+    let counts = count(cache, pod, &cs, true, false);
+    Some(Filter { constraints: cs, counts })
 }
 
 impl Filter {
     /// The filter with its counts looked up once for the cycle's node loop.
-    pub fn bind<'a>(&'a self, cache: &'a Cache) -> BoundFilter<'a> {
-        let counts = self
-            .constraints
-            .iter()
-            .zip(&self.counts)
-            .map(|(c, k)| match k {
-                Counts::Index => Lookup::Index(cache.index.prepared(c.entry, &c.topology_key)),
-                Counts::Summed(m) => Lookup::Summed(m),
-            })
-            .collect();
-        BoundFilter { filter: self, counts }
-    }
-}
-
-enum Lookup<'a> {
-    Index(Option<&'a Domains>),
-    Summed(&'a HashMap<String, i64>),
-}
-
-impl Lookup<'_> {
-    fn get(&self, value: &str) -> i64 {
-        match self {
-            Lookup::Index(d) => d.map_or(0, |d| d.get(value)),
-            Lookup::Summed(m) => m.get(value).copied().unwrap_or(0),
+    pub fn bind<'a>(&'a self, cache: &'a Cache, pod: &PodInfo) -> BoundFilter<'a> {
+        let mut parts = vec![];
+        for (c, k) in self.constraints.iter().zip(&self.counts) {
+            let Some(lookup) = Lookup::new(cache, c, k) else { continue };
+            let (min, domains) = lookup.min_and_len();
+            // The skew baseline: the smallest domain count, or 0 while there are fewer
+            // domains than minDomains.
+            let min = if (domains as i64) < c.min_domains { 0 } else { min.unwrap_or(0) };
+            parts.push((c.max_skew, min, i64::from(c.selector.matches(&pod.labels)), lookup));
         }
+        BoundFilter { parts }
     }
 }
 
 pub struct BoundFilter<'a> {
-    filter: &'a Filter,
-    counts: Vec<Lookup<'a>>,
+    /// Per constraint: (maxSkew, baseline, whether the pod counts itself, counts).
+    parts: Vec<(i64, i64, i64, Lookup<'a>)>,
 }
 
 impl BoundFilter<'_> {
     /// Filter: `existing matches in the node's domain + the pod itself − the baseline` must
     /// not exceed maxSkew; a node without a constraint's key cannot take the pod.
-    pub fn check(&self, node: &NodeInfo) -> Option<Status> {
-        let f = self.filter;
-        for (i, c) in f.constraints.iter().enumerate() {
-            let Some(value) = node.labels.get(&c.topology_key) else { return Some(Status::unresolvable(ERR_MISSING_LABEL)) };
-            if self.counts[i].get(value) + f.self_match[i] - f.min[i] > c.max_skew {
+    pub fn check(&self, slot: usize) -> Option<Status> {
+        for (max_skew, min, self_match, lookup) in &self.parts {
+            let Some(d) = lookup.domains.domain(slot) else { return Some(Status::unresolvable(ERR_MISSING_LABEL)) };
+            if lookup.get(d) + self_match - min > *max_skew {
                 return Some(Status::unschedulable(ERR_CONSTRAINTS));
             }
         }
@@ -217,40 +229,32 @@ pub fn score(cache: &mut Cache, pod: &PodInfo, feasible: &[usize]) -> Option<Vec
     // Only a pod's own constraints need nodes to carry every key: the defaults still spread
     // over hostnames in a cluster without zones.
     let require_all = declared;
-    let ignored: Vec<bool> = feasible.iter().map(|s| require_all && cache.node(*s).is_none_or(|n| !cs.iter().all(|c| n.labels.contains_key(&c.topology_key)))).collect();
+    let counts = count(cache, pod, &cs, require_all, true);
+    let cache: &Cache = cache;
+    let lookups: Vec<Option<Lookup>> = cs.iter().zip(&counts).map(|(c, k)| Lookup::new(cache, c, k)).collect();
+    let domain = |i: usize, slot: usize| lookups[i].as_ref().and_then(|l| l.domains.domain(slot));
+    let ignored: Vec<bool> = feasible.iter().map(|s| require_all && (0..cs.len()).any(|i| domain(i, *s).is_none())).collect();
     let counted = ignored.iter().filter(|i| !**i).count();
     let mut weights = vec![];
-    for c in &cs {
+    for (i, c) in cs.iter().enumerate() {
         let size = if c.topology_key == HOSTNAME {
             counted
         } else {
-            // Domains of the feasible nodes (a node without the key is the "" domain).
-            let mut values: HashSet<&str> = HashSet::new();
+            // Domains of the feasible nodes (nodes without the key make one more, "").
+            let mut seen = vec![false; lookups[i].as_ref().map_or(0, |l| l.domains.len())];
+            let mut missing = false;
             for (s, ign) in feasible.iter().zip(&ignored) {
                 if !ign {
-                    values.insert(cache.node(*s).and_then(|n| n.labels.get(&c.topology_key)).map_or("", String::as_str));
+                    match domain(i, *s) {
+                        Some(d) => seen[d] = true,
+                        None => missing = true,
+                    }
                 }
             }
-            values.len()
+            seen.iter().filter(|x| **x).count() + usize::from(missing)
         };
         weights.push(((size + 2) as f64).ln());
     }
-    let counts = if all_nodes_count(cache, pod, &cs, require_all) {
-        for c in cs.iter().filter(|c| c.topology_key != HOSTNAME) {
-            cache.domains(c.entry, &c.topology_key);
-        }
-        cs.iter().map(|_| Counts::Index).collect()
-    } else {
-        summed(cache, pod, &cs, require_all)
-    };
-    let lookups: Vec<Lookup> = cs
-        .iter()
-        .zip(&counts)
-        .map(|(c, k)| match k {
-            Counts::Index => Lookup::Index(cache.index.prepared(c.entry, &c.topology_key)),
-            Counts::Summed(m) => Lookup::Summed(m),
-        })
-        .collect();
     let entries: Vec<&crate::index::Entry> = cs.iter().map(|c| cache.index.get(c.entry)).collect();
     let raw: Vec<Option<i64>> = feasible
         .iter()
@@ -259,11 +263,10 @@ pub fn score(cache: &mut Cache, pod: &PodInfo, feasible: &[usize]) -> Option<Vec
             if *ign {
                 return None;
             }
-            let node = cache.node(*s)?;
             let mut score = 0.0;
             for (i, c) in cs.iter().enumerate() {
-                let Some(value) = node.labels.get(&c.topology_key) else { continue };
-                let cnt = if c.topology_key == HOSTNAME { i64::from(entries[i].at(*s)) } else { lookups[i].get(value) };
+                let Some(d) = domain(i, *s) else { continue };
+                let cnt = if c.topology_key == HOSTNAME { i64::from(entries[i].at(*s)) } else { lookups[i].as_ref().map_or(0, |l| l.get(d)) };
                 score += cnt as f64 * weights[i] + (c.max_skew - 1) as f64;
             }
             Some(score.round() as i64)

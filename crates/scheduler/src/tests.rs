@@ -39,12 +39,11 @@ fn foo(name: &str, node: &str) -> Pod {
 fn spread_filter(c: &mut Cache, p: &PodInfo) -> Vec<(String, Option<bool>)> {
     c.refresh_order();
     let f = spread::prefilter(c, p);
-    let f = f.as_ref().map(|f| f.bind(c));
+    let f = f.as_ref().map(|f| f.bind(c, p));
     let mut out: Vec<(String, Option<bool>)> = c
         .order()
         .iter()
-        .filter_map(|s| c.node(*s))
-        .map(|n| (n.name.clone(), f.as_ref().and_then(|f| f.check(n)).map(|s: Status| s.resolvable)))
+        .filter_map(|s| c.node(*s).map(|n| (n.name.clone(), f.as_ref().and_then(|f| f.check(*s)).map(|s: Status| s.resolvable))))
         .collect();
     out.sort();
     out
@@ -211,7 +210,9 @@ fn affinity_pod(name: &str, affinity: Value) -> PodInfo {
 fn inter_filter(c: &mut Cache, p: &PodInfo) -> Vec<(String, Option<String>)> {
     c.refresh_order();
     let f = interpod::prefilter(c, p);
-    let mut out: Vec<(String, Option<String>)> = c.order().iter().filter_map(|s| c.node(*s)).map(|n| (n.name.clone(), f.as_ref().and_then(|f| f.check(c, n)).map(|s| s.reasons().collect::<Vec<_>>().join(",")))).collect();
+    let f = f.as_ref().map(|f| f.bind(c));
+    let mut out: Vec<(String, Option<String>)> =
+        c.order().iter().filter_map(|s| c.node(*s).map(|n| (n.name.clone(), f.as_ref().and_then(|f| f.check(*s)).map(|s| s.reasons().collect::<Vec<_>>().join(","))))).collect();
     out.sort();
     out
 }
@@ -340,6 +341,13 @@ fn percentage_of_nodes_to_score() {
 }
 
 
+/// Entry `id`'s counts per domain of `key`, by the domains' values.
+fn by_value(c: &mut Cache, id: usize, key: &str) -> std::collections::BTreeMap<String, i64> {
+    let counts = c.domains(id, key).counts.clone();
+    let values = c.key_domains(key).values.clone();
+    values.into_iter().zip(counts).collect()
+}
+
 /// Counts kept up to date pod by pod and node by node equal counts made afresh.
 #[test]
 fn incremental_counts_match_a_recount() {
@@ -367,7 +375,7 @@ fn incremental_counts_match_a_recount() {
             4 => c.apply_node(Arc::new(zoned(names[rnd(5) as usize], Some(["zone1", "zone2", "zone3"][rnd(3) as usize]), json!({})))),
             _ => c.delete_node(names[rnd(5) as usize]),
         }
-        let incremental: std::collections::BTreeMap<String, i64> = c.domains(id, "zone").counts.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let incremental = by_value(&mut c, id, "zone");
         let per_node: Vec<u32> = (0..c.slots.len()).map(|s| c.index.get(id).at(s)).collect();
         let mut fresh = cache(vec![], vec![]);
         let fid = {
@@ -382,7 +390,7 @@ fn incremental_counts_match_a_recount() {
             }
             fresh.entry(&key)
         };
-        let expected: std::collections::BTreeMap<String, i64> = fresh.domains(fid, "zone").counts.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let expected = by_value(&mut fresh, fid, "zone");
         assert_eq!(incremental, expected, "step {step}");
         nonzero += usize::from(expected.values().any(|v| *v > 0));
         let bar = info(pod_on("incoming", "", json!({"bar": ""}), json!({})));
