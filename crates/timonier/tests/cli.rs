@@ -2,6 +2,11 @@
 //! it, with kubectl configured through ~/.kube/config.
 
 use std::process::Command;
+use std::sync::Mutex;
+
+/// The tests whose cluster has a node in this network namespace: one at a time, since each
+/// node's pod range (10.244.0.0/24), ClusterIP routes and DNS address are the same.
+static NODE_HERE: Mutex<()> = Mutex::new(());
 
 fn timonier(home: &std::path::Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_timonier"))
@@ -73,6 +78,7 @@ fn start_status_stop_delete() {
 /// `status` then reports every part running.
 #[test]
 fn start_waits_for_the_node_and_dns() {
+    let _one_at_a_time = NODE_HERE.lock().unwrap_or_else(|e| e.into_inner());
     let home = timonier_testkit::temp_dir("timonier-home-");
     let dir = home.path().join("cluster");
     let d = dir.to_str().unwrap();
@@ -156,6 +162,7 @@ fn image_import_ls_rm() {
 /// `node list|delete|add`, `stop` then `start` bring every node back; `delete` leaves no host.
 #[test]
 fn start_several_nodes() {
+    let _one_at_a_time = NODE_HERE.lock().unwrap_or_else(|e| e.into_inner());
     let home = timonier_testkit::temp_dir("timonier-home-");
     // Short: pod shims' socket paths under it must fit in 108 bytes.
     let dir = home.path().join("c");
@@ -249,6 +256,7 @@ fn start_several_nodes() {
 /// LAN), that very command makes it a node.
 #[test]
 fn start_prints_the_join_command() {
+    let _one_at_a_time = NODE_HERE.lock().unwrap_or_else(|e| e.into_inner());
     let mut lan = timonier_testkit::hosts::Lan::create().expect("test LAN");
     let host = lan.add_host(1).expect("host");
     let home = timonier_testkit::temp_dir("timonier-home-");
