@@ -1,5 +1,5 @@
-//! What the benchmark programs share: describing the machine a run happened on, and starting
-//! many watchers.
+//! What the benchmark programs share: describing the machine a run happened on, starting
+//! many watchers, and taking down the agents of multi-host clusters.
 
 use std::process::{Command, Stdio};
 
@@ -102,4 +102,19 @@ pub fn cargo_build_release(target: &std::path::Path, env: &[(&str, String)]) -> 
     let bin = target.join("release").join("timonier");
     ensure!(bin.exists(), "{} does not exist after the build", bin.display());
     Ok(bin)
+}
+
+/// Stops an agent (SIGTERM, then half a second) and removes what it left — shims, containers,
+/// mounts, cgroups, its pod network — from inside its host, where its links are.
+pub fn remove_node(host: &timonier_testkit::hosts::Host, agent: Option<timonier_testkit::ChildGuard>, dir: &std::path::Path) {
+    if let Some(a) = agent {
+        unsafe { libc::kill(a.pid() as i32, libc::SIGTERM) };
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let dir = dir.to_path_buf();
+    let _ = host.run_in(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            rt.block_on(timonier_kubelet::cleanup_node(&dir));
+        }
+    });
 }

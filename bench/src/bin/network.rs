@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
-use timonier_bench::{cpu_model, loadavg, sh};
+use timonier_bench::{cpu_model, loadavg, remove_node, sh};
 use timonier_testkit::hosts::{Host, Lan};
 use timonier_testkit::{ChildGuard, Kubectl, Registry, Server};
 
@@ -147,20 +147,6 @@ struct Cluster {
     /// Holds registries.yaml, which the agents read as they start.
     _images: tempfile::TempDir,
     lan: Option<Lan>,
-}
-
-/// Stops an agent and removes what it left, from inside its host.
-fn remove_node(host: &Host, agent: Option<ChildGuard>, dir: &Path) {
-    if let Some(a) = agent {
-        unsafe { libc::kill(a.pid() as i32, libc::SIGTERM) };
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let dir = dir.to_path_buf();
-    let _ = host.run_in(move || {
-        if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            rt.block_on(timonier_kubelet::cleanup_node(&dir));
-        }
-    });
 }
 
 impl Drop for Cluster {

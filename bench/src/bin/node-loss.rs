@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use serde_json::Value;
-use timonier_bench::{cpu_model, loadavg, sh};
+use timonier_bench::{cpu_model, loadavg, remove_node, sh};
 use timonier_testkit::hosts::{Host, Lan};
 use timonier_testkit::{free_port, ChildGuard, Kubectl, Registry, Server};
 
@@ -64,23 +64,10 @@ struct Cluster {
     lan: Option<Lan>,
 }
 
-fn cleanup(host: &Host, dir: &Path) {
-    let dir = dir.to_path_buf();
-    let _ = host.run_in(move || {
-        if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            rt.block_on(timonier_kubelet::cleanup_node(&dir));
-        }
-    });
-}
-
 impl Drop for Cluster {
     fn drop(&mut self) {
         for a in &mut self.agents {
-            if let Some(c) = a.child.take() {
-                unsafe { libc::kill(c.pid() as i32, libc::SIGTERM) };
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            cleanup(&a.host, &a.dir);
+            remove_node(&a.host, a.child.take(), &a.dir);
         }
         self.server.stop();
         let dir = self.server.dir.path().join("data").join("agent");
@@ -229,7 +216,7 @@ spec:
     let lease_age = renewed.map(|r| jiff::Timestamp::now().duration_since(r).as_secs_f64()).unwrap_or(f64::NAN);
     let dead = c.agents.pop().context("no agent")?;
     drop(dead.child);
-    cleanup(&dead.host, &dead.dir);
+    remove_node(&dead.host, None, &dead.dir);
     c.lan.as_ref().context("no LAN")?.unplug(&dead.host).map_err(|e| anyhow!(e))?;
     // Watched through the API directly, every 20 ms: kubectl would blur the phases by its own
     // start-up time.
