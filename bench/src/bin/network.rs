@@ -6,6 +6,10 @@
 //! (entered from the pods' sandbox processes), so the packets take the pods' real path —
 //! veth, bridge, the agent's nftables rules, the routes or the overlay. Needs root.
 //!
+//! A third case, host to host (node IP to node IP, no pod network), measures what the emulated
+//! LAN itself carries: the ceiling of any pod network across these hosts, since both hosts'
+//! kernels run on this machine's cores.
+//!
 //! Also the join time: from `timonier agent --server URL --token TOKEN` starting on a new host
 //! (bootstrap token, CA discovery, client-certificate CSR) to its Node Ready, `--joins` times.
 //!
@@ -30,8 +34,18 @@ use timonier_testkit::{ChildGuard, Kubectl, Registry, Server};
 #[command(about = "Pod network benchmark: same node vs across nodes, per backend")]
 struct Args {
     /// Seconds of bulk transfer per measure.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 3)]
     seconds: u64,
+    /// Measures of each case (same node, across) per backend; the table shows medians.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Measure only this case (`same`, `across` or `hosts`), to profile one path (`perf record -a`
+    /// while the line "measuring CASE" is the last on standard error).
+    #[arg(long)]
+    only: Option<String>,
+    /// Backends to measure.
+    #[arg(long, value_delimiter = ',', default_value = "vxlan,host-gw")]
+    backends: Vec<String>,
     /// Round trips per latency measure.
     #[arg(long, default_value_t = 5000)]
     round_trips: usize,
@@ -45,11 +59,22 @@ struct Args {
     no_build: bool,
 }
 
-/// One measure between two pods.
-struct Measure {
-    gbit_s: f64,
-    rtt_p50_us: f64,
-    rtt_p99_us: f64,
+/// What one backend measured: per-round throughputs (alternating same node and across) and
+/// one latency sample per case.
+struct Measures {
+    same_gbit_s: Vec<f64>,
+    across_gbit_s: Vec<f64>,
+    /// Between the two hosts' own namespaces (node IP to node IP, no pod network): what the
+    /// emulated LAN itself carries, the ceiling of any pod network across these hosts.
+    hosts_gbit_s: Vec<f64>,
+    same_rtt: (f64, f64),
+    across_rtt: (f64, f64),
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Runs `f` on a thread that entered the network namespace of process `pid`.
@@ -68,12 +93,29 @@ fn join<T>(h: std::thread::JoinHandle<Result<T>>) -> Result<T> {
     h.join().map_err(|_| anyhow!("a measuring thread panicked"))?
 }
 
-/// Bulk TCP from the pod of `from` to the pod of `to` at `to_ip`, then 1-byte round trips.
-fn measure(from: i32, to: i32, to_ip: Ipv4Addr, args: &Args) -> Result<Measure> {
-    const PORT: u16 = 5201;
+const PORT: u16 = 5201;
+
+/// Bulk TCP for `seconds` from the pod of `from` to the pod of `to` at `to_ip`, in Gbit/s as
+/// the receiver counts it (from its first byte).
+/// Keeps the calling thread on `cpu`, so that every case puts the sender and the receiver on
+/// the same cores (where the scheduler puts them otherwise swings a single stream by ±20 %).
+fn pin_to(cpu: usize) -> Result<()> {
+    // SAFETY: a zeroed cpu_set_t is an empty set; sched_setaffinity(0) acts on this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            bail!("sched_setaffinity: {}", std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn throughput(from: i32, to: i32, to_ip: Ipv4Addr, seconds: u64) -> Result<f64> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let trips = args.round_trips;
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let sink = in_netns_of(to, move || {
+        pin_to(1 % cpus)?;
         let l = TcpListener::bind(("0.0.0.0", PORT))?;
         let _ = ready_tx.send(());
         let (mut s, _) = l.accept()?;
@@ -88,19 +130,11 @@ fn measure(from: i32, to: i32, to_ip: Ipv4Addr, args: &Args) -> Result<Measure> 
             total += n as u64;
         }
         let secs = first.map(|t| t.elapsed().as_secs_f64()).unwrap_or(f64::NAN);
-        // Echo for the latency part.
-        let (mut s, _) = l.accept()?;
-        s.set_nodelay(true)?;
-        let mut b = [0u8; 1];
-        for _ in 0..trips {
-            s.read_exact(&mut b)?;
-            s.write_all(&b)?;
-        }
         Ok(total as f64 * 8.0 / secs / 1e9)
     });
     ready_rx.recv_timeout(Duration::from_secs(5)).context("the receiving end did not start")?;
-    let seconds = args.seconds;
     let source = in_netns_of(from, move || {
+        pin_to(0)?;
         let addr = SocketAddr::from((to_ip, PORT));
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).with_context(|| format!("connect to {addr}"))?;
         let buf = vec![0x5au8; 256 * 1024];
@@ -108,8 +142,31 @@ fn measure(from: i32, to: i32, to_ip: Ipv4Addr, args: &Args) -> Result<Measure> 
         while Instant::now() < end {
             s.write_all(&buf)?;
         }
-        drop(s);
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        Ok(())
+    });
+    join(source)?;
+    join(sink)
+}
+
+/// `trips` 1-byte round trips from the pod of `from` to the pod of `to`: (p50, p99) in µs.
+fn round_trips(from: i32, to: i32, to_ip: Ipv4Addr, trips: usize) -> Result<(f64, f64)> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let echo = in_netns_of(to, move || {
+        let l = TcpListener::bind(("0.0.0.0", PORT))?;
+        let _ = ready_tx.send(());
+        let (mut s, _) = l.accept()?;
+        s.set_nodelay(true)?;
+        let mut b = [0u8; 1];
+        for _ in 0..trips {
+            s.read_exact(&mut b)?;
+            s.write_all(&b)?;
+        }
+        Ok(())
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).context("the echoing end did not start")?;
+    let client = in_netns_of(from, move || {
+        let addr = SocketAddr::from((to_ip, PORT));
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).with_context(|| format!("connect to {addr}"))?;
         s.set_nodelay(true)?;
         let mut rtts = Vec::with_capacity(trips);
         let mut b = [7u8; 1];
@@ -123,9 +180,9 @@ fn measure(from: i32, to: i32, to_ip: Ipv4Addr, args: &Args) -> Result<Measure> 
         let at = |p: f64| rtts.get(((rtts.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
         Ok((at(0.5), at(0.99)))
     });
-    let (rtt_p50_us, rtt_p99_us) = join(source)?;
-    let gbit_s = join(sink)?;
-    Ok(Measure { gbit_s, rtt_p50_us, rtt_p99_us })
+    let rtt = join(client)?;
+    join(echo)?;
+    Ok(rtt)
 }
 
 /// A cluster of two nodes on a test LAN: the server's (here) and one agent's (a host).
@@ -249,7 +306,7 @@ fn measure_joins(c: &mut Cluster, bin: &Path, n: u8) -> Result<Vec<f64>> {
     Ok(out)
 }
 
-fn run_backend(bin: &Path, backend: &str, args: &Args, joins: &mut Vec<f64>) -> Result<(Measure, Measure)> {
+fn run_backend(bin: &Path, backend: &str, args: &Args, joins: &mut Vec<f64>) -> Result<Measures> {
     let mut c = start_cluster(bin, backend)?;
     let k = &c.kubectl;
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -269,12 +326,34 @@ fn run_backend(bin: &Path, backend: &str, args: &Args, joins: &mut Vec<f64>) -> 
     let ip = |p: &str| -> Result<Ipv4Addr> { Ok(k.run(&["get", "pod", p, "-o", "jsonpath={.status.podIP}"]).stdout.trim().parse()?) };
     let (d0, d1) = (c.nodes[0].dir.clone(), c.nodes[1].dir.clone());
     let (a1, a2, b) = (sandbox_pid(k, "a1", &d1)?, sandbox_pid(k, "a2", &d1)?, sandbox_pid(k, "b", &d0)?);
-    let same = measure(a1, a2, ip("a2")?, args)?;
-    let across = measure(a1, b, ip("b")?, args)?;
+    let (a2_ip, b_ip) = (ip("a2")?, ip("b")?);
+    // The hosts' own namespaces: any process of theirs, the agent's.
+    let host_pid = |n: &Node| n.agent.as_ref().map(|a| a.pid() as i32).context("no agent");
+    let (h1, h0, h0_ip) = (host_pid(&c.nodes[1])?, host_pid(&c.nodes[0])?, c.nodes[0].host.ip);
+    let mut m = Measures { same_gbit_s: vec![], across_gbit_s: vec![], hosts_gbit_s: vec![], same_rtt: (0.0, 0.0), across_rtt: (0.0, 0.0) };
+    // The cases take turns, and which goes first rotates each round, so that a drift of the
+    // machine's load weighs on all alike.
+    const CASES: [&str; 3] = ["same", "across", "hosts"];
+    for round in 0..args.rounds {
+        for i in 0..CASES.len() {
+            let case = CASES[(round + i) % CASES.len()];
+            if args.only.as_deref().is_some_and(|o| o != case) {
+                continue;
+            }
+            eprintln!("measuring {case}");
+            match case {
+                "same" => m.same_gbit_s.push(throughput(a1, a2, a2_ip, args.seconds)?),
+                "across" => m.across_gbit_s.push(throughput(a1, b, b_ip, args.seconds)?),
+                _ => m.hosts_gbit_s.push(throughput(h1, h0, h0_ip, args.seconds)?),
+            }
+        }
+    }
+    m.same_rtt = round_trips(a1, a2, a2_ip, args.round_trips)?;
+    m.across_rtt = round_trips(a1, b, b_ip, args.round_trips)?;
     if joins.is_empty() {
         *joins = measure_joins(&mut c, bin, args.joins)?;
     }
-    Ok((same, across))
+    Ok(m)
 }
 
 fn main() -> ExitCode {
@@ -284,27 +363,36 @@ fn main() -> ExitCode {
         let load = loadavg();
         let mut rows = Vec::new();
         let mut joins = Vec::new();
-        for backend in ["vxlan", "host-gw"] {
-            let (same, across) = run_backend(&bin, backend, &args, &mut joins).with_context(|| format!("backend {backend}"))?;
-            rows.push((backend, same, across));
+        for backend in &args.backends {
+            let m = run_backend(&bin, backend, &args, &mut joins).with_context(|| format!("backend {backend}"))?;
+            rows.push((backend, m));
         }
         println!("## Pod network benchmark ({})", jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC"));
         println!();
         println!("Machine: {}, kernel {}, load before {load}", cpu_model(), sh("uname", &["-r"]).trim());
-        println!("Binary: {}; {} s of bulk TCP (one stream), {} 1-byte round trips", bin.display(), args.seconds, args.round_trips);
+        println!(
+            "Binary: {}; {} rounds of {} s of bulk TCP (one stream, sender on core 0, receiver on core 1), the cases taking turns; medians; {} 1-byte round trips",
+            bin.display(),
+            args.rounds,
+            args.seconds,
+            args.round_trips
+        );
         println!();
-        println!("| backend | same node Gbit/s | across nodes Gbit/s | ratio | same node RTT p50/p99 µs | across RTT p50/p99 µs |");
-        println!("|---|---|---|---|---|---|");
-        for (backend, s, a) in rows {
+        println!("| backend | same node Gbit/s | across nodes Gbit/s | across ÷ same | per-round | host to host Gbit/s | hosts ÷ same | across ÷ hosts | same node RTT p50/p99 µs | across RTT p50/p99 µs |");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        for (backend, m) in rows {
+            let (same, across, hosts) = (median(&m.same_gbit_s), median(&m.across_gbit_s), median(&m.hosts_gbit_s));
+            let ratios: Vec<String> = m.same_gbit_s.iter().zip(&m.across_gbit_s).map(|(s, a)| format!("{:.2}", a / s)).collect();
             println!(
-                "| {backend} | {:.2} | {:.2} | {:.2}× | {:.0} / {:.0} | {:.0} / {:.0} |",
-                s.gbit_s,
-                a.gbit_s,
-                a.gbit_s / s.gbit_s,
-                s.rtt_p50_us,
-                s.rtt_p99_us,
-                a.rtt_p50_us,
-                a.rtt_p99_us
+                "| {backend} | {same:.2} | {across:.2} | **{:.2}×** | {} | {hosts:.2} | {:.2}× | **{:.2}×** | {:.0} / {:.0} | {:.0} / {:.0} |",
+                across / same,
+                ratios.join(" "),
+                hosts / same,
+                across / hosts,
+                m.same_rtt.0,
+                m.same_rtt.1,
+                m.across_rtt.0,
+                m.across_rtt.1
             );
         }
         joins.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
