@@ -147,6 +147,34 @@ pub struct Server {
     tokens: Arc<auth::TokenFile>,
 }
 
+/// The garbage collector, namespace lifecycle, service accounts, disruption budgets, node IPAM,
+/// volume binding, bootstrap tokens, and CSR approval and signing: kube-controller-manager's
+/// loops that work on this server's state directly.
+#[derive(Clone)]
+pub struct ControllerLoops {
+    state: Arc<ApiState>,
+    ca: pki::CertPair,
+}
+
+impl ControllerLoops {
+    /// Runs every loop; dropping the future stops them all.
+    pub async fn run(self) {
+        let ControllerLoops { state, ca } = self;
+        let mut loops = tokio::task::JoinSet::new();
+        loops.spawn(bootstrap::namespace_controller(state.clone()));
+        loops.spawn(gc::run(state.clone()));
+        loops.spawn(serviceaccount::controller(state.clone()));
+        loops.spawn(disruption::controller(state.clone()));
+        loops.spawn(node_ipam::controller(state.clone()));
+        loops.spawn(volume_binding::controller(state.clone()));
+        loops.spawn(bootstrap_token::cleaner(state.clone()));
+        loops.spawn(cluster_info::signer(state.clone()));
+        loops.spawn(csr::approver::controller(state.clone()));
+        loops.spawn(csr::signer::controller(state, ca));
+        while loops.join_next().await.is_some() {}
+    }
+}
+
 impl Server {
     /// Prepares everything (PKI, store, cache, system objects, listener) without serving yet.
     pub async fn start(config: Config) -> Result<Server, ServerError> {
@@ -212,20 +240,18 @@ impl Server {
         Ok(Server { state, addr, pki, listener, tls, tokens })
     }
 
-    /// Serves until `shutdown` resolves.
+    /// The loops kube-controller-manager would run that live inside this server; with several
+    /// servers on one datastore only the leader runs them.
+    pub fn controller_loops(&self) -> ControllerLoops {
+        ControllerLoops { state: self.state.clone(), ca: self.pki.ca.clone() }
+    }
+
+    /// Serves until `shutdown` resolves. The API server's own controllers (CRD names, APIService
+    /// availability) run here, on every server, as in kube-apiserver; [`Server::controller_loops`]
+    /// is the caller's to run.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::spawn(bootstrap::namespace_controller(self.state.clone()));
-        tokio::spawn(gc::run(self.state.clone()));
-        tokio::spawn(serviceaccount::controller(self.state.clone()));
         tokio::spawn(crd::controller(self.state.clone()));
         tokio::spawn(aggregator::controller(self.state.clone()));
-        tokio::spawn(disruption::controller(self.state.clone()));
-        tokio::spawn(node_ipam::controller(self.state.clone()));
-        tokio::spawn(volume_binding::controller(self.state.clone()));
-        // kube-controller-manager's bootstrap-token and certificate controllers.
-        tokio::spawn(bootstrap_token::cleaner(self.state.clone()));
-        tokio::spawn(cluster_info::signer(self.state.clone()));
-        csr::start(&self.state, self.pki.ca.clone());
         self.state.ready.store(true, Ordering::Release);
         server::serve(self.state, self.listener, self.tls, self.tokens, shutdown).await;
     }

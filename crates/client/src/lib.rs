@@ -1,8 +1,9 @@
 //! What the cluster's own API clients — the kubelet, the scheduler, the controllers — share:
-//! the event recorder (`events`), and watch caches that wake a level-triggered reconcile loop
-//! (`watch`).
+//! the event recorder (`events`), watch caches that wake a level-triggered reconcile loop
+//! (`watch`), and leader election over a Lease (`leader`).
 
 pub mod events;
+pub mod leader;
 
 pub use events::{EventType, Recorder};
 

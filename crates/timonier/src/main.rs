@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -13,6 +14,7 @@ mod agent;
 mod cluster;
 mod identities;
 mod image;
+mod leader;
 mod logging;
 mod nodes;
 mod node_controllers;
@@ -86,6 +88,8 @@ pub struct ServerArgs {
     node: agent::NodeArgs,
     #[command(flatten)]
     node_lifecycle: node_controllers::NodeLifecycleArgs,
+    #[command(flatten)]
+    leader_election: leader::LeaderElectionArgs,
     /// Static bearer tokens: CSV lines `token,user,uid,"group1,group2"`.
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
@@ -173,24 +177,54 @@ async fn server(args: ServerArgs, logs: &logging::ComponentLogs) -> anyhow::Resu
     let url = format!("https://{url_host}:{}", server.addr.port());
     let ca = server.pki.ca.cert_pem.clone();
     let mut control_plane = vec![StaticComponent { component: Component::ApiServer, health: Health::ApiServerReadyz }];
+    let timing = args.leader_election.timing()?;
+    let identity = leader::identity(&args.data_dir)?;
+    let mut singletons = leader::Singletons::default();
     if !args.disable_scheduler {
         let client = identities::component_client(&server.pki, &url, "system:kube-scheduler", &[]).await?;
         let alive = TaskAlive::default();
-        tokio::spawn(alive.clone().track(timonier_scheduler::run(client, std::future::pending())));
+        let work = {
+            let client = client.clone();
+            move || timonier_scheduler::run(client.clone(), std::future::pending())
+        };
+        singletons.spawn(timing, client, "kube-scheduler", &identity, &alive, work);
         control_plane.push(StaticComponent { component: Component::Scheduler, health: Health::Task(alive) });
     }
-    if !args.disable_controllers {
-        let kcm = identities::component_client(&server.pki, &url, "system:kube-controller-manager", &[]).await?;
-        let alive = TaskAlive::default();
-        let (url, ca, dir) = (url.clone(), ca.clone(), args.data_dir.join("controller-tokens"));
-        let lifecycle = args.node_lifecycle.config();
-        let controllers = async move {
-            match identities::controller_clients(kcm, &url, &ca, dir).await {
-                Ok(clients) => timonier_controllers::run_with(clients, lifecycle, std::future::pending()).await,
-                Err(e) => tracing::error!(error = %e, "the controllers cannot get their credentials; Deployments and ReplicaSets make no pods"),
+    // kube-controller-manager's loops: the workload and node controllers (unless disabled) and
+    // those inside the API server, under one Lease.
+    let kcm = identities::component_client(&server.pki, &url, "system:kube-controller-manager", &[]).await?;
+    let alive = TaskAlive::default();
+    let loops = server.controller_loops();
+    let workloads = (!args.disable_controllers).then(|| {
+        let (url, ca, dir, lifecycle) = (url.clone(), ca.clone(), args.data_dir.join("controller-tokens"), args.node_lifecycle.config());
+        let kcm = kcm.clone();
+        // The controllers' service-account credentials, fetched by the first leader term
+        // (through this server, which serves only once this function returns).
+        let clients = Arc::new(tokio::sync::OnceCell::new());
+        move || {
+            let (url, ca, dir, lifecycle, kcm, clients) = (url.clone(), ca.clone(), dir.clone(), lifecycle.clone(), kcm.clone(), clients.clone());
+            async move {
+                match clients.get_or_try_init(|| identities::controller_clients(kcm, &url, &ca, dir)).await {
+                    Ok(clients) => timonier_controllers::run_with(clients.clone(), lifecycle, std::future::pending()).await,
+                    Err(e) => tracing::error!(error = %e, "the controllers cannot get their credentials; Deployments and ReplicaSets make no pods"),
+                }
             }
-        };
-        tokio::spawn(alive.clone().track(controllers));
+        }
+    });
+    let work = move || {
+        let (loops, mut workloads) = (loops.clone(), workloads.clone());
+        async move {
+            let workloads = async move {
+                if let Some(w) = workloads.as_mut() {
+                    w().await;
+                }
+                std::future::pending::<()>().await
+            };
+            tokio::join!(loops.run(), workloads);
+        }
+    };
+    singletons.spawn(timing, kcm, "kube-controller-manager", &identity, &alive, work);
+    if !args.disable_controllers {
         control_plane.push(StaticComponent { component: Component::ControllerManager, health: Health::Task(alive) });
     }
     if !args.disable_agent {
@@ -216,6 +250,8 @@ async fn server(args: ServerArgs, logs: &logging::ComponentLogs) -> anyhow::Resu
             _ = tokio::signal::ctrl_c() => {}
         }
         tracing::info!("shutting down");
+        // Stop acting, then hand the Leases over, while this server still serves.
+        singletons.stop_and_release().await;
     };
     server.run(shutdown).await;
     Ok(())

@@ -6,17 +6,14 @@
 //! checks upstream's `certificates/v1` helpers make of kubelet requests.
 
 mod admission;
-mod approver;
-mod signer;
+pub(crate) mod approver;
+pub(crate) mod signer;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use base64::Engine;
 use serde_json::Value;
-
-use crate::state::ApiState;
 
 pub use admission::admit;
 
@@ -169,12 +166,6 @@ pub fn requester(csr: &Value) -> crate::auth::UserInfo {
         name: csr.pointer("/spec/username").and_then(Value::as_str).unwrap_or("").to_string(),
         groups: csr.pointer("/spec/groups").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect(),
     }
-}
-
-/// Starts the approving and signing controllers; `ca` is the cluster CA that signs.
-pub fn start(state: &Arc<ApiState>, ca: crate::pki::CertPair) {
-    tokio::spawn(approver::controller(state.clone()));
-    tokio::spawn(signer::controller(state.clone(), ca));
 }
 
 #[cfg(test)]
