@@ -14,7 +14,7 @@ use crate::state::ApiState;
 pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Creates what must exist; idempotent, so every start runs it.
-pub async fn ensure(state: &Arc<ApiState>, secure_port: u16, advertise: &str) -> ApiResult<()> {
+pub async fn ensure(state: &Arc<ApiState>, secure_port: u16) -> ApiResult<()> {
     let ns_def = state.def("", "v1", "namespaces")?;
     for ns in SYSTEM_NAMESPACES {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
@@ -50,24 +50,7 @@ pub async fn ensure(state: &Arc<ApiState>, secure_port: u16, advertise: &str) ->
         Err(e) if e.code == 409 || e.code == 422 => {}
         Err(e) => return Err(e),
     }
-    // The endpoints of the kubernetes Service: this server, as Endpoints and as the
-    // EndpointSlice the Service proxies read (no selector, so no controller writes them).
-    let ep = json!({
-        "apiVersion": "v1",
-        "kind": "Endpoints",
-        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-        "subsets": [{"addresses": [{"ip": advertise}], "ports": [{"name": "https", "port": secure_port, "protocol": "TCP"}]}],
-    });
-    create_or_set(state, ("", "v1", "endpoints"), ep, &["subsets"]).await?;
-    let slice = json!({
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
-        "addressType": "IPv4",
-        "endpoints": [{"addresses": [advertise], "conditions": {"ready": true}}],
-        "ports": [{"name": "https", "port": secure_port, "protocol": "TCP"}],
-    });
-    create_or_set(state, ("discovery.k8s.io", "v1", "endpointslices"), slice, &["endpoints", "ports"]).await?;
+    // The kubernetes Service's endpoints: endpoint_reconciler.rs.
     // Upstream's two reserved PriorityClasses, which system pods name.
     let pc_def = state.def("scheduling.k8s.io", "v1", "priorityclasses")?;
     for (name, value, description) in crate::strategy::SYSTEM_PRIORITY_CLASSES {
@@ -130,7 +113,7 @@ async fn create_if_absent(state: &Arc<ApiState>, def: &Arc<timonier_api::resourc
 
 /// Creates `obj` in the default namespace, or sets `fields` of the one that exists to its
 /// values (the address or port may have changed since the last start).
-async fn create_or_set(state: &Arc<ApiState>, (group, version, resource): (&str, &str, &str), obj: Value, fields: &[&str]) -> ApiResult<()> {
+pub(crate) async fn create_or_set(state: &Arc<ApiState>, (group, version, resource): (&str, &str, &str), obj: Value, fields: &[&str]) -> ApiResult<()> {
     let def = state.def(group, version, resource)?;
     let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
     match state.create(&def, "default", obj.clone(), &WriteOptions::default()).await {

@@ -17,6 +17,7 @@ pub mod cluster_info;
 mod convert;
 mod crd;
 pub mod csr;
+mod endpoint_reconciler;
 mod discovery;
 mod disruption;
 mod eviction;
@@ -78,6 +79,8 @@ pub struct Config {
     /// Events kept per resource for watches resuming from the past
     /// (`--default-watch-cache-size`).
     pub watch_cache_size: usize,
+    /// This server's name among the servers of one datastore (`<hostname>_<uuid>`).
+    pub identity: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +148,7 @@ pub struct Server {
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
     tokens: Arc<auth::TokenFile>,
+    endpoints: endpoint_reconciler::EndpointReconciler,
 }
 
 /// The garbage collector, namespace lifecycle, service accounts, disruption budgets, node IPAM,
@@ -217,7 +221,9 @@ impl Server {
         let _ = state.ca_pem.set(pki.ca.cert_pem.clone());
         let tokens = Arc::new(tokens);
         let _ = state.tokens.set(tokens.clone());
-        bootstrap::ensure(&state, addr.port(), &advertise.to_string()).await.map_err(ServerError::Bootstrap)?;
+        bootstrap::ensure(&state, addr.port()).await.map_err(ServerError::Bootstrap)?;
+        let endpoints = endpoint_reconciler::EndpointReconciler::new(state.clone(), &config.identity, &advertise.to_string(), addr.port());
+        endpoints.pass().await.map_err(ServerError::Bootstrap)?;
         bootstrap::ensure_authentication_configmap(&state, &pki.ca.cert_pem, &pki.front_proxy_ca.cert_pem)
             .await
             .map_err(ServerError::Bootstrap)?;
@@ -237,7 +243,12 @@ impl Server {
         if let Some(path) = &config.write_kubeconfig {
             pki.write_kubeconfig(path, &format!("https://{url_host}:{}", addr.port()))?;
         }
-        Ok(Server { state, addr, pki, listener, tls, tokens })
+        Ok(Server { state, addr, pki, listener, tls, tokens, endpoints })
+    }
+
+    /// This server's name among the servers of one datastore.
+    pub fn identity(&self) -> &str {
+        self.endpoints.identity()
     }
 
     /// The loops kube-controller-manager would run that live inside this server; with several
@@ -252,6 +263,17 @@ impl Server {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::spawn(crd::controller(self.state.clone()));
         tokio::spawn(aggregator::controller(self.state.clone()));
+        tokio::spawn(self.endpoints.clone().run());
+        let endpoints = self.endpoints;
+        let shutdown = async move {
+            shutdown.await;
+            // Out of the kubernetes Service while still serving, as kube-apiserver does.
+            match tokio::time::timeout(std::time::Duration::from_secs(2), endpoints.remove()).await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot remove this server from the kubernetes Service"),
+                Err(_) => tracing::warn!("removing this server from the kubernetes Service timed out"),
+                Ok(Ok(())) => {}
+            }
+        };
         self.state.ready.store(true, Ordering::Release);
         server::serve(self.state, self.listener, self.tls, self.tokens, shutdown).await;
     }

@@ -151,6 +151,7 @@ async fn server(args: ServerArgs, logs: &logging::ComponentLogs) -> anyhow::Resu
         token_auth_file: args.token_auth_file,
         tls_san: args.tls_san,
         watch_cache_size: args.default_watch_cache_size,
+        identity: leader::identity(&args.data_dir)?,
     };
     let agent_dir = args.data_dir.join("agent");
     // What runs here shows as mirror pods, each with its log; they need a node, so a server
@@ -178,7 +179,7 @@ async fn server(args: ServerArgs, logs: &logging::ComponentLogs) -> anyhow::Resu
     let ca = server.pki.ca.cert_pem.clone();
     let mut control_plane = vec![StaticComponent { component: Component::ApiServer, health: Health::ApiServerReadyz }];
     let timing = args.leader_election.timing()?;
-    let identity = leader::identity(&args.data_dir)?;
+    let identity = server.identity().to_string();
     let mut singletons = leader::Singletons::default();
     if !args.disable_scheduler {
         let client = identities::component_client(&server.pki, &url, "system:kube-scheduler", &[]).await?;

@@ -1,6 +1,7 @@
 //! Several servers on one etcd: exactly one runs the scheduler and the controllers (leader
 //! election over the `kube-scheduler` and `kube-controller-manager` Leases, as upstream),
-//! another takes over when it dies, and a clean stop hands the Leases over at once.
+//! another takes over when it dies, and a clean stop hands the Leases over at once. The
+//! `kubernetes` Service's endpoints list every live server.
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,32 @@ fn wait_leader(k: &Kubectl, servers: &[&Server], within: Duration) -> usize {
     }
 }
 
+/// The `kubernetes` Service's endpoints, `IP:port` each, from the Endpoints object.
+fn api_endpoints(k: &Kubectl) -> Vec<String> {
+    let ep: serde_json::Value = serde_json::from_str(k.run(&["get", "endpoints", "kubernetes", "-o", "json"]).ok()).expect("endpoints");
+    let mut out: Vec<String> = ep["subsets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| {
+            let port = s["ports"][0]["port"].as_u64().unwrap_or(0);
+            s["addresses"].as_array().into_iter().flatten().map(move |a| format!("{}:{port}", a["ip"].as_str().unwrap_or("")))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn wait_api_endpoints(k: &Kubectl, servers: &[&Server], within: Duration) {
+    let mut want: Vec<String> = servers.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
+    want.sort();
+    let deadline = Instant::now() + within;
+    while api_endpoints(k) != want {
+        assert!(Instant::now() < deadline, "kubernetes endpoints {:?}, not {want:?}", api_endpoints(k));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn count(k: &Kubectl, what: &str) -> usize {
     k.run(&["get", what, "-o", "name"]).stdout.lines().filter(|l| !l.is_empty()).count()
 }
@@ -57,6 +84,11 @@ fn one_leader_among_servers_sharing_etcd() {
     let mut b = Server::start_control_plane(bin, &args);
     let mut c = Server::start_control_plane(bin, &args);
     let (kb, kc) = (b.kubectl("1.33"), c.kubectl("1.27"));
+
+    // Every server is an endpoint of the kubernetes Service, with a Lease of its own.
+    wait_api_endpoints(&kc, &[&a, &b, &c], Duration::from_secs(1));
+    let own = kc.run(&["get", "lease", "-n", "kube-system", "-l", "apiserver.kubernetes.io/identity=kube-apiserver", "-o", "name"]).ok().lines().count();
+    assert_eq!(own, 3);
 
     // Several retry periods later the first is still the only leader.
     std::thread::sleep(Duration::from_secs(2));
@@ -96,4 +128,7 @@ fn one_leader_among_servers_sharing_etcd() {
     assert!(handed < Duration::from_millis(2500), "the Leases were not released: {handed:?}");
     k.run(&["create", "deployment", "after", "--image=busybox:1.35", "--replicas=2", "--", "sleep", "3600"]).ok();
     wait_count(&k, "pods", 2);
+    // The stopped server left the kubernetes Service at once; the killed one when its Lease
+    // expired (15 s after its last renewal, as upstream's master leases).
+    wait_api_endpoints(&k, &[other], Duration::from_secs(25));
 }
