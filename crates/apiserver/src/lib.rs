@@ -17,6 +17,7 @@ pub mod cluster_info;
 mod convert;
 mod crd;
 pub mod csr;
+pub mod cluster_bootstrap;
 mod endpoint_reconciler;
 mod discovery;
 mod disruption;
@@ -81,6 +82,9 @@ pub struct Config {
     pub watch_cache_size: usize,
     /// This server's name among the servers of one datastore (`<hostname>_<uuid>`).
     pub identity: String,
+    /// The server token (`--token`): the first server stores the cluster's CA and keys in the
+    /// datastore encrypted with it, the next ones read them (cluster_bootstrap.rs).
+    pub token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +99,8 @@ pub enum ServerError {
     Config(String),
     #[error("cannot create the system objects: {0}")]
     Bootstrap(error::ApiError),
+    #[error("cannot share the cluster's CA and keys through the datastore: {0}")]
+    ClusterBootstrap(#[from] cluster_bootstrap::BootstrapError),
 }
 
 /// Opens the datastore the configuration names.
@@ -199,25 +205,41 @@ impl Server {
                 sans.push(a.to_string());
             }
         }
-        let pki = pki::Pki::load_or_create(&config.data_dir.join("pki"), &sans)?;
+        let pki_dir = config.data_dir.join("pki");
+        let store = open_store(&config).await?;
+        // A server joining a cluster takes its CA and keys before making any of its own.
+        let server_token = config.token.as_deref().map(cluster_bootstrap::ServerToken::parse);
+        let shared_token_file = pki_dir.join("token-auth-file.csv");
+        let joined = match &server_token {
+            Some(t) => cluster_bootstrap::fetch(&store, t, &pki_dir, &shared_token_file).await?,
+            None => false,
+        };
+        let pki = pki::Pki::load_or_create(&pki_dir, &sans)?;
         let tls = server::tls_config(&pki).map_err(ServerError::Config)?;
-        let tokens = match &config.token_auth_file {
+        let token_auth_file = config.token_auth_file.clone().or_else(|| (joined && shared_token_file.exists()).then(|| shared_token_file.clone()));
+        let tokens = match &token_auth_file {
             Some(p) => auth::TokenFile::load(p).map_err(ServerError::Config)?,
             None => auth::TokenFile::default(),
         };
         let addr = SocketAddr::new(config.bind_address, config.secure_port);
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| ServerError::Listen { addr, source: e })?;
         let addr = listener.local_addr().map_err(|e| ServerError::Listen { addr, source: e })?;
-        let store = open_store(&config).await?;
-        let state = ApiState::new(store, config.watch_cache_size).await?;
+        let state = ApiState::new(store.clone(), config.watch_cache_size).await?;
         let kubelet_client = pki.issue_client("kube-apiserver-kubelet-client", &["system:masters"])?;
         let kubelet_tls = kubelet_proxy::client_tls(&kubelet_client, &pki.ca.cert_pem).map_err(ServerError::Config)?;
         let _ = state.kubelet_tls.set(kubelet_tls);
         // Presented to extension API servers behind APIServices (upstream's
         // --proxy-client-cert-file), signed by the front-proxy CA they trust for it.
         let _ = state.aggregator.client_cert.set(pki.issue_front_proxy_client()?);
-        let sa_key = sa_token::TokenKey::load_or_create(&config.data_dir.join("pki"))?;
+        let sa_key = sa_token::TokenKey::load_or_create(&pki_dir)?;
         let _ = state.sa_key.set(Arc::new(sa_key));
+        if let Some(t) = &server_token {
+            if !joined {
+                cluster_bootstrap::store(&state.store, t, &pki_dir, config.token_auth_file.as_deref()).await?;
+            }
+            // What the next servers join with (k3s keeps it in server/token).
+            pki::write(&config.data_dir.join("server-token"), &t.full(&pki.ca.cert_pem), true)?;
+        }
         let _ = state.ca_pem.set(pki.ca.cert_pem.clone());
         let tokens = Arc::new(tokens);
         let _ = state.tokens.set(tokens.clone());

@@ -93,6 +93,12 @@ pub struct ServerArgs {
     /// Static bearer tokens: CSV lines `token,user,uid,"group1,group2"`.
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
+    /// The server token of a cluster of servers on one datastore: the first server stores the
+    /// cluster's CA and keys in the datastore encrypted with it (and writes the full token,
+    /// `K10<CA hash>::server:<secret>`, to DATA_DIR/server-token); the next servers started
+    /// with the same token use them, so every server accepts every certificate and token.
+    #[arg(long, env = "TIMONIER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Extra names or addresses for the serving certificate.
     #[arg(long)]
     tls_san: Vec<String>,
@@ -152,6 +158,7 @@ async fn server(args: ServerArgs, logs: &logging::ComponentLogs) -> anyhow::Resu
         tls_san: args.tls_san,
         watch_cache_size: args.default_watch_cache_size,
         identity: leader::identity(&args.data_dir)?,
+        token: args.token,
     };
     let agent_dir = args.data_dir.join("agent");
     // What runs here shows as mirror pods, each with its log; they need a node, so a server

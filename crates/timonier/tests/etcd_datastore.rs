@@ -56,3 +56,49 @@ fn two_servers_share_one_etcd() {
     ka.run(&["delete", "namespace", "shared", "--timeout=30s"]).ok();
     assert!(kb.run(&["get", "namespace", "shared"]).err().contains("not found"));
 }
+
+/// `timonier server` on `datastore` with `token`, expected to refuse to start; its output.
+fn refused(bin: &std::path::Path, datastore: &str, token: &str) -> String {
+    let dir = timonier_testkit::temp_dir("timonier-e2e-refused-");
+    let port = timonier_testkit::free_port().to_string();
+    let out = std::process::Command::new(bin)
+        .args(["server", "--disable-agent", "--disable-scheduler", "--disable-controllers", "--datastore", datastore, "--token", token, "--secure-port", &port, "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run timonier server");
+    assert!(!out.status.success(), "a server with the token {token:?} started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn servers_with_one_token_share_the_cluster_ca_and_keys() {
+    let etcd = Etcd::start().expect("etcd (install Debian's etcd-server)");
+    let datastore = format!("etcd://{}", etcd.endpoint);
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_timonier"));
+    let a = Server::start(bin, &["--datastore", &datastore, "--token", "s3cret-0f-the-cluster"]);
+    let token = std::fs::read_to_string(a.dir.path().join("data/server-token")).expect("server-token");
+    assert!(token.starts_with("K10") && token.ends_with("::server:s3cret-0f-the-cluster"), "{token}");
+    let b = Server::start(bin, &["--datastore", &datastore, "--token", &token]);
+    let pki = |s: &Server, f: &str| std::fs::read(s.dir.path().join("data/pki").join(f)).expect(f);
+    for f in ["ca.crt", "ca.key", "front-proxy-ca.crt", "sa.key", "sa.pub"] {
+        assert_eq!(pki(&a, f), pki(&b, f), "{f} differs");
+    }
+    // A's admin certificate and a service-account token A issued work on B, whose serving
+    // certificate the same CA signed.
+    let ka = a.kubectl("1.33");
+    assert_eq!(ka.run(&["--server", &b.url(""), "get", "svc", "kubernetes", "-o", "name"]).ok().trim(), "service/kubernetes");
+    let sa_token = ka.run(&["create", "token", "default"]).ok().trim().to_string();
+    let curl = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(a.dir.path().join("data/pki/ca.crt"))
+        .args(["-H", &format!("Authorization: Bearer {sa_token}"), &b.url("/apis")])
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&curl.stdout), "200");
+
+    // Another token cannot join this datastore's cluster, nor a token whose CA hash is not the
+    // cluster CA's.
+    assert!(refused(bin, &datastore, "not-the-token").contains("server token is not this one"));
+    let wrong_hash = format!("K10{}::server:s3cret-0f-the-cluster", "0".repeat(64));
+    assert!(refused(bin, &datastore, &wrong_hash).contains("does not match the hash in the token"));
+}
