@@ -6,6 +6,7 @@
 //! Everything the agent starts outlives it: containers are supervised by their pod's shim,
 //! and the agent re-adopts them on start, so restarting the agent never restarts a pod.
 
+pub mod api_lb;
 mod authz;
 mod backoff;
 pub mod certificate;

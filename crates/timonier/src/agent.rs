@@ -223,8 +223,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     check_root()?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let node = node_name(&args.node);
-    let identity = identity(&args, &node).await?;
+    let mut identity = identity(&args, &node).await?;
+    // Every request through the load balancer, which follows the servers as they come and go.
+    let lb = timonier_kubelet::api_lb::ApiLoadBalancer::start(&identity.server).await?;
+    identity.via = Some(lb.url());
     let (handle, client) = RotatingClient::new(identity.client()?);
+    tokio::spawn(lb.follow_endpoints(client.clone()));
     tokio::spawn(timonier_kubelet::certificate::client::rotate(identity.clone(), handle, client.clone(), node, args.data_dir.clone()));
     let config = config(client, identity.ca_pem.clone(), args.data_dir.clone(), &args.node, ServingCertificate::Requested)?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("cannot handle SIGTERM")?;

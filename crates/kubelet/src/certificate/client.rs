@@ -26,6 +26,9 @@ pub struct NodeIdentity {
     pub server: String,
     pub ca_pem: String,
     pub cert: KeyedCert,
+    /// Where the agent's clients actually connect — its load balancer to the servers
+    /// (`api_lb`); not kept: the kubeconfig names `server`.
+    pub via: Option<String>,
 }
 
 fn b64(s: &str) -> String {
@@ -50,7 +53,7 @@ impl NodeIdentity {
         let server = kc.clusters.first()?.cluster.as_ref()?.server.clone()?;
         let ca_pem = std::fs::read_to_string(&paths.ca).ok()?;
         let cert = KeyedCert::load(&paths.client)?;
-        Some(NodeIdentity { server, ca_pem, cert })
+        Some(NodeIdentity { server, ca_pem, cert, via: None })
     }
 
     /// Keeps it in `data_dir`: the CA, the certificate file and a kubeconfig naming both
@@ -78,14 +81,14 @@ impl NodeIdentity {
     /// client of `server` trusting `ca_pem`) and keeps the identity in `data_dir`.
     pub async fn bootstrap(bootstrap: &kube::Client, server: &str, ca_pem: &str, node: &str, data_dir: &Path) -> Result<NodeIdentity> {
         let cert = request_certificate(bootstrap, &Request::client(node, true), PATIENCE).await?;
-        let id = NodeIdentity { server: server.to_string(), ca_pem: ca_pem.to_string(), cert };
+        let id = NodeIdentity { server: server.to_string(), ca_pem: ca_pem.to_string(), cert, via: None };
         id.save(data_dir)?;
         tracing::info!(node, "node client certificate issued; identity kept for restarts");
         Ok(id)
     }
 
     pub fn client(&self) -> Result<kube::Client> {
-        client_with_cert(&self.server, &self.ca_pem, &self.cert)
+        client_with_cert(self.via.as_deref().unwrap_or(&self.server), &self.ca_pem, &self.cert)
     }
 }
 

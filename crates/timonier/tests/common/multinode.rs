@@ -112,6 +112,11 @@ impl MultiNode {
         panic!("timed out waiting for {what}\n{nodes}\n{pods}\n{events}\n{agents}--- server log ---\n{}", tail(&self.server.log(), 60));
     }
 
+    /// This namespace's address on the LAN, where the server listens.
+    pub fn gateway(&self) -> std::net::Ipv4Addr {
+        self.lan.as_ref().expect("lan").gateway()
+    }
+
     /// The agent of node `name`.
     pub fn agent(&self, name: &str) -> &Agent {
         self.agents.iter().find(|a| a.name == name).unwrap_or_else(|| panic!("no agent {name}"))
