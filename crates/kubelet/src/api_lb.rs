@@ -1,12 +1,14 @@
 //! The agent's load balancer to the API servers, as k3s' agent runs one: a TCP proxy on
 //! loopback that every API client of the agent goes through, forwarding each connection to one
 //! server of the cluster — the last that answered, else the next that does. The agent learns the
-//! servers from the `kubernetes` Service's endpoints (every live server, endpoint_reconciler.rs
-//! in the API server), so when its server dies the next connection — a watch re-established, a
-//! Lease renewal — reaches another and no pod is touched. TLS passes through untouched: every
-//! server's serving certificate names 127.0.0.1 and is signed by the one cluster CA.
+//! servers from the `kubernetes` Service's endpoints (every live server, as endpoint_reconciler.rs
+//! in the API server writes them), watched and kept in the data directory for the next start, so
+//! when its server dies the next connection — a watch re-established, a Lease renewal — reaches
+//! another and no pod is touched. TLS passes through untouched: every server's serving
+//! certificate names 127.0.0.1 and is signed by the one cluster CA.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -17,8 +19,6 @@ use crate::{Error, Result};
 
 /// How long a server may take to accept a connection before the next is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often the list of servers is refreshed from the `kubernetes` endpoints.
-const REFRESH_EVERY: Duration = Duration::from_secs(10);
 
 struct Servers {
     /// `host:port`, the server the agent was given first (kept even when it is not listed).
@@ -104,8 +104,8 @@ impl ApiLoadBalancer {
     }
 
     /// Replaces the known servers by `endpoints` (`host:port`), keeping the first one given
-    /// and the one in use.
-    fn set(&self, endpoints: Vec<String>) {
+    /// and the one in use; whether the list changed.
+    fn set(&self, endpoints: Vec<String>) -> bool {
         let mut s = self.servers.write().unwrap_or_else(|e| e.into_inner());
         let (first, current) = (s.list[0].clone(), s.list[s.preferred].clone());
         let mut list = vec![first];
@@ -115,39 +115,65 @@ impl ApiLoadBalancer {
             }
         }
         s.preferred = list.iter().position(|x| *x == current).unwrap_or(0);
-        if list != s.list {
-            tracing::info!(servers = ?list, "API servers");
-            s.list = list;
+        if list == s.list {
+            return false;
+        }
+        tracing::info!(servers = ?list, "API servers");
+        s.list = list;
+        true
+    }
+
+    /// Keeps the list of servers equal to the `kubernetes` Service's endpoints, watched
+    /// through `client` (which goes through this proxy), so that a server that starts is known
+    /// before the one in use can die; each change is kept in `state` for the next start.
+    pub async fn follow_endpoints(self, client: kube::Client, state: PathBuf) {
+        use futures::StreamExt;
+        use kube::runtime::{watcher, WatchStreamExt};
+        let api: kube::Api<Endpoints> = kube::Api::namespaced(client, "default");
+        let events = watcher(api, watcher::Config::default().fields("metadata.name=kubernetes")).default_backoff().applied_objects();
+        futures::pin_mut!(events);
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(ep) => {
+                    let endpoints = endpoints_of(&ep);
+                    if !endpoints.is_empty() && self.set(endpoints) {
+                        let list = self.servers.read().unwrap_or_else(|e| e.into_inner()).list.join("\n");
+                        if let Err(e) = std::fs::write(&state, list + "\n") {
+                            tracing::debug!(error = %e, path = %state.display(), "cannot keep the API servers");
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "watching the kubernetes endpoints"),
+            }
         }
     }
 
-    /// Keeps the list of servers equal to the `kubernetes` Service's endpoints, read through
-    /// `client` (which goes through this proxy) every few seconds.
-    pub async fn follow_endpoints(self, client: kube::Client) {
-        let api: kube::Api<Endpoints> = kube::Api::namespaced(client, "default");
-        loop {
-            match api.get_opt("kubernetes").await {
-                Ok(Some(ep)) => {
-                    let mut endpoints = Vec::new();
-                    for subset in ep.subsets.unwrap_or_default() {
-                        let port = subset.ports.as_ref().and_then(|p| p.iter().find(|p| p.name.as_deref() == Some("https")).or(p.first())).map(|p| p.port);
-                        for a in subset.addresses.unwrap_or_default() {
-                            if let Some(port) = port {
-                                let host = if a.ip.contains(':') { format!("[{}]", a.ip) } else { a.ip.clone() };
-                                endpoints.push(format!("{host}:{port}"));
-                            }
-                        }
-                    }
-                    if !endpoints.is_empty() {
-                        self.set(endpoints);
-                    }
+    /// Adds the servers kept in `state` by an earlier run.
+    pub fn remember(&self, state: &std::path::Path) {
+        if let Ok(text) = std::fs::read_to_string(state) {
+            let kept: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+            let mut s = self.servers.write().unwrap_or_else(|e| e.into_inner());
+            for k in kept {
+                if !s.list.contains(&k) {
+                    s.list.push(k);
                 }
-                Ok(None) => {}
-                Err(e) => tracing::debug!(error = %e, "cannot read the kubernetes endpoints"),
             }
-            tokio::time::sleep(REFRESH_EVERY).await;
         }
     }
+}
+
+/// `host:port` of every address of the `kubernetes` Endpoints.
+fn endpoints_of(ep: &Endpoints) -> Vec<String> {
+    let mut out = Vec::new();
+    for subset in ep.subsets.iter().flatten() {
+        let ports = subset.ports.as_deref().unwrap_or_default();
+        let Some(port) = ports.iter().find(|p| p.name.as_deref() == Some("https")).or(ports.first()).map(|p| p.port) else { continue };
+        for a in subset.addresses.iter().flatten() {
+            let host = if a.ip.contains(':') { format!("[{}]", a.ip) } else { a.ip.clone() };
+            out.push(format!("{host}:{port}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -226,9 +226,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let mut identity = identity(&args, &node).await?;
     // Every request through the load balancer, which follows the servers as they come and go.
     let lb = timonier_kubelet::api_lb::ApiLoadBalancer::start(&identity.server).await?;
+    let servers = args.data_dir.join("api-servers");
+    lb.remember(&servers);
     identity.via = Some(lb.url());
     let (handle, client) = RotatingClient::new(identity.client()?);
-    tokio::spawn(lb.follow_endpoints(client.clone()));
+    tokio::spawn(lb.follow_endpoints(client.clone(), servers));
     tokio::spawn(timonier_kubelet::certificate::client::rotate(identity.clone(), handle, client.clone(), node, args.data_dir.clone()));
     let config = config(client, identity.ca_pem.clone(), args.data_dir.clone(), &args.node, ServingCertificate::Requested)?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("cannot handle SIGTERM")?;

@@ -1,7 +1,8 @@
 //! A control plane of several servers on one etcd, and an agent on a host of its own: when the
 //! server the agent joined through dies, the agent goes on through another (its load balancer
 //! follows the `kubernetes` Service's endpoints) — its node stays Ready, its pods untouched,
-//! new pods start on it.
+//! new pods start on it; when the leader dies in the middle of a rollout, the other server
+//! finishes it without a pod made twice.
 
 mod common;
 
@@ -73,4 +74,92 @@ fn agents_fail_over_when_their_server_dies() {
     assert_eq!(kb.run(&["exec", "before", "--", "echo", "still here"]).ok().trim(), "still here");
     let ready = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
     assert_eq!(kb.run(&["get", "node", "ha0", "-o", ready]).ok(), "True");
+}
+
+/// A watch of the Deployment's `resource` (pods or replicasets) through `k`: every event as
+/// `TYPE NAME FIELD`, with `FIELD` the `field` jsonpath of the object, collected by a thread
+/// until the returned guard drops.
+fn watch(k: &Kubectl, resource: &str, field: &str) -> (timonier_testkit::ChildGuard, std::thread::JoinHandle<Vec<String>>) {
+    let output = format!("jsonpath={{.type}} {{.object.metadata.name}} {{.object.{field}}}{{\"\\n\"}}");
+    let mut cmd = k.command(&["get", resource, "-l", "app=web", "-w", "--output-watch-events", "-o", &output]);
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+    let mut child = timonier_testkit::ChildGuard(cmd.spawn().expect("kubectl get -w"));
+    let stdout = child.0.stdout.take().expect("stdout");
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout).lines().map_while(Result::ok).collect()
+    });
+    (child, lines)
+}
+
+/// Waits for the Deployment's rollout; on failure, shows where it stands and the servers' logs.
+#[track_caller]
+fn rolled_out(k: &Kubectl, a: &Server, b: &Server) {
+    let r = k.run(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    if r.code != 0 {
+        let show = |args: &[&str]| k.run(args).stdout;
+        panic!(
+            "rollout stuck: {}\n{}\n{}\n--- server A ---\n{}\n--- server B ---\n{}",
+            r.stdout.lines().last().unwrap_or(""),
+            show(&["get", "rs", "-o", "wide"]),
+            show(&["get", "events", "--sort-by=.lastTimestamp"]),
+            common::tail(&a.log(), 100),
+            common::tail(&b.log(), 100)
+        );
+    }
+}
+
+#[test]
+fn leader_dies_during_a_rollout() {
+    let etcd = Etcd::start().expect("etcd (install Debian's etcd-server)");
+    let datastore = format!("etcd://{}", etcd.endpoint);
+    let mut args = vec!["--datastore", datastore.as_str(), "--token", "ha-rollout-token"];
+    args.extend(TIMING);
+    let mut c = MultiNode::start_with("roll", 0, &[TestImage::Busybox], "vxlan", &args);
+    let token = std::fs::read_to_string(c.server.dir.path().join("data/server-token")).expect("server-token");
+    let gateway = c.gateway().to_string();
+    let mut b_args = vec!["--bind-address", gateway.as_str(), "--datastore", datastore.as_str(), "--token", token.as_str()];
+    b_args.extend(TIMING);
+    let b = Server::start_control_plane(std::path::Path::new(env!("CARGO_BIN_EXE_timonier")), &b_args);
+    let kb = b.kubectl("1.33");
+    let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 50\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers: [{name: c, image: busybox, command: [sleep, \"3600\"], env: [{name: ROUND, value: \"1\"}]}]\n";
+    kb.run_with_input(&["apply", "-f", "-"], Some(deployment)).ok();
+    rolled_out(&kb, &c.server, &b);
+
+    // A rollout through the survivor-to-be; the leader dies in the middle of it.
+    let (pods_watch, pods) = watch(&kb, "pods", "metadata.labels.pod-template-hash");
+    let (sets_watch, sets) = watch(&kb, "replicasets", "spec.replicas");
+    std::thread::sleep(Duration::from_millis(500));
+    kb.run(&["set", "env", "deployment/web", "ROUND=2"]).ok();
+    std::thread::sleep(Duration::from_secs(1));
+    c.server.kill();
+    rolled_out(&kb, &c.server, &b);
+    // Acknowledged writes made through the dead server are all there.
+    assert_eq!(kb.run(&["get", "deployment", "web", "-o", "jsonpath={.spec.template.spec.containers[0].env[0].value}"]).ok(), "2");
+    std::thread::sleep(Duration::from_secs(2));
+    drop((pods_watch, sets_watch));
+    let (pods, sets) = (pods.join().expect("watch thread"), sets.join().expect("watch thread"));
+
+    // No pod was made twice: the new ReplicaSet created exactly 50.
+    let new_hash = kb.run(&["get", "rs", "-l", "app=web", "-o", "jsonpath={.items[?(@.spec.replicas==50)].metadata.labels.pod-template-hash}"]).ok().trim().to_string();
+    assert!(!new_hash.is_empty());
+    let created: std::collections::BTreeSet<&str> =
+        pods.iter().filter_map(|e| e.split(' ').collect::<Vec<_>>().get(..3).map(|f| (f[0], f[1], f[2]))).filter(|(t, _, h)| *t == "ADDED" && *h == new_hash).map(|(_, n, _)| n).collect();
+    assert_eq!(created.len(), 50, "pods of the new ReplicaSet created: {}", created.len());
+    // The ReplicaSets' sizes never went past replicas + maxSurge (25 % of 50, rounded up).
+    let mut sizes = std::collections::BTreeMap::new();
+    let mut peak = 0;
+    for e in &sets {
+        let f: Vec<&str> = e.split(' ').collect();
+        if let [kind, name, size] = f[..] {
+            if kind == "DELETED" {
+                sizes.remove(name);
+            } else {
+                sizes.insert(name, size.parse::<u32>().unwrap_or(0));
+            }
+            peak = peak.max(sizes.values().sum::<u32>());
+        }
+    }
+    assert!(peak <= 63, "ReplicaSets of {peak} replicas at once:\n{}", sets.join("\n"));
+    assert_eq!(kb.run(&["get", "pods", "-l", "app=web", "-o", "name"]).ok().lines().count(), 50);
 }
