@@ -2,6 +2,7 @@
 //! temporary directories, and stopped (by PID) when their guard drops, even when a test fails.
 
 pub mod hosts;
+pub mod partition;
 #[cfg(feature = "images")]
 pub mod images;
 #[cfg(feature = "images")]

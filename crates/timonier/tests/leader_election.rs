@@ -132,3 +132,58 @@ fn one_leader_among_servers_sharing_etcd() {
     // expired (15 s after its last renewal, as upstream's master leases).
     wait_api_endpoints(&k, &[other], Duration::from_secs(25));
 }
+
+/// When `line` (the first in `log` containing `what`, ANSI colours stripped) was written.
+fn logged_at(log: &str, what: &str) -> Option<jiff::Timestamp> {
+    let line = log.lines().find(|l| l.contains(what))?;
+    let mut plain = String::new();
+    let mut escape = false;
+    for ch in line.chars() {
+        match (escape, ch) {
+            (false, '\u{1b}') => escape = true,
+            (true, 'm') => escape = false,
+            (false, c) => plain.push(c),
+            _ => {}
+        }
+    }
+    plain.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn a_server_cut_off_from_etcd_stops_leading() {
+    let etcd = Etcd::start().expect("etcd (install Debian's etcd-server)");
+    let link = timonier_testkit::partition::Partitionable::start(etcd.endpoint.parse().expect("etcd address")).expect("forwarder");
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_timonier"));
+    let through_link = format!("etcd://{}", link.addr);
+    let direct = format!("etcd://{}", etcd.endpoint);
+    let a_args: Vec<&str> = ["--datastore", through_link.as_str()].into_iter().chain(TIMING).collect();
+    let b_args: Vec<&str> = ["--datastore", direct.as_str()].into_iter().chain(TIMING).collect();
+    let a = Server::start_control_plane(bin, &a_args);
+    let kb_first = a.kubectl("1.33");
+    assert_eq!(wait_leader(&kb_first, &[&a], Duration::from_secs(10)), 0);
+    let b = Server::start_control_plane(bin, &b_args);
+    let kb = b.kubectl("1.33");
+
+    // A loses etcd: it stops leading, then B leads — never both at once.
+    link.cut();
+    wait_leader(&kb, &[&b], Duration::from_secs(20));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stopped = loop {
+        if let Some(t) = logged_at(&a.log(), "leader election lost") {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "A never stopped leading:\n{}", a.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let b_log = b.log();
+    let started = logged_at(&b_log, "successfully acquired lease").expect("B's take-over in its log");
+    assert!(stopped < started, "A stopped leading at {stopped}, after B started at {started}");
+    // B acts.
+    kb.run(&["create", "deployment", "cut", "--image=busybox:1.35", "--replicas=2", "--", "sleep", "3600"]).ok();
+    wait_count(&kb, "pods", 2);
+
+    // Healed, A follows: B keeps both Leases.
+    link.heal();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(wait_leader(&kb, &[&a, &b], Duration::ZERO), 1);
+}
