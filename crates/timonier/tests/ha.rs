@@ -163,3 +163,51 @@ fn leader_dies_during_a_rollout() {
     assert!(peak <= 63, "ReplicaSets of {peak} replicas at once:\n{}", sets.join("\n"));
     assert_eq!(kb.run(&["get", "pods", "-l", "app=web", "-o", "name"]).ok().lines().count(), 50);
 }
+
+/// Pods of the Deployment as `name uid containerID restarts ready`, sorted.
+fn pod_states(k: &Kubectl) -> Vec<String> {
+    let out = k.run(&["get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.metadata.name} {.metadata.uid} {.status.containerStatuses[0].containerID} {.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].ready}{\"\\n\"}{end}"]);
+    let mut lines: Vec<String> = out.stdout.lines().map(String::from).collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn every_server_restarts_at_once() {
+    let etcd = Etcd::start().expect("etcd (install Debian's etcd-server)");
+    let datastore = format!("etcd://{}", etcd.endpoint);
+    let mut args = vec!["--datastore", datastore.as_str(), "--token", "ha-restart-token"];
+    args.extend(TIMING);
+    let mut c = MultiNode::start_with("rst", 0, &[TestImage::Busybox], "vxlan", &args);
+    let token = std::fs::read_to_string(c.server.dir.path().join("data/server-token")).expect("server-token");
+    let gateway = c.gateway().to_string();
+    let mut b_args = vec!["--bind-address", gateway.as_str(), "--datastore", datastore.as_str(), "--token", token.as_str()];
+    b_args.extend(TIMING);
+    let mut b = Server::start_control_plane(std::path::Path::new(env!("CARGO_BIN_EXE_timonier")), &b_args);
+    let kb = b.kubectl("1.33");
+    let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers: [{name: c, image: busybox, command: [sleep, \"3600\"]}]\n";
+    kb.run_with_input(&["apply", "-f", "-"], Some(deployment)).ok();
+    rolled_out(&kb, &c.server, &b);
+    let before = pod_states(&kb);
+    assert_eq!(before.len(), 3);
+
+    // Both servers die at once, and come back.
+    c.server.kill();
+    b.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    c.server.restart();
+    b.restart();
+
+    // The same state: the same pods, never restarted, Ready; the node Ready; one leader, who acts.
+    let ready = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
+    wait(&kb, "the node Ready", Duration::from_secs(30), |k| k.run(&["get", "node", "rst0", "-o", ready]).stdout == "True");
+    assert_eq!(pod_states(&kb), before);
+    let kcm = kb.run(&["get", "lease", "-n", "kube-system", "kube-controller-manager", "-o", "jsonpath={.spec.holderIdentity}"]).ok().to_string();
+    assert!(!kcm.is_empty());
+    kb.run(&["scale", "deployment", "web", "--replicas=4"]).ok();
+    rolled_out(&kb, &c.server, &b);
+    std::thread::sleep(Duration::from_secs(1));
+    let after = pod_states(&kb);
+    assert_eq!(after.len(), 4);
+    assert!(before.iter().all(|p| after.contains(p)), "{before:?} → {after:?}");
+}
