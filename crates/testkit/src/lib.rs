@@ -1,6 +1,7 @@
 //! Fixtures shared by the test suites and the benchmarks: real servers started on loopback in
 //! temporary directories, and stopped (by PID) when their guard drops, even when a test fails.
 
+mod etcd_cluster;
 pub mod hosts;
 pub mod partition;
 #[cfg(feature = "images")]
@@ -11,6 +12,7 @@ pub mod registry;
 mod token_auth;
 pub mod vm;
 #[cfg(feature = "images")]
+pub use etcd_cluster::EtcdCluster;
 pub use registry::Registry;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};

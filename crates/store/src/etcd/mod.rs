@@ -49,6 +49,32 @@ fn backend(e: etcd_client::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// Whether the request never reached etcd — the client could not connect to the member its
+/// balancer picked (a member down) — so that sending it again, to another member, is safe even
+/// for a write (as clientv3's retry interceptor does for requests it knows were not sent).
+fn unsent(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::Unavailable && s.message().contains("connect error"))
+}
+
+/// Runs `request` until it is sent: with a member of the cluster down, a request the client
+/// routes to that member fails before it leaves, and goes to another on the next try.
+async fn sent<T, F, Fut>(mut request: F) -> std::result::Result<T, etcd_client::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+{
+    let mut tries = 0u64;
+    loop {
+        match request().await {
+            Err(e) if unsent(&e) && tries < 10 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(10 * tries)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 const COMPACTED: &str = "required revision has been compacted";
 const FUTURE: &str = "required revision is a future revision";
 
@@ -109,7 +135,7 @@ impl EtcdStorage {
         // a read at `after` refuses it, which gives both backends the same rule.
         if after > 0 {
             let probe = GetOptions::new().with_revision(after).with_count_only();
-            if let Err(e) = self.kv.clone().get("\0", Some(probe)).await {
+            if let Err(e) = sent(|| { let (mut kv, probe) = (self.kv.clone(), probe.clone()); async move { kv.get("\0", Some(probe)).await } }).await {
                 return Err(self.read_error(e, after).await);
             }
         }
@@ -193,7 +219,7 @@ impl EtcdStorage {
             .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
             .and_then([op])
             .or_else([TxnOp::get(key, None)]);
-        let resp = self.kv.clone().txn(txn).await.map_err(backend)?;
+        let resp = sent(|| { let (mut kv, txn) = (self.kv.clone(), txn.clone()); async move { kv.txn(txn).await } }).await.map_err(backend)?;
         if resp.succeeded() {
             Ok(Ok(resp))
         } else {
@@ -225,7 +251,7 @@ impl Storage for EtcdStorage {
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key, value.to_vec(), None)]);
-        let resp = self.kv.clone().txn(txn).await.map_err(backend)?;
+        let resp = sent(|| { let (mut kv, txn) = (self.kv.clone(), txn.clone()); async move { kv.txn(txn).await } }).await.map_err(backend)?;
         if !resp.succeeded() {
             return Err(StoreError::AlreadyExists { key: key.to_string() });
         }
@@ -233,7 +259,7 @@ impl Storage for EtcdStorage {
     }
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let resp = self.kv.clone().get(key, None).await.map_err(backend)?;
+        let resp = sent(|| { let mut kv = self.kv.clone(); async move { kv.get(key, None).await } }).await.map_err(backend)?;
         Ok(resp.kvs().first().map(to_kv))
     }
 
@@ -255,7 +281,10 @@ impl Storage for EtcdStorage {
                     return Err(StoreError::Conflict { key: key.to_string(), expected, actual: cur.mod_revision })
                 }
             },
-            None => self.kv.clone().txn(Txn::new().and_then([del])).await.map_err(backend)?,
+            None => {
+                let txn = Txn::new().and_then([del]);
+                sent(|| { let (mut kv, txn) = (self.kv.clone(), txn.clone()); async move { kv.txn(txn).await } }).await.map_err(backend)?
+            }
         };
         let revision = header_revision(resp.header())?;
         let prev = resp.op_responses().into_iter().find_map(|r| match r {
@@ -282,7 +311,7 @@ impl Storage for EtcdStorage {
         if opts.limit > 0 {
             get = get.with_limit(opts.limit as i64);
         }
-        let resp = match self.kv.clone().get(start, Some(get)).await {
+        let resp = match sent(|| { let (mut kv, start, get) = (self.kv.clone(), start.clone(), get.clone()); async move { kv.get(start, Some(get)).await } }).await {
             Ok(resp) => resp,
             Err(e) => return Err(self.read_error(e, requested).await),
         };
@@ -292,12 +321,8 @@ impl Storage for EtcdStorage {
 
     async fn count(&self, prefix: &str) -> Result<i64> {
         let end = prefix_end(prefix.as_bytes()).unwrap_or_else(|| vec![0]);
-        let resp = self
-            .kv
-            .clone()
-            .get(prefix, Some(GetOptions::new().with_range(end).with_count_only()))
-            .await
-            .map_err(backend)?;
+        let count = GetOptions::new().with_range(end).with_count_only();
+        let resp = sent(|| { let (mut kv, count) = (self.kv.clone(), count.clone()); async move { kv.get(prefix, Some(count)).await } }).await.map_err(backend)?;
         Ok(resp.count())
     }
 
@@ -311,11 +336,7 @@ impl Storage for EtcdStorage {
         if revision > current {
             return Err(StoreError::FutureRevision { requested: revision, current });
         }
-        let result = self
-            .kv
-            .clone()
-            .compact(revision, Some(CompactionOptions::new().with_physical()))
-            .await;
+        let result = sent(|| { let mut kv = self.kv.clone(); async move { kv.compact(revision, Some(CompactionOptions::new().with_physical())).await } }).await;
         match result {
             Ok(_) => Ok(()),
             Err(e) if e.to_string().contains(COMPACTED) => {
@@ -326,12 +347,7 @@ impl Storage for EtcdStorage {
     }
 
     async fn current_revision(&self) -> Result<i64> {
-        let resp = self
-            .kv
-            .clone()
-            .get("\0", Some(GetOptions::new().with_count_only()))
-            .await
-            .map_err(backend)?;
+        let resp = sent(|| { let mut kv = self.kv.clone(); async move { kv.get("\0", Some(GetOptions::new().with_count_only())).await } }).await.map_err(backend)?;
         header_revision(resp.header())
     }
 }
