@@ -401,11 +401,5 @@ fn main() -> ExitCode {
         println!("Join (agent start → Node Ready, bootstrap token, CSR, vxlan): {} ms; median {:.0} ms", shown.join(", "), joins.get(joins.len() / 2).copied().unwrap_or(f64::NAN));
         Ok(())
     };
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    timonier_bench::exit(run())
 }

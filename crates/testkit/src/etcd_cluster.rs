@@ -21,6 +21,24 @@ pub struct EtcdCluster {
     dir: tempfile::TempDir,
 }
 
+/// `etcd` as member `name` of `initial_cluster`, serving clients on `client` and peers on
+/// `peer` (loopback), its data in `data`.
+pub(crate) fn etcd_command(bin: &str, name: &str, data: &std::path::Path, client: u16, peer: u16, initial_cluster: &str) -> Command {
+    let mut c = Command::new(bin);
+    c.arg(format!("--name={name}"))
+        .arg(format!("--data-dir={}", data.display()))
+        .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
+        .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
+        .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+        .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"))
+        .arg(format!("--initial-cluster={initial_cluster}"))
+        // Kubernetes objects reach 1.5 MiB; etcd's default request cap is exactly that.
+        .arg("--max-request-bytes=10485760")
+        .arg("--log-level=error")
+        .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH);
+    c
+}
+
 impl EtcdCluster {
     /// Starts `n` members and waits until each serves.
     pub fn start(n: usize) -> Result<EtcdCluster, String> {
@@ -69,18 +87,8 @@ impl EtcdCluster {
         let m = &self.members[i];
         let data: PathBuf = self.dir.path().join(&m.name);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join(format!("{}.log", m.name))).map_err(|e| e.to_string())?;
-        let child = Command::new(&bin)
-            .arg(format!("--name={}", m.name))
-            .arg(format!("--data-dir={}", data.display()))
-            .arg(format!("--listen-client-urls=http://127.0.0.1:{}", m.client))
-            .arg(format!("--advertise-client-urls=http://127.0.0.1:{}", m.client))
-            .arg(format!("--listen-peer-urls=http://127.0.0.1:{}", m.peer))
-            .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{}", m.peer))
-            .arg(format!("--initial-cluster={}", self.initial_cluster))
+        let child = etcd_command(&bin, &m.name, &data, m.client, m.peer, &self.initial_cluster)
             .arg("--initial-cluster-token=timonier-test")
-            .arg("--max-request-bytes=10485760")
-            .arg("--log-level=error")
-            .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)

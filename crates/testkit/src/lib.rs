@@ -80,19 +80,8 @@ impl Etcd {
                 continue;
             }
             let log = std::fs::File::create(dir.path().join("etcd.log")).map_err(|e| e.to_string())?;
-            let child = Command::new(&bin)
-                .arg("--name=timonier-test")
-                .arg(format!("--data-dir={}", dir.path().join("data").display()))
-                .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
-                .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
-                .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
-                .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"))
-                .arg(format!("--initial-cluster=timonier-test=http://127.0.0.1:{peer}"))
-                // Kubernetes objects reach 1.5 MiB; etcd's default request cap is exactly that.
-                .arg("--max-request-bytes=10485760")
+            let child = etcd_cluster::etcd_command(&bin, "timonier-test", &dir.path().join("data"), client, peer, &format!("timonier-test=http://127.0.0.1:{peer}"))
                 .arg("--quota-backend-bytes=8589934592")
-                .arg("--log-level=error")
-                .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().map_err(|e| e.to_string())?)
                 .stderr(log)

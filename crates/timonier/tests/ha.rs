@@ -32,23 +32,42 @@ fn phase(k: &Kubectl, pod: &str) -> String {
     k.run(&["get", "pod", pod, "-o", "jsonpath={.status.phase}"]).stdout
 }
 
-#[test]
-fn agents_fail_over_when_their_server_dies() {
+/// Two servers on one etcd, sharing the cluster CA through the server token, and one node
+/// `<prefix>0`, an agent on a host of its own that joined through the first. Bind `etcd` first:
+/// it must outlive the servers (locals drop in reverse order).
+struct TwoServers {
+    /// The first server (`c.server`) and the node.
+    c: MultiNode,
+    b: Server,
+    kb: Kubectl,
+    /// Where both servers listen, on the hosts' LAN.
+    gateway: String,
+    etcd: Etcd,
+}
+
+fn two_servers(prefix: &str) -> TwoServers {
     let etcd = Etcd::start().expect("etcd (install Debian's etcd-server)");
     let datastore = format!("etcd://{}", etcd.endpoint);
-    let mut args = vec!["--datastore", datastore.as_str(), "--token", "ha-test-token"];
+    let token = format!("{prefix}-server-token");
+    let mut args = vec!["--datastore", datastore.as_str(), "--token", token.as_str()];
     args.extend(TIMING);
-    let mut c = MultiNode::start_with("ha", 0, &[TestImage::Busybox], "vxlan", &args);
+    let c = MultiNode::start_with(prefix, 0, &[TestImage::Busybox], "vxlan", &args);
     let token = std::fs::read_to_string(c.server.dir.path().join("data/server-token")).expect("server-token");
     let gateway = c.gateway().to_string();
     let mut b_args = vec!["--bind-address", gateway.as_str(), "--datastore", datastore.as_str(), "--token", token.as_str()];
     b_args.extend(TIMING);
     let b = Server::start_control_plane(std::path::Path::new(env!("CARGO_BIN_EXE_timonier")), &b_args);
     let kb = b.kubectl("1.33");
+    TwoServers { c, b, kb, gateway, etcd }
+}
+
+#[test]
+fn agents_fail_over_when_their_server_dies() {
+    let TwoServers { etcd: _etcd, mut c, b, kb, gateway } = two_servers("ha");
 
     kb.run_with_input(&["apply", "-f", "-"], Some(&pod("before", "ha0"))).ok();
     wait(&kb, "pod before Running", Duration::from_secs(60), |k| phase(k, "before") == "Running");
-    // The agent learns of the second server from the kubernetes endpoints (every 10 s).
+    // The agent learns of the second server from the kubernetes endpoints it watches.
     let log = c.agent("ha0").log.clone();
     let b_endpoint = format!("{gateway}:{}", b.port);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -111,17 +130,7 @@ fn rolled_out(k: &Kubectl, a: &Server, b: &Server) {
 
 #[test]
 fn leader_dies_during_a_rollout() {
-    let etcd = Etcd::start().expect("etcd (install Debian's etcd-server)");
-    let datastore = format!("etcd://{}", etcd.endpoint);
-    let mut args = vec!["--datastore", datastore.as_str(), "--token", "ha-rollout-token"];
-    args.extend(TIMING);
-    let mut c = MultiNode::start_with("roll", 0, &[TestImage::Busybox], "vxlan", &args);
-    let token = std::fs::read_to_string(c.server.dir.path().join("data/server-token")).expect("server-token");
-    let gateway = c.gateway().to_string();
-    let mut b_args = vec!["--bind-address", gateway.as_str(), "--datastore", datastore.as_str(), "--token", token.as_str()];
-    b_args.extend(TIMING);
-    let b = Server::start_control_plane(std::path::Path::new(env!("CARGO_BIN_EXE_timonier")), &b_args);
-    let kb = b.kubectl("1.33");
+    let TwoServers { etcd: _etcd, mut c, b, kb, .. } = two_servers("roll");
     let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 50\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers: [{name: c, image: busybox, command: [sleep, \"3600\"], env: [{name: ROUND, value: \"1\"}]}]\n";
     kb.run_with_input(&["apply", "-f", "-"], Some(deployment)).ok();
     rolled_out(&kb, &c.server, &b);
@@ -174,17 +183,7 @@ fn pod_states(k: &Kubectl) -> Vec<String> {
 
 #[test]
 fn every_server_restarts_at_once() {
-    let etcd = Etcd::start().expect("etcd (install Debian's etcd-server)");
-    let datastore = format!("etcd://{}", etcd.endpoint);
-    let mut args = vec!["--datastore", datastore.as_str(), "--token", "ha-restart-token"];
-    args.extend(TIMING);
-    let mut c = MultiNode::start_with("rst", 0, &[TestImage::Busybox], "vxlan", &args);
-    let token = std::fs::read_to_string(c.server.dir.path().join("data/server-token")).expect("server-token");
-    let gateway = c.gateway().to_string();
-    let mut b_args = vec!["--bind-address", gateway.as_str(), "--datastore", datastore.as_str(), "--token", token.as_str()];
-    b_args.extend(TIMING);
-    let mut b = Server::start_control_plane(std::path::Path::new(env!("CARGO_BIN_EXE_timonier")), &b_args);
-    let kb = b.kubectl("1.33");
+    let TwoServers { etcd: _etcd, mut c, mut b, kb, .. } = two_servers("rst");
     let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers: [{name: c, image: busybox, command: [sleep, \"3600\"]}]\n";
     kb.run_with_input(&["apply", "-f", "-"], Some(deployment)).ok();
     rolled_out(&kb, &c.server, &b);
