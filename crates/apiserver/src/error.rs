@@ -217,6 +217,12 @@ impl ApiError {
                 format!("Too large resource version: {requested}, current: {current}"),
             ),
             StoreError::Closed => ApiError::unavailable("the datastore is shutting down"),
+            // What upstream's ErrorToAPIStatus makes of an etcd error: 500, reason unknown
+            // (left out), etcd's message (`Error from server: etcdserver: request timed out`).
+            StoreError::Backend(message) => {
+                tracing::error!(error = %message, "datastore failure");
+                ApiError::new(500, "", message)
+            }
             other => {
                 tracing::error!(error = %other, "datastore failure");
                 ApiError::internal(other.to_string())

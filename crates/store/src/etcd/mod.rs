@@ -45,8 +45,14 @@ pub struct EtcdStorage {
     hubs: std::sync::Arc<fanout::Hubs>,
 }
 
+/// etcd's own words, as kube-apiserver passes them on (`etcdserver: request timed out`);
+/// the client's, marked as such (`etcd client: tcp connect error`).
 fn backend(e: etcd_client::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    match e {
+        etcd_client::Error::GRpcStatus(s) if s.message().starts_with("etcdserver:") => StoreError::Backend(s.message().to_string()),
+        etcd_client::Error::GRpcStatus(s) => StoreError::Backend(format!("etcd client: {}", s.message())),
+        e => StoreError::Backend(e.to_string()),
+    }
 }
 
 /// Whether the request never reached etcd — the client could not connect to the member its
