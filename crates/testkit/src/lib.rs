@@ -11,8 +11,8 @@ pub mod registry;
 #[cfg(feature = "images")]
 mod token_auth;
 pub mod vm;
-#[cfg(feature = "images")]
 pub use etcd_cluster::EtcdCluster;
+#[cfg(feature = "images")]
 pub use registry::Registry;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
