@@ -146,6 +146,32 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
+/// The workload and node controllers, as one leader term runs them.
+#[derive(Clone)]
+struct Workloads {
+    kcm: kube::Client,
+    url: String,
+    ca: String,
+    dir: PathBuf,
+    lifecycle: timonier_controllers::node_lifecycle::Config,
+    /// The controllers' service-account credentials, fetched by the first term (through this
+    /// server, which serves only once `server` has started everything).
+    clients: Arc<tokio::sync::OnceCell<timonier_controllers::Clients>>,
+}
+
+impl Workloads {
+    async fn run(self) {
+        let Workloads { kcm, url, ca, dir, lifecycle, clients } = self;
+        match clients.get_or_try_init(|| identities::controller_clients(kcm, &url, &ca, dir)).await {
+            Ok(clients) => timonier_controllers::run_with(clients.clone(), lifecycle, std::future::pending()).await,
+            Err(e) => {
+                tracing::error!(error = %e, "the controllers cannot get their credentials; Deployments and ReplicaSets make no pods");
+                std::future::pending().await
+            }
+        }
+    }
+}
+
 async fn server(args: ServerArgs, logs: &logging::ComponentLogs) -> anyhow::Result<()> {
     let config = timonier_apiserver::Config {
         data_dir: args.data_dir.clone(),
@@ -203,30 +229,22 @@ async fn server(args: ServerArgs, logs: &logging::ComponentLogs) -> anyhow::Resu
     let kcm = identities::component_client(&server.pki, &url, "system:kube-controller-manager", &[]).await?;
     let alive = TaskAlive::default();
     let loops = server.controller_loops();
-    let workloads = (!args.disable_controllers).then(|| {
-        let (url, ca, dir, lifecycle) = (url.clone(), ca.clone(), args.data_dir.join("controller-tokens"), args.node_lifecycle.config());
-        let kcm = kcm.clone();
-        // The controllers' service-account credentials, fetched by the first leader term
-        // (through this server, which serves only once this function returns).
-        let clients = Arc::new(tokio::sync::OnceCell::new());
-        move || {
-            let (url, ca, dir, lifecycle, kcm, clients) = (url.clone(), ca.clone(), dir.clone(), lifecycle.clone(), kcm.clone(), clients.clone());
-            async move {
-                match clients.get_or_try_init(|| identities::controller_clients(kcm, &url, &ca, dir)).await {
-                    Ok(clients) => timonier_controllers::run_with(clients.clone(), lifecycle, std::future::pending()).await,
-                    Err(e) => tracing::error!(error = %e, "the controllers cannot get their credentials; Deployments and ReplicaSets make no pods"),
-                }
-            }
-        }
+    let workloads = (!args.disable_controllers).then(|| Workloads {
+        kcm: kcm.clone(),
+        url: url.clone(),
+        ca: ca.clone(),
+        dir: args.data_dir.join("controller-tokens"),
+        lifecycle: args.node_lifecycle.config(),
+        clients: Arc::default(),
     });
     let work = move || {
-        let (loops, mut workloads) = (loops.clone(), workloads.clone());
+        let (loops, workloads) = (loops.clone(), workloads.clone());
         async move {
             let workloads = async move {
-                if let Some(w) = workloads.as_mut() {
-                    w().await;
+                match workloads {
+                    Some(w) => w.run().await,
+                    None => std::future::pending().await,
                 }
-                std::future::pending::<()>().await
             };
             tokio::join!(loops.run(), workloads);
         }
