@@ -1,5 +1,5 @@
 //! What the benchmark programs share: describing the machine a run happened on, starting
-//! many watchers, and taking down the agents of multi-host clusters.
+//! many watchers, starting and taking down the agents of multi-host clusters, medians.
 
 use std::process::{Command, Stdio};
 
@@ -128,4 +128,48 @@ pub fn remove_node(host: &timonier_testkit::hosts::Host, agent: Option<timonier_
             rt.block_on(timonier_kubelet::cleanup_node(&dir));
         }
     });
+}
+
+/// Starts `timonier agent` (`bin`) as node `name` on `host`, its data in `dir` and its output in
+/// `log`, with `credentials` (`--kubeconfig F`, or `--server URL --token T`) and `extra` flags;
+/// its cgroups under `/timonier-bench-<name>`.
+pub fn spawn_agent(
+    bin: &std::path::Path,
+    host: &timonier_testkit::hosts::Host,
+    name: &str,
+    dir: &std::path::Path,
+    log: &std::path::Path,
+    credentials: &[&str],
+    extra: &[&str],
+) -> anyhow::Result<timonier_testkit::ChildGuard> {
+    use anyhow::Context;
+    let log = std::fs::File::create(log)?;
+    let child = host
+        .command(bin)
+        .arg("agent")
+        .args(credentials)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--node-name", name, "--node-ip", &host.ip.to_string(), "--cgroup-root", &format!("/timonier-bench-{name}")])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start the agent of {name}"))?;
+    Ok(timonier_testkit::ChildGuard(child))
+}
+
+/// The median (the mean of the middle two for an even count; NaN for none).
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }

@@ -22,7 +22,7 @@
 //! the guard drops, also on error, on the overall timeout and on Ctrl-C.
 
 use std::path::{Path, PathBuf};
-use timonier_bench::{cpu_model, loadavg, sh};
+use timonier_bench::{cpu_model, loadavg, median, sh};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -288,19 +288,6 @@ fn pct(sorted: &[u32], p: f64) -> f64 {
     }
     let idx = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
     f64::from(sorted[idx]) / 1000.0
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 fn best(v: &[f64]) -> f64 {

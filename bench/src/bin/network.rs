@@ -21,12 +21,12 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
-use timonier_bench::{cpu_model, loadavg, remove_node, sh};
+use timonier_bench::{cpu_model, loadavg, median, remove_node, sh, spawn_agent};
 use timonier_testkit::hosts::{Host, Lan};
 use timonier_testkit::{ChildGuard, Kubectl, Registry, Server};
 
@@ -69,12 +69,6 @@ struct Measures {
     hosts_gbit_s: Vec<f64>,
     same_rtt: (f64, f64),
     across_rtt: (f64, f64),
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Runs `f` on a thread that entered the network namespace of process `pid`.
@@ -214,26 +208,6 @@ impl Drop for Cluster {
         self.server.stop();
         self.lan = None;
     }
-}
-
-/// Starts `timonier agent` as node `name` on `host` with `credentials` (`--kubeconfig F` or
-/// `--server URL --token T`).
-fn spawn_agent(bin: &Path, host: &Host, name: &str, dir: &Path, log: &Path, credentials: &[&str], extra: &[&str]) -> Result<ChildGuard> {
-    let log = std::fs::File::create(log)?;
-    let child = host
-        .command(bin)
-        .arg("agent")
-        .args(credentials)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--node-name", name, "--node-ip", &host.ip.to_string(), "--cgroup-root", &format!("/timonier-bench-{name}")])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("cannot start the agent of {name}"))?;
-    Ok(ChildGuard(child))
 }
 
 fn start_cluster(bin: &Path, backend: &str) -> Result<Cluster> {

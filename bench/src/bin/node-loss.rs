@@ -14,13 +14,13 @@
 //! the cluster adds; the table shows that remainder.
 
 use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use serde_json::Value;
-use timonier_bench::{cpu_model, loadavg, remove_node, sh};
+use timonier_bench::{cpu_model, loadavg, remove_node, sh, spawn_agent};
 use timonier_testkit::hosts::{Host, Lan};
 use timonier_testkit::{free_port, ChildGuard, Kubectl, Registry, Server};
 
@@ -106,21 +106,10 @@ fn start_cluster(bin: &Path, args: &Args) -> Result<Cluster> {
     for i in 1..=2u8 {
         let host = lan.add_host(i).map_err(|e| anyhow!(e))?;
         let dir = server.dir.path().join(format!("loss{i}"));
-        let log = std::fs::File::create(server.dir.path().join(format!("loss{i}.log")))?;
-        let child = host
-            .command(bin)
-            .arg("agent")
-            .arg("--kubeconfig")
-            .arg(&server.kubeconfig)
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(["--node-name", &format!("loss{i}"), "--node-ip", &host.ip.to_string(), "--cgroup-root", &format!("/timonier-bench-loss{i}"), "--vxlan-vni", &vni, "--registry-config", &reg])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("cannot start an agent")?;
-        agents.push(Agent { host, dir, child: Some(ChildGuard(child)) });
+        let (name, kubeconfig) = (format!("loss{i}"), server.kubeconfig.to_string_lossy().into_owned());
+        let log = server.dir.path().join(format!("{name}.log"));
+        let child = spawn_agent(bin, &host, &name, &dir, &log, &["--kubeconfig", &kubeconfig], &["--vxlan-vni", &vni, "--registry-config", &reg])?;
+        agents.push(Agent { host, dir, child: Some(child) });
     }
     Ok(Cluster { server, kubectl, agents, _registry: registry, _images: images, lan: Some(lan) })
 }
