@@ -20,7 +20,9 @@ use bytes::Bytes;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{json, Value};
-use timonier_store::DynStorage;
+use timonier_store::{Datastore, DynStorage};
+
+use crate::error::ApiError;
 
 const PREFIX: &str = "/bootstrap/";
 /// The files shared, as named in the data directory's `pki/`.
@@ -72,6 +74,44 @@ impl ServerToken {
         let digest = ring::digest::digest(&ring::digest::SHA256, self.secret.as_bytes());
         let hex: String = digest.as_ref().iter().take(8).map(|b| format!("{b:02x}")).collect();
         format!("{PREFIX}{hex}")
+    }
+}
+
+/// The answer to `GET /v1-timonier/server-bootstrap` (k3s' `/v1-k3s/server-bootstrap`): a
+/// server joining with `--server URL --token T` learns there which datastore to share; the CA
+/// and keys then come from that datastore, encrypted. Only for Basic `server:<secret>`, the
+/// credentials k3s servers join with.
+pub struct JoinAnswer {
+    digest: Vec<u8>,
+    datastore: Datastore,
+}
+
+fn sha256(s: &str) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, s.as_bytes()).as_ref().to_vec()
+}
+
+impl JoinAnswer {
+    pub fn new(token: &ServerToken, datastore: &Datastore) -> JoinAnswer {
+        JoinAnswer { digest: sha256(&token.secret), datastore: datastore.clone() }
+    }
+
+    /// The answer for a request with this `Authorization` header.
+    pub fn answer(&self, authorization: Option<&str>) -> Result<Value, ApiError> {
+        let credentials = authorization
+            .and_then(|a| a.strip_prefix("Basic "))
+            .and_then(|b| b64().decode(b.trim()).ok())
+            .and_then(|b| String::from_utf8(b).ok());
+        // Digests compared, so that the time taken tells nothing of the secret.
+        let secret = credentials.as_deref().and_then(|c| c.strip_prefix("server:"));
+        if secret.map(sha256) != Some(self.digest.clone()) {
+            return Err(ApiError::unauthorized());
+        }
+        match &self.datastore {
+            Datastore::Sqlite => Err(ApiError::bad_request(
+                "this server keeps its state in its own SQLite file, which no other server can share: start the cluster's servers with --datastore etcd://… to add servers",
+            )),
+            etcd => Ok(json!({"datastore": etcd.to_string()})),
+        }
     }
 }
 
@@ -176,6 +216,19 @@ mod tests {
         let sealed = seal("s3cret", b"{\"ca.crt\":\"x\"}").expect("seal");
         assert_eq!(open("s3cret", &sealed).expect("open"), b"{\"ca.crt\":\"x\"}");
         assert!(matches!(open("other", &sealed), Err(BootstrapError::Decrypt)));
+    }
+
+    #[test]
+    fn only_the_server_token_learns_the_datastore() {
+        let etcd: Datastore = "etcd://10.0.0.1:2379,10.0.0.2:2379".parse().expect("datastore");
+        let join = JoinAnswer::new(&ServerToken::parse("K10ab::server:pw"), &etcd);
+        let basic = |c: &str| format!("Basic {}", b64().encode(c));
+        assert_eq!(join.answer(Some(&basic("server:pw"))).expect("answer")["datastore"], "etcd://10.0.0.1:2379,10.0.0.2:2379");
+        for wrong in [None, Some(basic("server:other")), Some(basic("node:pw")), Some("Bearer pw".to_string()), Some("Basic %%%".to_string())] {
+            assert_eq!(join.answer(wrong.as_deref()).map_err(|e| e.code).err(), Some(401), "{wrong:?}");
+        }
+        let sqlite = JoinAnswer::new(&ServerToken::parse("pw"), &Datastore::Sqlite);
+        assert_eq!(sqlite.answer(Some(&basic("server:pw"))).map_err(|e| e.code).err(), Some(400));
     }
 
     #[test]

@@ -132,6 +132,12 @@ async fn route(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, user: 
             }
             return Ok(respond(StatusCode::OK, "text/plain; charset=utf-8", b"ok".to_vec()));
         }
+        // Authenticated by the server token rather than a user (the joining server has none).
+        Ok(Endpoint::ServerBootstrap) => {
+            let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+            let join = state.server_join.get().ok_or_else(ApiError::unauthorized)?;
+            return join.answer(authorization).map(|v| json_response(StatusCode::OK, &v));
+        }
         _ => {}
     }
     // Anonymous requests are refused, but for what a joining node reads before it trusts the
@@ -189,7 +195,7 @@ async fn route(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, user: 
             None => crate::aggregator::openapi::v3_document(state, req, user, &p).await.unwrap_or_else(|| Err(ApiError::path_not_found())),
         },
         Endpoint::Resource(path) => strategy::with_requester(user.clone(), resource(state, req, path, accept.as_deref(), user)).await,
-        Endpoint::Version | Endpoint::Health(_) => Err(ApiError::path_not_found()),
+        Endpoint::Version | Endpoint::Health(_) | Endpoint::ServerBootstrap => Err(ApiError::path_not_found()),
     }
 }
 

@@ -239,6 +239,7 @@ impl Server {
             }
             // What the next servers join with (k3s keeps it in server/token).
             pki::write(&config.data_dir.join("server-token"), &t.full(&pki.ca.cert_pem), true)?;
+            let _ = state.server_join.set(cluster_bootstrap::JoinAnswer::new(t, &config.datastore));
         }
         let _ = state.ca_pem.set(pki.ca.cert_pem.clone());
         let tokens = Arc::new(tokens);

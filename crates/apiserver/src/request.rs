@@ -41,6 +41,9 @@ pub enum Endpoint {
     OpenApiV3,
     OpenApiV3Doc(String),
     Resource(ResourcePath),
+    /// `/v1-timonier/server-bootstrap`: what a server joining with `--server` needs
+    /// (cluster_bootstrap.rs).
+    ServerBootstrap,
 }
 
 /// Subresources of namespaces themselves (`/api/v1/namespaces/{name}/status`), which are not
@@ -60,6 +63,7 @@ pub fn parse_path(path: &str) -> ApiResult<Endpoint> {
     let s: Vec<&str> = p.iter().map(String::as_str).collect();
     Ok(match s.as_slice() {
         ["version"] => Endpoint::Version,
+        ["v1-timonier", "server-bootstrap"] => Endpoint::ServerBootstrap,
         [h, rest @ ..] if matches!(*h, "healthz" | "livez" | "readyz") && rest.len() <= 1 => {
             Endpoint::Health(rest.first().map(|r| r.to_string()).unwrap_or_default())
         }

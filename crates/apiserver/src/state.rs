@@ -64,6 +64,8 @@ pub struct ApiState {
     pub tokens: std::sync::OnceLock<Arc<crate::auth::TokenFile>>,
     /// The aggregation layer's discovery of extension servers and their TLS settings.
     pub aggregator: crate::aggregator::Aggregator,
+    /// What servers joining with the server token are told (set when this server has one).
+    pub server_join: std::sync::OnceLock<crate::cluster_bootstrap::JoinAnswer>,
 }
 
 impl ApiState {
@@ -85,6 +87,7 @@ impl ApiState {
             ca_pem: Default::default(),
             tokens: Default::default(),
             aggregator: Default::default(),
+            server_join: Default::default(),
         }))
     }
 

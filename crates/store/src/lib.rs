@@ -179,6 +179,16 @@ pub enum Datastore {
     Etcd { endpoints: Vec<String> },
 }
 
+impl std::fmt::Display for Datastore {
+    /// As the flag takes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Datastore::Sqlite => f.write_str("sqlite"),
+            Datastore::Etcd { endpoints } => write!(f, "etcd://{}", endpoints.join(",")),
+        }
+    }
+}
+
 impl std::str::FromStr for Datastore {
     type Err = String;
 

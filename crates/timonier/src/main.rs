@@ -18,6 +18,7 @@ mod leader;
 mod logging;
 mod nodes;
 mod node_controllers;
+mod server_join;
 mod token;
 
 #[derive(Parser)]
@@ -99,6 +100,10 @@ pub struct ServerArgs {
     /// with the same token use them, so every server accepts every certificate and token.
     #[arg(long, env = "TIMONIER_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A server of the cluster to join (with --token, the server token): this server then
+    /// shares that server's datastore (unless --datastore names one) and its CA and keys.
+    #[arg(long, requires = "token")]
+    server: Option<String>,
     /// Extra names or addresses for the serving certificate.
     #[arg(long)]
     tls_san: Vec<String>,
@@ -172,7 +177,10 @@ impl Workloads {
     }
 }
 
-async fn server(args: ServerArgs, logs: &logging::ComponentLogs) -> anyhow::Result<()> {
+async fn server(mut args: ServerArgs, logs: &logging::ComponentLogs) -> anyhow::Result<()> {
+    if let (Some(url), Some(token)) = (&args.server, &args.token) {
+        args.datastore = server_join::datastore(url, token, &args.datastore).await?;
+    }
     let config = timonier_apiserver::Config {
         data_dir: args.data_dir.clone(),
         bind_address: args.bind_address,

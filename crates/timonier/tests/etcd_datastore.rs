@@ -57,16 +57,18 @@ fn two_servers_share_one_etcd() {
     assert!(kb.run(&["get", "namespace", "shared"]).err().contains("not found"));
 }
 
-/// `timonier server` on `datastore` with `token`, expected to refuse to start; its output.
-fn refused(bin: &std::path::Path, datastore: &str, token: &str) -> String {
+/// `timonier server` with `args`, expected to refuse to start; its output.
+fn refused(bin: &std::path::Path, args: &[&str]) -> String {
     let dir = timonier_testkit::temp_dir("timonier-e2e-refused-");
     let port = timonier_testkit::free_port().to_string();
     let out = std::process::Command::new(bin)
-        .args(["server", "--disable-agent", "--disable-scheduler", "--disable-controllers", "--datastore", datastore, "--token", token, "--secure-port", &port, "--data-dir"])
+        .args(["server", "--disable-agent", "--disable-scheduler", "--disable-controllers", "--secure-port", &port])
+        .args(args)
+        .arg("--data-dir")
         .arg(dir.path())
         .output()
         .expect("run timonier server");
-    assert!(!out.status.success(), "a server with the token {token:?} started");
+    assert!(!out.status.success(), "a server with {args:?} started");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -98,7 +100,22 @@ fn servers_with_one_token_share_the_cluster_ca_and_keys() {
 
     // Another token cannot join this datastore's cluster, nor a token whose CA hash is not the
     // cluster CA's.
-    assert!(refused(bin, &datastore, "not-the-token").contains("server token is not this one"));
+    assert!(refused(bin, &["--datastore", &datastore, "--token", "not-the-token"]).contains("server token is not this one"));
     let wrong_hash = format!("K10{}::server:s3cret-0f-the-cluster", "0".repeat(64));
-    assert!(refused(bin, &datastore, &wrong_hash).contains("does not match the hash in the token"));
+    assert!(refused(bin, &["--datastore", &datastore, "--token", &wrong_hash]).contains("does not match the hash in the token"));
+
+    // A server that knows only a server's URL and the token learns the datastore from it.
+    let c = Server::start(bin, &["--server", &a.url(""), "--token", &token]);
+    assert_eq!(pki(&a, "ca.crt"), pki(&c, "ca.crt"));
+    assert_eq!(ka.run(&["--server", &c.url(""), "get", "svc", "kubernetes", "-o", "name"]).ok().trim(), "service/kubernetes");
+    let hash = token.split("::").next().expect("K10 hash");
+    let wrong_secret = format!("{hash}::server:guess");
+    assert!(refused(bin, &["--server", &a.url(""), "--token", &wrong_secret]).contains("refused this server token"));
+    let agents = format!("{hash}::abcdef.0123456789abcdef");
+    assert!(refused(bin, &["--server", &a.url(""), "--token", &agents]).contains("an agent's join token"));
+    assert!(refused(bin, &["--server", &a.url(""), "--token", &wrong_hash]).contains("does not match the hash the join token pins"));
+    // A server on its own SQLite file has no datastore to share.
+    let alone = Server::start(bin, &["--token", "solo"]);
+    let solo = std::fs::read_to_string(alone.dir.path().join("data/server-token")).expect("server-token");
+    assert!(refused(bin, &["--server", &alone.url(""), "--token", &solo]).contains("SQLite"));
 }

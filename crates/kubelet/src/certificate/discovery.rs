@@ -129,10 +129,26 @@ pub async fn discover_ca(server: &str, id: &str, secret: &str, pin: &CaPin) -> R
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     };
-    let content = &content;
-    if *signature != detached_jws(content, id, secret) {
+    if signature != detached_jws(&content, id, secret) {
         return refuse("the cluster-info signature does not match the token: refusing to trust this API server".into());
     }
+    checked_ca(server, &content, pin).await
+}
+
+/// The cluster CA (PEM) of a server whose CA the token pins but that has no signature to
+/// check (a server token): read without trust, checked against the pin, read again trusting it.
+pub async fn pinned_ca(server: &str, pin: &CaPin) -> Result<String> {
+    let insecure = fetch(server, None).await?;
+    let Some(content) = insecure.data.unwrap_or_default().remove("kubeconfig") else {
+        return Err(Error::Certificate("the cluster-info ConfigMap has no kubeconfig".into()));
+    };
+    checked_ca(server, &content, pin).await
+}
+
+/// The CA the cluster-info kubeconfig `content` names, if it matches `pin` and a read trusting
+/// it returns the same content.
+async fn checked_ca(server: &str, content: &str, pin: &CaPin) -> Result<String> {
+    let refuse = |m: String| Err(Error::Certificate(m));
     let kc = kube::config::Kubeconfig::from_yaml(content).map_err(|e| Error::Certificate(format!("the cluster-info kubeconfig is invalid: {e}")))?;
     let ca_b64 = kc.clusters.first().and_then(|c| c.cluster.as_ref()).and_then(|c| c.certificate_authority_data.clone()).unwrap_or_default();
     let ca_pem = base64::engine::general_purpose::STANDARD
@@ -151,7 +167,7 @@ pub async fn discover_ca(server: &str, id: &str, secret: &str, pin: &CaPin) -> R
         ));
     }
     let secure = fetch(server, Some(&ca_pem)).await?;
-    if secure.data.as_ref().and_then(|d| d.get("kubeconfig")) != Some(content) {
+    if secure.data.as_ref().and_then(|d| d.get("kubeconfig")).map(String::as_str) != Some(content) {
         return refuse("cluster-info changed between the untrusted and the trusted read: refusing to join".into());
     }
     Ok(ca_pem)
