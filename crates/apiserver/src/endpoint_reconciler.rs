@@ -151,12 +151,12 @@ impl EndpointReconciler {
         self.write(&by_port).await
     }
 
-    /// The Endpoints (one subset per port) and EndpointSlices (`kubernetes`, then
-    /// `kubernetes-<port>` for servers on other ports), unless they already say the same.
+    /// The Endpoints (one subset per port) and EndpointSlices (`kubernetes` for the lowest
+    /// port, `kubernetes-<port>` for servers on others), unless they already say the same.
+    /// Every server must write the same for the same servers, or they would rewrite each
+    /// other's every pass: the order is the ports'.
     async fn write(&self, by_port: &BTreeMap<u16, BTreeSet<String>>) -> ApiResult<()> {
-        // This server's port first: its slice keeps the name `kubernetes`.
-        let mut ports: Vec<u16> = by_port.keys().copied().collect();
-        ports.sort_by_key(|p| (*p != self.port, *p));
+        let ports: Vec<u16> = by_port.keys().copied().collect();
         let subsets: Vec<Value> = ports
             .iter()
             .map(|p| json!({"addresses": by_port[p].iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>(), "ports": [{"name": "https", "port": p, "protocol": "TCP"}]}))

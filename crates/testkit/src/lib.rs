@@ -28,6 +28,18 @@ pub fn free_port() -> u16 {
         .expect("no free port on 127.0.0.1")
 }
 
+/// The first of `n` consecutive free ports on 127.0.0.1, for what numbers its ports from one
+/// (`timonier start --servers`, its etcd members).
+pub fn free_ports(n: u16) -> u16 {
+    loop {
+        let first = free_port();
+        let free = (first..first.saturating_add(n)).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if free && first.checked_add(n).is_some() {
+            return first;
+        }
+    }
+}
+
 /// Waits until something accepts TCP connections on `addr`.
 pub fn wait_for_port(addr: SocketAddr, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;

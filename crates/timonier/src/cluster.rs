@@ -45,6 +45,15 @@ pub struct StartArgs {
     /// of its own on this machine (a network namespace on a LAN), as `minikube start --nodes`.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub nodes: u8,
+    /// How many servers, as `minikube start --ha`: the first with the node agent, the others
+    /// each on its own port (the first's + 1, + 2, …), all sharing a local etcd cluster of as
+    /// many members (or `--datastore`'s), one of each controller acting at a time.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=7))]
+    pub servers: u8,
+    /// The first local etcd member's client port (with --servers): member i serves clients on
+    /// this + 2i and its peers on this + 2i + 1.
+    #[arg(long, default_value_t = 12379)]
+    pub etcd_port: u16,
     #[command(flatten)]
     pub node: crate::agent::NodeArgs,
 }
@@ -80,13 +89,11 @@ fn pid_file(dir: &Path) -> PathBuf {
     dir.join("server.pid")
 }
 
-/// The PID of the running server, if it still runs.
+const SERVER: &[&str] = &["timonier", "server"];
+
+/// The PID of the running (first) server, if it still runs.
 fn running_pid(dir: &Path) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(pid_file(dir)).ok()?.trim().parse().ok()?;
-    let alive = unsafe { libc::kill(pid, 0) } == 0;
-    // The PID must still be ours: a recycled PID belongs to someone else.
-    let ours = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.contains("timonier") && c.contains("server"));
-    (alive && ours).then_some(pid)
+    crate::detached::running(&pid_file(dir), SERVER)
 }
 
 /// Starts the server detached and returns once the cluster is usable — the API answering, the
@@ -105,7 +112,19 @@ pub fn start(args: StartArgs) -> anyhow::Result<()> {
         crate::nodes::prepare(&dir, &args.node, &args.node.node_name.clone().unwrap_or_else(crate::agent::hostname))?;
     }
     let first_node = args.node.node_name.clone().unwrap_or_else(crate::agent::hostname);
+    let servers = crate::servers::prepare(&dir, &args)?;
+    if let Some(s) = &servers {
+        crate::servers::start_etcd(&dir, s, started)?;
+    }
+    let host = match args.bind_address {
+        _ if multi => std::net::IpAddr::V4(crate::nodes::lan().gateway()),
+        Some(a) if !a.is_unspecified() => a,
+        _ => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    };
     if let Some(pid) = running_pid(&dir) {
+        if let Some(s) = &servers {
+            crate::servers::start_others(&dir, s, &args, host, started)?;
+        }
         if multi {
             start_extra_nodes(&dir, &args, &kubeconfig, &first_node, started)?;
         }
@@ -125,20 +144,18 @@ pub fn start(args: StartArgs) -> anyhow::Result<()> {
         .arg("--secure-port")
         .arg(args.secure_port.to_string())
         .arg("--datastore")
-        .arg(&args.datastore)
+        .arg(servers.as_ref().map_or(&args.datastore, |s| &s.datastore))
         .arg("--write-kubeconfig")
         .arg(&kubeconfig)
         .args(server_args(&args, multi))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    {
-        use std::os::unix::process::CommandExt;
-        // Its own session: the server outlives this command and the terminal.
-        cmd.process_group(0);
+    if let Some(s) = &servers {
+        // The others join with the full token it writes (`server-token`).
+        cmd.env("TIMONIER_TOKEN", &s.secret);
     }
-    let mut child = cmd.spawn().context("cannot start the server")?;
-    std::fs::write(pid_file(&dir), child.id().to_string())?;
+    let mut child = crate::detached::spawn(&mut cmd, &pid_file(&dir), "the server")?;
     let step = |what: &str| println!("* {what} ({:.1} s)", started.elapsed().as_secs_f64());
     let failed = |child: &mut std::process::Child, what: &str| -> anyhow::Error {
         let tail = log_tail(&log_path);
@@ -148,11 +165,6 @@ pub fn start(args: StartArgs) -> anyhow::Result<()> {
         }
     };
 
-    let host = match args.bind_address {
-        _ if multi => std::net::IpAddr::V4(crate::nodes::lan().gateway()),
-        Some(a) if !a.is_unspecified() => a,
-        _ => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-    };
     let addr = std::net::SocketAddr::from((host, args.secure_port));
     let api_ready = || {
         std::fs::read_to_string(&log_path).unwrap_or_default().contains("API server ready")
@@ -180,6 +192,9 @@ pub fn start(args: StartArgs) -> anyhow::Result<()> {
             return Err(failed(&mut child, &format!("the cluster DNS at {CLUSTER_DNS} did not answer")));
         }
         step(&format!("Cluster DNS answering at {CLUSTER_DNS}"));
+    }
+    if let Some(s) = &servers {
+        crate::servers::start_others(&dir, s, &args, host, started)?;
     }
     if multi {
         start_extra_nodes(&dir, &args, &kubeconfig, &first_node, started)?;
@@ -281,7 +296,7 @@ fn server_args(args: &StartArgs, multi: bool) -> Vec<std::ffi::OsString> {
 }
 
 /// Polls `ready` until it holds, the server exits, or `STEP_TIMEOUT` passes.
-fn wait_until(child: &mut std::process::Child, mut ready: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(child: &mut std::process::Child, mut ready: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + STEP_TIMEOUT;
     loop {
         if ready() {
@@ -294,7 +309,7 @@ fn wait_until(child: &mut std::process::Child, mut ready: impl FnMut() -> bool) 
     }
 }
 
-fn log_tail(path: &Path) -> String {
+pub(crate) fn log_tail(path: &Path) -> String {
     let log = std::fs::read_to_string(path).unwrap_or_default();
     let tail: Vec<&str> = log.lines().rev().take(10).collect();
     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
@@ -351,20 +366,12 @@ pub fn stop(args: ClusterArgs) -> anyhow::Result<()> {
     for (_, name) in crate::nodes::list(&dir) {
         crate::nodes::stop(&dir, &name);
     }
-    let Some(pid) = running_pid(&dir) else {
-        println!("timonier is not running");
-        return Ok(());
-    };
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while running_pid(&dir).is_some() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if running_pid(&dir).is_some() {
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    let _ = std::fs::remove_file(pid_file(&dir));
-    println!("timonier stopped");
+    let was_running = running_pid(&dir).is_some();
+    // The other servers, then the first, then their datastore.
+    crate::servers::stop(&dir, false);
+    crate::detached::stop(&[(&pid_file(&dir), SERVER)], Duration::from_secs(15));
+    crate::servers::stop(&dir, true);
+    println!("{}", if was_running { "timonier stopped" } else { "timonier is not running" });
     Ok(())
 }
 
@@ -402,9 +409,7 @@ pub fn status(args: ClusterArgs) -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
             rt.block_on(async {
                 if let Ok((client, _)) = crate::agent::client_from_kubeconfig(&text).await {
-                    if let Ok(req) = http::Request::get("/readyz").body(Vec::new()) {
-                        apiserver = client.request_text(req).await.is_ok_and(|t| t.trim() == "ok");
-                    }
+                    apiserver = readyz(&client).await;
                     kubelet = apiserver && agent_wanted && ready_node(&client, None).await.is_some();
                     for (name, ready) in workers.iter().zip(workers_ready.iter_mut()) {
                         *ready = apiserver && ready_node(&client, Some(name)).await.is_some();
@@ -428,11 +433,27 @@ pub fn status(args: ClusterArgs) -> anyhow::Result<()> {
     for (name, ready) in workers.iter().zip(&workers_ready) {
         println!("\n{name}\ntype: Worker\nhost: {}\nkubelet: {}", word(crate::nodes::running_pid(&dir, name).is_some()), word(*ready));
     }
-    let code = (pid.is_none() as i32) | ((agent_wanted && !kubelet) as i32) << 1 | (!apiserver as i32) << 2;
+    // The other servers and the local etcd, each as minikube shows a control plane.
+    let (others, all_running) = crate::servers::status(&dir);
+    print!("{others}");
+    let code = (pid.is_none() as i32) | ((agent_wanted && !kubelet) as i32) << 1 | ((!apiserver || !all_running) as i32) << 2;
     if code != 0 {
         std::process::exit(code);
     }
     Ok(())
+}
+
+async fn readyz(client: &kube::Client) -> bool {
+    let Ok(req) = http::Request::get("/readyz").body(Vec::new()) else { return false };
+    client.request_text(req).await.is_ok_and(|t| t.trim() == "ok")
+}
+
+/// Whether the API server an admin kubeconfig (its text) names is ready.
+pub(crate) async fn api_ready(kubeconfig: &str) -> bool {
+    match crate::agent::client_from_kubeconfig(kubeconfig).await {
+        Ok((client, _)) => readyz(&client).await,
+        Err(_) => false,
+    }
 }
 
 /// Whether the user's kubeconfig has the `timonier` cluster with this cluster's server URL.

@@ -12,6 +12,7 @@ use timonier_store::Datastore;
 
 mod agent;
 mod cluster;
+mod detached;
 mod identities;
 mod image;
 mod leader;
@@ -19,6 +20,7 @@ mod logging;
 mod nodes;
 mod node_controllers;
 mod server_join;
+mod servers;
 mod token;
 
 #[derive(Parser)]

@@ -70,11 +70,11 @@ pub fn list(dir: &Path) -> Vec<(u8, String)> {
     out
 }
 
+const AGENT: &[&str] = &["timonier", "agent"];
+
 /// The PID of node `name`'s agent, if it runs.
 pub fn running_pid(dir: &Path, name: &str) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(nodes_dir(dir).join(name).join("agent.pid")).ok()?.trim().parse().ok()?;
-    let ours = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.contains("timonier") && c.contains("agent"));
-    (ours && unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
+    crate::detached::running(&nodes_dir(dir).join(name).join("agent.pid"), AGENT)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -161,8 +161,7 @@ pub fn start(dir: &Path, name: &str, index: u8, kubeconfig: &Path) -> anyhow::Re
     cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
     {
         use std::os::unix::process::CommandExt;
-        // Its own session (it outlives this command), inside its host's network namespace.
-        cmd.process_group(0);
+        // Inside its host's network namespace.
         let ns = std::fs::File::open(&netns).with_context(|| format!("cannot open {}", netns.display()))?;
         // SAFETY: between fork and exec, only setns(2) on a descriptor opened before the fork.
         unsafe {
@@ -174,23 +173,13 @@ pub fn start(dir: &Path, name: &str, index: u8, kubeconfig: &Path) -> anyhow::Re
             });
         }
     }
-    let child = cmd.spawn().with_context(|| format!("cannot start the agent of node {name}"))?;
-    std::fs::write(home.join("agent.pid"), child.id().to_string())?;
+    crate::detached::spawn(&mut cmd, &home.join("agent.pid"), &format!("the agent of node {name}"))?;
     Ok(())
 }
 
 /// Stops node `name`'s agent (SIGTERM, SIGKILL after 15 s); its pods keep running.
 pub fn stop(dir: &Path, name: &str) {
-    let Some(pid) = running_pid(dir, name) else { return };
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while running_pid(dir, name).is_some() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if running_pid(dir, name).is_some() {
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    let _ = std::fs::remove_file(nodes_dir(dir).join(name).join("agent.pid"));
+    crate::detached::stop(&[(&nodes_dir(dir).join(name).join("agent.pid"), AGENT)], Duration::from_secs(15));
 }
 
 /// Removes node `name` from this machine: its agent, pods, pod network (from inside its

@@ -251,6 +251,91 @@ fn start_several_nodes() {
     assert!(!String::from_utf8_lossy(&links.stdout).contains("timonier-lan"));
 }
 
+/// `timonier start --servers 3`: a local 3-member etcd and three servers sharing it, one
+/// leader; the first server SIGKILLed, another takes over and acts; `start` brings it back,
+/// `stop` and `delete` end every process.
+#[test]
+fn start_several_servers() {
+    let home = timonier_testkit::temp_dir("timonier-home-");
+    let dir = home.path().join("cluster");
+    let d = dir.to_str().unwrap();
+    let (port, etcd_port) = (timonier_testkit::free_ports(3), timonier_testkit::free_ports(6));
+    let start_args = ["start", "--data-dir", d, "--servers", "3", "--disable-agent", "--secure-port", &port.to_string(), "--etcd-port", &etcd_port.to_string()];
+    struct Delete<'a>(&'a std::path::Path, &'a str);
+    impl Drop for Delete<'_> {
+        fn drop(&mut self) {
+            let _ = timonier(self.0, &["delete", "--data-dir", self.1]);
+        }
+    }
+    let _delete = Delete(home.path(), d);
+    let out = timonier(home.path(), &start_args);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}
+{}", String::from_utf8_lossy(&out.stderr));
+    for line in ["* etcd cluster of 3 members healthy".to_string(), format!("* Server 2 ready at https://127.0.0.1:{}", port + 1), format!("* Server 3 ready at https://127.0.0.1:{}", port + 2)] {
+        assert!(text.contains(&line), "{line} in:
+{text}");
+    }
+    let status = timonier(home.path(), &["status", "--data-dir", d]);
+    let st = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.status.success() && st.contains("members: 3/3 running") && st.contains("server-3\ntype: Control Plane\nhost: Running\napiserver: Running"), "{st}");
+
+    let kubectl = |server: u16, args: &[&str]| {
+        let out = Command::new(timonier_testkit::kubectl_bin("1.33"))
+            .args(["--server", &format!("https://127.0.0.1:{server}")])
+            .args(args)
+            .env("HOME", home.path())
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (_, endpoints) = kubectl(port, &["get", "endpoints", "kubernetes", "-o", "jsonpath={.subsets[*].ports[0].port}"]);
+    assert_eq!(endpoints, format!("{port} {} {}", port + 1, port + 2));
+    let holder = |server: u16| kubectl(server, &["get", "lease", "-n", "kube-system", "kube-controller-manager", "-o", "jsonpath={.spec.holderIdentity}"]).1;
+    let first_id = std::fs::read_to_string(dir.join("server/server-id")).expect("server-id");
+    let leader = holder(port);
+    assert!(leader.ends_with(first_id.trim()), "the first server leads: {leader}");
+
+    // The leader dies: another server takes over within the lease (15 s) and its controllers act.
+    let pid: i32 = std::fs::read_to_string(dir.join("server.pid")).unwrap().trim().parse().unwrap();
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while holder(port + 1) == leader {
+        assert!(std::time::Instant::now() < deadline, "no server took over");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let (ok, out) = kubectl(port + 2, &["create", "deployment", "after", "--image=busybox"]);
+    assert!(ok, "{out}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !kubectl(port + 1, &["get", "pods", "-l", "app=after", "-o", "name"]).1.contains("pod/after-") {
+        assert!(std::time::Instant::now() < deadline, "the new leader's controllers made no pod");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let status = timonier(home.path(), &["status", "--data-dir", d]);
+    assert_eq!(status.status.code(), Some(7), "{}", String::from_utf8_lossy(&status.stdout));
+
+    // `start` brings the first server back; `stop` ends everything, etcd last.
+    let out = timonier(home.path(), &start_args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(timonier(home.path(), &["status", "--data-dir", d]).status.success());
+    let pids: Vec<i32> = ["server.pid", "servers/2/server.pid", "servers/3/server.pid", "etcd/m0.pid", "etcd/m1.pid", "etcd/m2.pid"]
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}")).trim().parse().unwrap())
+        .collect();
+    assert!(timonier(home.path(), &["stop", "--data-dir", d]).status.success());
+    assert_eq!(timonier(home.path(), &["status", "--data-dir", d]).status.code(), Some(7));
+    for pid in pids {
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| !s.contains("State:\tZ"));
+        assert!(!alive, "process {pid} still runs after stop");
+    }
+    // Its state is kept: started again, the deployment is there.
+    assert!(timonier(home.path(), &start_args).status.success());
+    assert!(kubectl(port + 1, &["get", "deployment", "after"]).0);
+    assert!(timonier(home.path(), &["delete", "--data-dir", d]).status.success());
+    assert!(!dir.exists());
+}
+
 /// `timonier start --bind-address` on an address other machines reach prints the command that
 /// joins one, as `kubeadm init` does; run on another host (a network namespace on a test
 /// LAN), that very command makes it a node.
