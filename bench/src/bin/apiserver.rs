@@ -22,7 +22,7 @@
 //! the guard drops, also on error, on the overall timeout and on Ctrl-C.
 
 use std::path::{Path, PathBuf};
-use timonier_bench::{cpu_model, loadavg, median, sh};
+use timonier_bench::{cpu_model, loadavg, median, proc_cpu, proc_status_kb, sh};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -292,23 +292,6 @@ fn pct(sorted: &[u32], p: f64) -> f64 {
 
 fn best(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
-}
-
-/// CPU time (user + system, seconds) of a process so far.
-fn proc_cpu(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return f64::NAN };
-    let Some((_, rest)) = stat.rsplit_once(')') else { return f64::NAN };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After the command: state is field 3, utime 14 and stime 15.
-    let ticks: f64 = [11, 12].iter().filter_map(|&i| f.get(i)?.parse::<f64>().ok()).sum();
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks / if hz > 0.0 { hz } else { 100.0 }
-}
-
-/// A `VmRSS:`-like line of /proc/<pid>/status, in kB.
-fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[derive(Deserialize)]

@@ -7,6 +7,7 @@
 //! and the agent re-adopts them on start, so restarting the agent never restarts a pod.
 
 pub mod api_lb;
+pub mod fake;
 mod authz;
 mod backoff;
 pub mod certificate;

@@ -119,9 +119,10 @@ fn statvfs_total(path: &std::path::Path) -> Option<u64> {
 }
 
 /// Creates the Node if it does not exist (keeping an existing one's spec, e.g. its podCIDR
-/// and taints), then posts its status.
-pub async fn register(nodes: &Api<Node>, facts: &NodeFacts, images: Value) -> Result<()> {
-    let node: Node = serde_json::from_value(json!({
+/// and taints), with `labels` besides the well-known ones, then posts its status. Returns the
+/// Node's uid (which its Lease's owner reference names).
+pub async fn register(nodes: &Api<Node>, facts: &NodeFacts, images: Value, labels: &[(&str, &str)]) -> Result<String> {
+    let mut node = json!({
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
@@ -136,23 +137,32 @@ pub async fn register(nodes: &Api<Node>, facts: &NodeFacts, images: Value) -> Re
             "annotations": {"node.alpha.kubernetes.io/ttl": "0", "volumes.kubernetes.io/controller-managed-attach-detach": "true"},
         },
         "spec": {},
-    }))
-    .map_err(|e| Error::Internal(format!("node object: {e}")))?;
-    match nodes.create(&PostParams::default(), &node).await {
-        Ok(_) => tracing::info!(node = %facts.name, "registered the node"),
-        Err(kube::Error::Api(e)) if e.code == 409 => tracing::info!(node = %facts.name, "the node exists already; taking it over"),
-        Err(e) => return Err(Error::Api(format!("cannot register node {}: {e}", facts.name))),
+    });
+    for (k, v) in labels {
+        node["metadata"]["labels"][*k] = json!(v);
     }
-    post_status(nodes, facts, images).await
+    let node: Node = serde_json::from_value(node).map_err(|e| Error::Internal(format!("node object: {e}")))?;
+    let uid = match nodes.create(&PostParams::default(), &node).await {
+        Ok(n) => {
+            tracing::debug!(node = %facts.name, "registered the node");
+            n.metadata.uid
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            tracing::debug!(node = %facts.name, "the node exists already; taking it over");
+            None
+        }
+        Err(e) => return Err(Error::Api(format!("cannot register node {}: {e}", facts.name))),
+    };
+    let posted = post_status(nodes, facts, images).await?;
+    Ok(uid.or(posted.metadata.uid).unwrap_or_default())
 }
 
-pub async fn post_status(nodes: &Api<Node>, facts: &NodeFacts, images: Value) -> Result<()> {
+pub async fn post_status(nodes: &Api<Node>, facts: &NodeFacts, images: Value) -> Result<Node> {
     let patch = json!({"status": facts.status(images)});
     nodes
         .patch_status(&facts.name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map_err(|e| Error::Api(format!("cannot update the status of node {}: {e}", facts.name)))?;
-    Ok(())
+        .map_err(|e| Error::Api(format!("cannot update the status of node {}: {e}", facts.name)))
 }
 
 /// Creates or renews the node's Lease.

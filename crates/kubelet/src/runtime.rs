@@ -60,7 +60,7 @@ impl NodeRuntime {
         std::fs::write(config.data_dir.join(CGROUP_ROOT_FILE), &config.cgroup_root).map_err(|e| Error::Runtime(format!("cannot write {}: {e}", config.data_dir.join(CGROUP_ROOT_FILE).display())))?;
         let images = ImageStore::open(config.data_dir.join("images")).map_err(|e| Error::Runtime(e.to_string()))?;
         let nodes: Api<Node> = Api::all(config.client.clone());
-        node::register(&nodes, &facts, images_status(&images)).await?;
+        node::register(&nodes, &facts, images_status(&images), &[]).await?;
         let node_ip = match config.node_ip {
             std::net::IpAddr::V4(ip) => ip,
             std::net::IpAddr::V6(_) => return Err(Error::Runtime("the pod network needs an IPv4 node address (--node-ip)".into())),
@@ -135,7 +135,7 @@ impl NodeRuntime {
                 Ok(n) => n.metadata.uid.unwrap_or_default(),
                 Err(kube::Error::Api(e)) if e.code == 404 => {
                     // Someone deleted the node: register again, as the kubelet does.
-                    if let Err(e) = node::register(&nodes, &self.facts, images_status(&self.images)).await {
+                    if let Err(e) = node::register(&nodes, &self.facts, images_status(&self.images), &[]).await {
                         tracing::warn!(error = %e, "cannot re-register the node");
                     }
                     continue;

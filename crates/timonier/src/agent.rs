@@ -66,8 +66,42 @@ pub struct AgentArgs {
     /// Where pods, images and logs live.
     #[arg(long, default_value = "/var/lib/timonier/agent")]
     pub data_dir: PathBuf,
+    /// Simulate nodes instead of running pods, as kwok does: `--count` nodes named
+    /// `<--node-name>-<i>` (default `fake-node-<i>`) that register, heartbeat and report their
+    /// pods Running without containers. Needs `--kubeconfig` credentials that may write every
+    /// node and pod (an admin's); no root.
+    #[arg(long, requires = "kubeconfig")]
+    pub fake: bool,
+    /// How many nodes `--fake` simulates.
+    #[arg(long, default_value_t = 1, requires = "fake", value_parser = clap::value_parser!(u32).range(1..=MAX_FAKE_NODES))]
+    pub count: u32,
     #[command(flatten)]
     pub node: NodeArgs,
+}
+
+/// Fake nodes beyond the cluster's pod range take a /24 each of 100.64.0.0/10.
+pub const MAX_FAKE_NODES: i64 = 16384;
+
+/// Runs `--fake` nodes (see `timonier_kubelet::fake`) until SIGTERM or Ctrl-C.
+pub async fn run_fake(client: kube::Client, node: &NodeArgs, count: u32, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let config = timonier_kubelet::fake::FakeConfig {
+        client,
+        prefix: node.node_name.clone().unwrap_or_else(|| "fake-node".into()),
+        count,
+        node_ip: node.node_ip.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+        port: node.kubelet_port,
+    };
+    timonier_kubelet::fake::run(config, shutdown).await.context("the fake nodes stopped")
+}
+
+fn terminated() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    })
 }
 
 pub(crate) fn hostname() -> String {
@@ -220,6 +254,11 @@ fn bearer_client(server: &str, ca: &str, token: &str) -> anyhow::Result<kube::Cl
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    if let (true, Some(path)) = (args.fake, &args.kubeconfig) {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let client = client_from_kubeconfig(&text).await?.0;
+        return run_fake(client, &args.node, args.count, terminated()?).await;
+    }
     check_root()?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let node = node_name(&args.node);
@@ -233,13 +272,6 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     tokio::spawn(lb.follow_endpoints(client.clone(), servers));
     tokio::spawn(timonier_kubelet::certificate::client::rotate(identity.clone(), handle, client.clone(), node, args.data_dir.clone()));
     let config = config(client, identity.ca_pem.clone(), args.data_dir.clone(), &args.node, ServingCertificate::Requested)?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    };
-    timonier_kubelet::run(config, shutdown).await?;
+    timonier_kubelet::run(config, terminated()?).await?;
     Ok(())
 }

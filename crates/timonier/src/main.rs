@@ -106,6 +106,10 @@ pub struct ServerArgs {
     /// shares that server's datastore (unless --datastore names one) and its CA and keys.
     #[arg(long, requires = "token")]
     server: Option<String>,
+    /// Also simulate this many nodes (`fake-node-<i>`), as `timonier agent --fake --count N`
+    /// does, with the server's own credentials.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=agent::MAX_FAKE_NODES))]
+    fake_nodes: u32,
     /// Extra names or addresses for the serving certificate.
     #[arg(long)]
     tls_san: Vec<String>,
@@ -276,6 +280,16 @@ async fn server(mut args: ServerArgs, logs: &logging::ComponentLogs) -> anyhow::
         tokio::spawn(async move {
             if let Err(e) = timonier_kubelet::run(config, std::future::pending()).await {
                 tracing::error!(error = %e, "the node agent stopped; pods on this node are no longer managed");
+            }
+        });
+    }
+    if args.fake_nodes > 0 {
+        let client = identities::component_client(&server.pki, &url, "timonier-fake-nodes", &["system:masters"]).await?;
+        let count = args.fake_nodes;
+        let fake = agent::NodeArgs { node_name: None, ..args.node.clone() };
+        tokio::spawn(async move {
+            if let Err(e) = agent::run_fake(client, &fake, count, std::future::pending()).await {
+                tracing::error!(error = %e, "the fake nodes stopped");
             }
         });
     }
