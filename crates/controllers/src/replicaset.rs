@@ -192,22 +192,38 @@ impl Controller {
         };
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         let exp = Expectation::renew(&mut self.expectations, uid);
-        for _ in 0..n.min(BURST) {
-            match api.create(&PostParams::default(), &pod).await {
-                Ok(created) => {
-                    let pod_name = created.name_any();
-                    exp.adds.insert(pod_name.clone());
-                    self.recorder.event(rs, None, EventType::Normal, "SuccessfulCreate", &format!("Created pod: {pod_name}")).await;
-                }
-                Err(e) => {
-                    let msg = match &e {
-                        kube::Error::Api(s) => s.message.clone(),
-                        other => other.to_string(),
-                    };
-                    self.recorder.event(rs, None, EventType::Warning, "FailedCreate", &format!("Error creating: {msg}")).await;
-                    return Some(msg);
+        // Upstream's slowStartBatch: batches of 1, 2, 4, … in parallel, stopping at the first
+        // batch with a failure, so that a quota or webhook refusal costs one request, not n.
+        let (mut left, mut batch) = (n.min(BURST), 1);
+        while left > 0 {
+            let size = batch.min(left);
+            let post = PostParams::default();
+            let results = futures::future::join_all((0..size).map(|_| api.create(&post, &pod))).await;
+            let mut events = Vec::new();
+            let mut failure = None;
+            for r in results {
+                match r {
+                    Ok(created) => {
+                        let pod_name = created.name_any();
+                        exp.adds.insert(pod_name.clone());
+                        events.push((EventType::Normal, "SuccessfulCreate", format!("Created pod: {pod_name}")));
+                    }
+                    Err(e) => {
+                        let msg = match &e {
+                            kube::Error::Api(s) => s.message.clone(),
+                            other => other.to_string(),
+                        };
+                        events.push((EventType::Warning, "FailedCreate", format!("Error creating: {msg}")));
+                        failure.get_or_insert(msg);
+                    }
                 }
             }
+            futures::future::join_all(events.iter().map(|(kind, reason, message)| self.recorder.event(rs, None, *kind, reason, message))).await;
+            if failure.is_some() {
+                return failure;
+            }
+            left -= size;
+            batch *= 2;
         }
         None
     }
@@ -239,15 +255,21 @@ impl Controller {
         });
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         let exp = Expectation::renew(&mut self.expectations, uid);
-        for p in ranked.into_iter().take(n.min(BURST)) {
+        // In parallel, as upstream deletes them.
+        let victims: Vec<&Arc<Pod>> = ranked.into_iter().take(n.min(BURST)).collect();
+        let dp = DeleteParams::default();
+        let results = futures::future::join_all(victims.iter().map(|p| api.delete(p.metadata.name.as_deref().unwrap_or(""), &dp))).await;
+        let mut events = Vec::new();
+        for (p, r) in victims.iter().zip(results) {
             let pod_name = p.name_any();
-            match api.delete(&pod_name, &DeleteParams::default()).await {
+            match r {
                 Ok(_) => {
                     exp.deletes.insert(p.uid().unwrap_or_default());
-                    self.recorder.event(rs, None, EventType::Normal, "SuccessfulDelete", &format!("Deleted pod: {pod_name}")).await;
+                    events.push(format!("Deleted pod: {pod_name}"));
                 }
                 Err(e) => tracing::debug!(pod = %pod_name, error = %e, "delete failed"),
             }
         }
+        futures::future::join_all(events.iter().map(|m| self.recorder.event(rs, None, EventType::Normal, "SuccessfulDelete", m))).await;
     }
 }

@@ -84,6 +84,8 @@ impl Default for Config {
 /// What one pass sees: the caches' current contents.
 pub(crate) struct Snapshot {
     pub nodes: Vec<Arc<Node>>,
+    /// The nodes by name: passes look a node up for every pod.
+    by_name: HashMap<String, Arc<Node>>,
     pub leases: HashMap<String, Arc<Lease>>,
     pub pods: Vec<Arc<Pod>>,
     /// Pods by `spec.nodeName` (upstream's pod indexer).
@@ -92,19 +94,23 @@ pub(crate) struct Snapshot {
 
 impl Snapshot {
     fn take(nodes: &Store<Node>, leases: &Store<Lease>, pods: &Store<Pod>) -> Snapshot {
-        let pods = pods.state();
+        let leases = leases.state().into_iter().map(|l| (l.name_any(), l)).collect();
+        Snapshot::new(nodes.state(), leases, pods.state())
+    }
+
+    pub(crate) fn new(nodes: Vec<Arc<Node>>, leases: HashMap<String, Arc<Lease>>, pods: Vec<Arc<Pod>>) -> Snapshot {
         let mut by_node: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
         for p in &pods {
             if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()) {
                 by_node.entry(n).or_default().push(p.clone());
             }
         }
-        let leases = leases.state().into_iter().map(|l| (l.name_any(), l)).collect();
-        Snapshot { nodes: nodes.state(), leases, pods, by_node }
+        let by_name = nodes.iter().map(|n| (n.name_any(), n.clone())).collect();
+        Snapshot { nodes, by_name, leases, pods, by_node }
     }
 
     pub fn node(&self, name: &str) -> Option<&Arc<Node>> {
-        self.nodes.iter().find(|n| n.metadata.name.as_deref() == Some(name))
+        self.by_name.get(name)
     }
 
     pub fn pods_on(&self, node: &str) -> &[Arc<Pod>] {
@@ -118,7 +124,9 @@ impl Snapshot {
 pub async fn run(informers: Client, node_controller: Client, pod_gc: Client, config: Config) {
     let wake = Arc::new(tokio::sync::Notify::new());
     let (nodes, _t1) = watch::<Node>(Api::all(informers.clone()), wake.clone());
-    let (leases, _t2) = watch::<Lease>(Api::namespaced(informers.clone(), "kube-node-lease"), wake.clone());
+    // Lease renewals wake nothing: node health is looked at every monitor period, as
+    // upstream's monitorNodeHealth — thousands of nodes renew every 10 s.
+    let (leases, _t2) = watch::<Lease>(Api::namespaced(informers.clone(), "kube-node-lease"), Arc::default());
     let (pods, _t3) = watch::<Pod>(Api::all(informers), wake.clone());
     let _ = nodes.wait_until_ready().await;
     let _ = leases.wait_until_ready().await;

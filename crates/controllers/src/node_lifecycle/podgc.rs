@@ -201,13 +201,7 @@ mod tests {
     }
 
     fn snapshot(nodes: Vec<serde_json::Value>, pods: Vec<Arc<Pod>>) -> Snapshot {
-        let mut by_node: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
-        for p in &pods {
-            if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.clone()) {
-                by_node.entry(n).or_default().push(p.clone());
-            }
-        }
-        Snapshot { nodes: nodes.into_iter().map(|n| Arc::new(serde_json::from_value(n).unwrap())).collect(), leases: HashMap::new(), pods, by_node }
+        Snapshot::new(nodes.into_iter().map(|n| Arc::new(serde_json::from_value(n).unwrap())).collect(), HashMap::new(), pods)
     }
 
     #[test]
