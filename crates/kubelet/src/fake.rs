@@ -413,13 +413,20 @@ impl Fake {
             return;
         }
         let recorder = self.recorder(node);
+        let mut events = Vec::new();
         for c in spec.init_containers.iter().flatten().chain(&spec.containers) {
-            let path = Some(format!("spec.{}{{{}}}", if spec.containers.iter().any(|a| a.name == c.name) { "containers" } else { "initContainers" }, c.name));
+            let path = format!("spec.{}{{{}}}", if spec.containers.iter().any(|a| a.name == c.name) { "containers" } else { "initContainers" }, c.name);
             let image = c.image.as_deref().unwrap_or("");
-            recorder.pod_event(pod, path.clone(), EventType::Normal, "Pulled", &format!("Container image \"{image}\" already present on machine")).await;
-            recorder.pod_event(pod, path.clone(), EventType::Normal, "Created", &format!("Created container: {}", c.name)).await;
-            recorder.pod_event(pod, path, EventType::Normal, "Started", &format!("Started container {}", c.name)).await;
+            events.push((path.clone(), "Pulled", format!("Container image \"{image}\" already present on machine")));
+            events.push((path.clone(), "Created", format!("Created container: {}", c.name)));
+            events.push((path, "Started", format!("Started container {}", c.name)));
         }
+        // Written together: a real node's would be seconds apart, these have no order to keep.
+        futures::future::join_all(events.into_iter().map(|(path, reason, message)| {
+            let recorder = recorder.clone();
+            async move { recorder.pod_event(pod, Some(path), EventType::Normal, reason, &message).await }
+        }))
+        .await;
     }
 
     /// A deleted pod: nothing runs, so it goes at once, as a kubelet confirms a deletion.

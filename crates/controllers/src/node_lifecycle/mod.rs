@@ -88,8 +88,9 @@ pub(crate) struct Snapshot {
     by_name: HashMap<String, Arc<Node>>,
     pub leases: HashMap<String, Arc<Lease>>,
     pub pods: Vec<Arc<Pod>>,
-    /// Pods by `spec.nodeName` (upstream's pod indexer).
-    pub by_node: HashMap<String, Vec<Arc<Pod>>>,
+    /// Pods by `spec.nodeName` (upstream's pod indexer), made on first use: most passes,
+    /// with every node healthy and untainted, need none.
+    by_node: std::sync::OnceLock<HashMap<String, Vec<Arc<Pod>>>>,
 }
 
 impl Snapshot {
@@ -99,14 +100,20 @@ impl Snapshot {
     }
 
     pub(crate) fn new(nodes: Vec<Arc<Node>>, leases: HashMap<String, Arc<Lease>>, pods: Vec<Arc<Pod>>) -> Snapshot {
-        let mut by_node: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
-        for p in &pods {
-            if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()) {
-                by_node.entry(n).or_default().push(p.clone());
-            }
-        }
         let by_name = nodes.iter().map(|n| (n.name_any(), n.clone())).collect();
-        Snapshot { nodes, by_name, leases, pods, by_node }
+        Snapshot { nodes, by_name, leases, pods, by_node: Default::default() }
+    }
+
+    pub fn by_node(&self) -> &HashMap<String, Vec<Arc<Pod>>> {
+        self.by_node.get_or_init(|| {
+            let mut by_node: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
+            for p in &self.pods {
+                if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()) {
+                    by_node.entry(n).or_default().push(p.clone());
+                }
+            }
+            by_node
+        })
     }
 
     pub fn node(&self, name: &str) -> Option<&Arc<Node>> {
@@ -114,7 +121,7 @@ impl Snapshot {
     }
 
     pub fn pods_on(&self, node: &str) -> &[Arc<Pod>] {
-        self.by_node.get(node).map(Vec::as_slice).unwrap_or(&[])
+        self.by_node().get(node).map(Vec::as_slice).unwrap_or(&[])
     }
 }
 

@@ -131,7 +131,7 @@ impl PodGc {
     /// a read of the node itself (the cache may lag).
     async fn orphans(&mut self, snap: &Snapshot, now: Instant) -> Vec<Arc<Pod>> {
         let present: HashSet<&str> = snap.nodes.iter().filter_map(|n| n.metadata.name.as_deref()).collect();
-        let wanted: HashSet<String> = snap.by_node.keys().filter(|n| !present.contains(n.as_str())).cloned().collect();
+        let wanted: HashSet<String> = snap.by_node().keys().filter(|n| !present.contains(n.as_str())).cloned().collect();
         self.missing.retain(|n, _| wanted.contains(n));
         for n in &wanted {
             self.missing.entry(n.clone()).or_insert(now);

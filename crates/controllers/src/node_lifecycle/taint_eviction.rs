@@ -109,59 +109,79 @@ impl TaintEviction {
         }
     }
 
-    /// One pass over every pod: schedules, cancels and fires deletions. Returns when the next
-    /// scheduled one is due.
+    /// One pass over the pods of nodes with NoExecute taints (upstream's taint manager looks
+    /// at no other): schedules, cancels and fires deletions. Returns when the next scheduled
+    /// one is due.
     pub async fn pass(&mut self, snap: &Snapshot) -> Option<Instant> {
+        let tainted: Vec<(&str, Vec<Taint>)> = snap
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let taints: Vec<Taint> = taints_of(n).iter().filter(|t| t.effect == "NoExecute").cloned().collect();
+                Some((n.metadata.name.as_deref()?, taints)).filter(|(_, t)| !t.is_empty())
+            })
+            .collect();
+        if tainted.is_empty() && self.scheduled.is_empty() {
+            self.fired.clear();
+            return None;
+        }
         let now = Instant::now();
         let wall = jiff::Timestamp::now();
-        let live: HashSet<String> = snap.pods.iter().filter_map(|p| p.uid()).collect();
-        self.fired.retain(|u| live.contains(u));
+        let mut live: HashSet<String> = HashSet::new();
         let mut seen: HashSet<String> = HashSet::new();
         let mut due: Vec<Arc<Pod>> = Vec::new();
-        for pod in &snap.pods {
-            let Some(node_name) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty()) else { continue };
-            let key = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
-            let uid = pod.uid().unwrap_or_default();
-            seen.insert(key.clone());
-            if self.scheduled.get(&key).is_some_and(|s| s.uid != uid) {
-                // Another pod of the same name: the old one's deletion is moot.
-                self.scheduled.remove(&key);
-            }
-            // Already on its way out: deleting it again would only repeat the event.
-            if pod.metadata.deletion_timestamp.is_some() || self.fired.contains(&uid) {
-                self.scheduled.remove(&key);
-                continue;
-            }
-            // A node that is gone is PodGC's business, not ours.
-            let Some(node) = snap.node(node_name) else {
-                self.scheduled.remove(&key);
-                continue;
-            };
-            let taints: Vec<Taint> = taints_of(node).iter().filter(|t| t.effect == "NoExecute").cloned().collect();
-            match fate(pod, &taints) {
-                Fate::Stay => self.cancel(&key, Some(pod)).await,
-                Fate::DeleteAfter(d) if d.is_zero() => {
+        for (node_name, taints) in &tainted {
+            for pod in snap.pods_on(node_name) {
+                let key = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
+                let uid = pod.uid().unwrap_or_default();
+                live.insert(uid.clone());
+                seen.insert(key.clone());
+                if self.scheduled.get(&key).is_some_and(|s| s.uid != uid) {
+                    // Another pod of the same name: the old one's deletion is moot.
                     self.scheduled.remove(&key);
-                    due.push(pod.clone());
                 }
-                Fate::DeleteAfter(d) => {
-                    // A countdown already running keeps its start (upstream keeps the scheduled
-                    // work while the pod stays tainted).
-                    if !self.scheduled.contains_key(&key) {
-                        let elapsed = countdown_start(pod, &taints, wall);
-                        let fire_at = now + d.saturating_sub(elapsed);
-                        tracing::info!(pod = %key, node = node_name, in_secs = d.saturating_sub(elapsed).as_secs(), "pod tolerates its node's NoExecute taints for a while; deletion scheduled");
-                        self.scheduled.insert(key.clone(), Scheduled { uid: uid.clone(), fire_at });
-                    }
-                    if self.scheduled.get(&key).is_some_and(|s| s.fire_at <= now) {
+                // Already on its way out: deleting it again would only repeat the event.
+                if pod.metadata.deletion_timestamp.is_some() || self.fired.contains(&uid) {
+                    self.scheduled.remove(&key);
+                    continue;
+                }
+                match fate(pod, taints) {
+                    Fate::Stay => self.cancel(&key, Some(pod)).await,
+                    Fate::DeleteAfter(d) if d.is_zero() => {
                         self.scheduled.remove(&key);
                         due.push(pod.clone());
+                    }
+                    Fate::DeleteAfter(d) => {
+                        // A countdown already running keeps its start (upstream keeps the
+                        // scheduled work while the pod stays tainted).
+                        if !self.scheduled.contains_key(&key) {
+                            let elapsed = countdown_start(pod, taints, wall);
+                            let fire_at = now + d.saturating_sub(elapsed);
+                            tracing::info!(pod = %key, node = node_name, in_secs = d.saturating_sub(elapsed).as_secs(), "pod tolerates its node's NoExecute taints for a while; deletion scheduled");
+                            self.scheduled.insert(key.clone(), Scheduled { uid: uid.clone(), fire_at });
+                        }
+                        if self.scheduled.get(&key).is_some_and(|s| s.fire_at <= now) {
+                            self.scheduled.remove(&key);
+                            due.push(pod.clone());
+                        }
                     }
                 }
             }
         }
-        // Pods deleted by someone else: their countdowns end silently.
-        self.scheduled.retain(|k, _| seen.contains(k));
+        self.fired.retain(|u| live.contains(u));
+        // Countdowns of pods whose node lost its taints are cancelled (with the event); those
+        // of pods deleted by someone else, or moved to a node gone from the cache, end silently.
+        let untainted: Vec<String> = self.scheduled.keys().filter(|k| !seen.contains(*k)).cloned().collect();
+        if !untainted.is_empty() {
+            for pod in &snap.pods {
+                let key = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
+                let on_a_node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| snap.node(n).is_some());
+                if on_a_node && untainted.contains(&key) {
+                    self.cancel(&key, Some(pod)).await;
+                }
+            }
+            self.scheduled.retain(|k, _| seen.contains(k));
+        }
         for pod in due {
             self.fire(&pod).await;
         }
