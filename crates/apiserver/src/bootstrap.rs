@@ -148,9 +148,33 @@ where
     F: Fn(Arc<ApiState>) -> Fut,
     Fut: std::future::Future<Output = ApiResult<()>>,
 {
+    run_on_change(state, period, name, |state: &ApiState| state.cache.revision(), pass).await
+}
+
+/// As [`on_change`], for a pass that reads one resource only: it runs again when that
+/// resource changed, not on every write (thousands of Lease renewals a second).
+pub async fn on_change_of<F, Fut>(state: Arc<ApiState>, period: Duration, name: &'static str, resource: (&str, &str, &str), pass: F)
+where
+    F: Fn(Arc<ApiState>) -> Fut,
+    Fut: std::future::Future<Output = ApiResult<()>>,
+{
+    let (group, version, plural) = resource;
+    let revision = |state: &ApiState| match state.def(group, version, plural).and_then(|d| state.cache_of(&d)) {
+        Ok(cache) => cache.last_change(),
+        Err(_) => state.cache.revision(),
+    };
+    run_on_change(state, period, name, revision, pass).await
+}
+
+async fn run_on_change<R, F, Fut>(state: Arc<ApiState>, period: Duration, name: &'static str, revision: R, pass: F)
+where
+    R: Fn(&ApiState) -> i64,
+    F: Fn(Arc<ApiState>) -> Fut,
+    Fut: std::future::Future<Output = ApiResult<()>>,
+{
     let mut last = -1;
     loop {
-        let rev = state.cache.revision();
+        let rev = revision(&state);
         if rev != last {
             last = rev;
             if let Err(e) = pass(state.clone()).await {

@@ -155,6 +155,11 @@ impl ResourceCache {
         self.read().objects.get(key).cloned()
     }
 
+    /// The revision of this resource's latest change (0 before any since the cache loaded).
+    pub fn last_change(&self) -> i64 {
+        self.read().last_change
+    }
+
     pub fn len(&self) -> usize {
         self.read().objects.len()
     }

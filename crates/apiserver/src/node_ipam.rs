@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::bootstrap::on_change;
+use crate::bootstrap::on_change_of;
 use crate::error::{ApiError, ApiResult};
 use crate::rest::{meta_str, Mode, WriteOptions};
 use crate::state::ApiState;
@@ -19,7 +19,7 @@ pub const CLUSTER_CIDR: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 244, 0, 0), 16);
 const NODE_PREFIX: u8 = 24;
 
 pub async fn controller(state: Arc<ApiState>) {
-    on_change(state, Duration::from_millis(200), "node-ipam", |state| async move { reconcile(&state).await }).await
+    on_change_of(state, Duration::from_millis(200), "node-ipam", ("", "v1", "nodes"), |state| async move { reconcile(&state).await }).await
 }
 
 /// The index (third octet for /24s in a /16) of a node range inside the cluster range.
