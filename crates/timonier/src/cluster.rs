@@ -61,7 +61,7 @@ pub struct StartArgs {
 /// The cluster DNS Service's address (`kube-system/kube-dns`), which pods resolve through.
 const CLUSTER_DNS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 96, 0, 10);
 /// How long `start` waits for each step before it gives up and shows the server's log.
-const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn home() -> PathBuf {
     std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
@@ -89,7 +89,8 @@ fn pid_file(dir: &Path) -> PathBuf {
     dir.join("server.pid")
 }
 
-const SERVER: &[&str] = &["timonier", "server"];
+/// What a server's command line holds (`detached::running`).
+pub(crate) const SERVER: &[&str] = &["timonier", "server"];
 
 /// The PID of the running (first) server, if it still runs.
 fn running_pid(dir: &Path) -> Option<i32> {
@@ -368,9 +369,9 @@ pub fn stop(args: ClusterArgs) -> anyhow::Result<()> {
     }
     let was_running = running_pid(&dir).is_some();
     // The other servers, then the first, then their datastore.
-    crate::servers::stop(&dir, false);
+    crate::servers::stop_others(&dir);
     crate::detached::stop(&[(&pid_file(&dir), SERVER)], Duration::from_secs(15));
-    crate::servers::stop(&dir, true);
+    crate::servers::stop_etcd(&dir);
     println!("{}", if was_running { "timonier stopped" } else { "timonier is not running" });
     Ok(())
 }

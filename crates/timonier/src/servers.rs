@@ -19,11 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use crate::cluster::StartArgs;
+use crate::cluster::{StartArgs, SERVER, STEP_TIMEOUT};
 
-/// How long a step waits before it gives up and shows a log.
-const STEP_TIMEOUT: Duration = Duration::from_secs(60);
-const SERVER: &[&str] = &["timonier", "server"];
 const ETCD: &[&str] = &["etcd", "--initial-cluster-token=timonier"];
 
 /// The several servers of a cluster, as its first `start --servers` decided them.
@@ -255,16 +252,18 @@ pub fn start_others(dir: &Path, s: &Settings, args: &StartArgs, host: IpAddr, st
     Ok(())
 }
 
-/// Stops servers 2…, then (`etcd`) the local etcd members once every server is down.
-pub fn stop(dir: &Path, etcd: bool) {
+/// Stops servers 2… (SIGTERM: each leaves the `kubernetes` Service and hands its Leases over).
+pub fn stop_others(dir: &Path) {
     let Some(s) = load(dir) else { return };
-    if etcd {
-        let pids: Vec<PathBuf> = members(dir, &s).into_iter().map(|m| m.1).collect();
-        crate::detached::stop(&pids.iter().map(|p| (p.as_path(), ETCD)).collect::<Vec<_>>(), Duration::from_secs(15));
-        return;
-    }
     let pids: Vec<PathBuf> = (2..=s.count).map(|i| server_dir(dir, i).join("server.pid")).collect();
     crate::detached::stop(&pids.iter().map(|p| (p.as_path(), SERVER)).collect::<Vec<_>>(), Duration::from_secs(15));
+}
+
+/// Stops the local etcd members (once every server is down).
+pub fn stop_etcd(dir: &Path) {
+    let Some(s) = load(dir) else { return };
+    let pids: Vec<PathBuf> = members(dir, &s).into_iter().map(|m| m.1).collect();
+    crate::detached::stop(&pids.iter().map(|p| (p.as_path(), ETCD)).collect::<Vec<_>>(), Duration::from_secs(15));
 }
 
 /// What `status` prints of the servers after the first and of the local etcd, and whether all
