@@ -7,8 +7,9 @@
 //! scheduler and one controller manager act; clients and agents can use any server.
 //!
 //! On disk, under the cluster's directory: `servers/settings.json` (how many, the datastore,
-//! the token's secret, the etcd ports), `servers/<i>/` for i ≥ 2 (the server's data directory,
-//! with `server.pid`, `server.log`), `etcd/m<i>/` (member i's data, `m<i>.pid`, `m<i>.log`).
+//! the token's secret, the etcd ports and member count), `servers/<i>/` for i ≥ 2 (the
+//! server's data directory, with `server.pid`, `server.log`), `etcd/m<i>/` (member i's data,
+//! `m<i>.pid`, `m<i>.log`).
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -31,9 +32,18 @@ pub struct Settings {
     pub datastore: String,
     /// The server token's secret, which the first server starts with.
     pub secret: String,
-    /// The first local etcd member's client port (member i: + 2i, its peer port + 2i + 1);
-    /// none when `--datastore` named an etcd of the user's.
-    etcd_port: Option<u16>,
+    /// The local etcd: its first member's client port (member i: + 2i, its peer port
+    /// + 2i + 1) and how many members it has (fixed when it is made: servers added later share
+    /// it); none when `--datastore` named an etcd of the user's.
+    etcd: Option<(u16, u8)>,
+}
+
+/// One member of the local etcd.
+struct Member {
+    data: PathBuf,
+    pid: PathBuf,
+    log: PathBuf,
+    client: u16,
 }
 
 fn servers_dir(dir: &Path) -> PathBuf {
@@ -59,12 +69,12 @@ fn load(dir: &Path) -> Option<Settings> {
         count: u8::try_from(v.get("count")?.as_u64()?).ok()?,
         datastore: v.get("datastore")?.as_str()?.to_string(),
         secret: v.get("secret")?.as_str()?.to_string(),
-        etcd_port: v.get("etcdPort").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()),
+        etcd: v.get("etcdPort").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()).zip(v.get("etcdMembers").and_then(Value::as_u64).and_then(|n| u8::try_from(n).ok())),
     })
 }
 
 fn save(dir: &Path, s: &Settings) -> anyhow::Result<()> {
-    let v = json!({"count": s.count, "datastore": s.datastore, "secret": s.secret, "etcdPort": s.etcd_port});
+    let v = json!({"count": s.count, "datastore": s.datastore, "secret": s.secret, "etcdPort": s.etcd.map(|e| e.0), "etcdMembers": s.etcd.map(|e| e.1)});
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(servers_dir(dir))?;
     // The token's secret is in there.
@@ -94,14 +104,14 @@ pub fn prepare(dir: &Path, args: &StartArgs) -> anyhow::Result<Option<Settings>>
             args.servers
         );
     }
-    let (datastore, etcd_port) = if args.datastore == "sqlite" {
+    let (datastore, etcd) = if args.datastore == "sqlite" {
         let ports = (0..args.servers).map(|i| format!("127.0.0.1:{}", client_port(args.etcd_port, i)));
-        (format!("etcd://{}", ports.collect::<Vec<_>>().join(",")), Some(args.etcd_port))
+        (format!("etcd://{}", ports.collect::<Vec<_>>().join(",")), Some((args.etcd_port, args.servers)))
     } else {
         (args.datastore.clone(), None)
     };
     let secret = uuid::Uuid::new_v4().simple().to_string();
-    let s = Settings { count: args.servers, datastore, secret, etcd_port };
+    let s = Settings { count: args.servers, datastore, secret, etcd };
     save(dir, &s)?;
     Ok(Some(s))
 }
@@ -110,21 +120,16 @@ fn client_port(first: u16, member: u8) -> u16 {
     first.saturating_add(2 * u16::from(member))
 }
 
-fn member_files(dir: &Path, i: u8) -> (PathBuf, PathBuf, PathBuf) {
+/// The members of the local etcd cluster (none for a user's etcd).
+fn members(dir: &Path, s: &Settings) -> Vec<Member> {
+    let Some((first, n)) = s.etcd else { return vec![] };
     let base = etcd_dir(dir);
-    (base.join(format!("m{i}")), base.join(format!("m{i}.pid")), base.join(format!("m{i}.log")))
-}
-
-/// The members of the local etcd cluster: (data, pid file, log, client port).
-fn members(dir: &Path, s: &Settings) -> Vec<(PathBuf, PathBuf, PathBuf, u16)> {
-    let Some(first) = s.etcd_port else { return vec![] };
-    // The member count is fixed when the cluster is made: servers added later share it.
-    let n = std::fs::read_dir(etcd_dir(dir)).map(|d| d.flatten().filter(|e| e.path().is_dir()).count()).unwrap_or(0);
-    let n = if n == 0 { s.count } else { u8::try_from(n).unwrap_or(s.count) };
     (0..n)
-        .map(|i| {
-            let (data, pid, log) = member_files(dir, i);
-            (data, pid, log, client_port(first, i))
+        .map(|i| Member {
+            data: base.join(format!("m{i}")),
+            pid: base.join(format!("m{i}.pid")),
+            log: base.join(format!("m{i}.log")),
+            client: client_port(first, i),
         })
         .collect()
 }
@@ -146,10 +151,10 @@ fn etcd_healthy(port: u16) -> bool {
 /// Starts the local etcd members that do not run, and waits until the cluster is healthy.
 pub fn start_etcd(dir: &Path, s: &Settings, started: Instant) -> anyhow::Result<()> {
     let members = members(dir, s);
-    let Some(first) = s.etcd_port else { return Ok(()) };
+    let Some((first, _)) = s.etcd else { return Ok(()) };
     let initial: Vec<String> = (0..members.len()).map(|i| format!("m{i}=http://127.0.0.1:{}", client_port(first, i as u8) + 1)).collect();
     let mut spawned = false;
-    for (i, (data, pid, log, client)) in members.iter().enumerate() {
+    for (i, Member { data, pid, log, client }) in members.iter().enumerate() {
         if crate::detached::running(pid, ETCD).is_some() {
             continue;
         }
@@ -186,9 +191,9 @@ pub fn start_etcd(dir: &Path, s: &Settings, started: Instant) -> anyhow::Result<
         }
     }
     let deadline = Instant::now() + STEP_TIMEOUT;
-    while !members.iter().all(|m| etcd_healthy(m.3)) {
+    while !members.iter().all(|m| etcd_healthy(m.client)) {
         if Instant::now() > deadline {
-            let (_, _, log, _) = &members[0];
+            let log = &members[0].log;
             bail!("the local etcd cluster did not become healthy within {} s; the end of {}:\n{}", STEP_TIMEOUT.as_secs(), log.display(), crate::cluster::log_tail(log));
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -262,7 +267,7 @@ pub fn stop_others(dir: &Path) {
 /// Stops the local etcd members (once every server is down).
 pub fn stop_etcd(dir: &Path) {
     let Some(s) = load(dir) else { return };
-    let pids: Vec<PathBuf> = members(dir, &s).into_iter().map(|m| m.1).collect();
+    let pids: Vec<PathBuf> = members(dir, &s).into_iter().map(|m| m.pid).collect();
     crate::detached::stop(&pids.iter().map(|p| (p.as_path(), ETCD)).collect::<Vec<_>>(), Duration::from_secs(15));
 }
 
@@ -274,8 +279,8 @@ pub fn status(dir: &Path) -> (String, bool) {
     let mut all = true;
     let members = members(dir, &s);
     if !members.is_empty() {
-        let up = members.iter().filter(|m| crate::detached::running(&m.1, ETCD).is_some()).count();
-        let healthy = members.iter().any(|m| etcd_healthy(m.3));
+        let up = members.iter().filter(|m| crate::detached::running(&m.pid, ETCD).is_some()).count();
+        let healthy = members.iter().any(|m| etcd_healthy(m.client));
         all &= up == members.len();
         out += &format!("\netcd\ntype: Datastore\nmembers: {up}/{} running\nhealth: {}\n", members.len(), if healthy { "Healthy" } else { "Unhealthy" });
     }
