@@ -94,7 +94,8 @@ pub async fn run_fake(client: kube::Client, node: &NodeArgs, count: u32, shutdow
     timonier_kubelet::fake::run(config, shutdown).await.context("the fake nodes stopped")
 }
 
-fn terminated() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+/// Resolves on SIGTERM or Ctrl-C (the handler is installed at once).
+pub(crate) fn terminated() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("cannot handle SIGTERM")?;
     Ok(async move {
         tokio::select! {

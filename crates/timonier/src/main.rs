@@ -293,12 +293,9 @@ async fn server(mut args: ServerArgs, logs: &logging::ComponentLogs) -> anyhow::
             }
         });
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let terminated = agent::terminated()?;
     let shutdown = async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
+        terminated.await;
         tracing::info!("shutting down");
         // Stop acting, then hand the Leases over, while this server still serves.
         singletons.stop_and_release().await;
