@@ -113,8 +113,8 @@ fn node_name(prefix: &str, i: u32) -> String {
 
 /// The index of `name` if it is one of the `count` nodes named from `prefix`.
 fn node_index(prefix: &str, count: u32, name: &str) -> Option<u32> {
-    let digits = name.strip_prefix(prefix)?.strip_prefix('-')?;
-    let i: u32 = digits.parse().ok().filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))?;
+    let i: u32 = name.strip_prefix(prefix)?.strip_prefix('-')?.parse().ok()?;
+    // Written back as it was: "01" and "+1" parse too, but are not our names.
     (i < count && node_name(prefix, i) == name).then_some(i)
 }
 

@@ -61,6 +61,7 @@ impl NodeRuntime {
         let images = ImageStore::open(config.data_dir.join("images")).map_err(|e| Error::Runtime(e.to_string()))?;
         let nodes: Api<Node> = Api::all(config.client.clone());
         node::register(&nodes, &facts, images_status(&images), &[]).await?;
+        tracing::info!(node = %facts.name, "registered the node");
         let node_ip = match config.node_ip {
             std::net::IpAddr::V4(ip) => ip,
             std::net::IpAddr::V6(_) => return Err(Error::Runtime("the pod network needs an IPv4 node address (--node-ip)".into())),
