@@ -190,3 +190,25 @@ pub fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// The CA and the admin certificate and key (PEM, together) of a test server: what benchmark
+/// clients authenticate with.
+pub fn admin_credentials(server: &timonier_testkit::Server) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+    let pki = server.dir.path().join("data/pki");
+    let ca = std::fs::read(pki.join("ca.crt"))?;
+    let identity = [std::fs::read(pki.join("admin.crt"))?, std::fs::read(pki.join("admin.key"))?].concat();
+    Ok((ca, identity))
+}
+
+/// An admin client with a connection pool of its own (so its own TLS connection).
+pub fn admin_client(ca: &[u8], identity: &[u8], timeout: std::time::Duration) -> anyhow::Result<reqwest::Client> {
+    use anyhow::Context;
+    Ok(reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca).context("CA certificate")?)
+        .identity(reqwest::Identity::from_pem(identity).context("admin certificate and key")?)
+        .no_proxy()
+        .timeout(timeout)
+        .build()?)
+}

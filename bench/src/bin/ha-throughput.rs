@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use clap::Parser;
-use timonier_bench::{cpu_model, loadavg, sh};
+use timonier_bench::{admin_client, admin_credentials, cpu_model, loadavg, sh};
 use timonier_testkit::{Etcd, Server};
 
 #[derive(Parser, Debug)]
@@ -41,17 +41,6 @@ struct Case {
     p99_ms: f64,
 }
 
-fn client(ca: &[u8], identity: &[u8]) -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca).context("CA certificate")?)
-        .identity(reqwest::Identity::from_pem(identity).context("admin certificate and key")?)
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()?)
-}
-
 fn run_case(bin: &std::path::Path, n: usize, args: &Args) -> Result<Case> {
     let etcd = Etcd::start().map_err(|e| anyhow::anyhow!("etcd (install Debian's etcd-server): {e}"))?;
     let datastore = format!("etcd://{}", etcd.endpoint);
@@ -61,9 +50,7 @@ fn run_case(bin: &std::path::Path, n: usize, args: &Args) -> Result<Case> {
     for _ in 1..n {
         servers.push(Server::start(bin, &["--datastore", &datastore, "--token", &token]));
     }
-    let pki = servers[0].dir.path().join("data/pki");
-    let ca = std::fs::read(pki.join("ca.crt"))?;
-    let identity = [std::fs::read(pki.join("admin.crt"))?, std::fs::read(pki.join("admin.key"))?].concat();
+    let (ca, identity) = admin_credentials(&servers[0])?;
     let urls: Vec<String> = servers.iter().map(|s| s.url("/api/v1/namespaces/default/configmaps")).collect();
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
@@ -71,7 +58,7 @@ fn run_case(bin: &std::path::Path, n: usize, args: &Args) -> Result<Case> {
         let end = Instant::now() + Duration::from_secs(args.seconds);
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..args.clients {
-            let (c, url, next) = (client(&ca, &identity)?, urls[i % urls.len()].clone(), next.clone());
+            let (c, url, next) = (admin_client(&ca, &identity, Duration::from_secs(30))?, urls[i % urls.len()].clone(), next.clone());
             tasks.spawn(async move {
                 let mut lat = Vec::new();
                 while Instant::now() < end {

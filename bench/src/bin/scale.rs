@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
 use serde_json::{json, Value};
-use timonier_bench::{cpu_model, loadavg, proc_cpu, proc_status_kb, sh};
+use timonier_bench::{admin_client, admin_credentials, cpu_model, loadavg, proc_cpu, proc_status_kb, sh};
 use timonier_testkit::{ChildGuard, Server};
 
 #[derive(Parser, Debug)]
@@ -45,18 +45,8 @@ struct Api {
 
 impl Api {
     fn new(server: &Server) -> Result<Api> {
-        let pki = server.dir.path().join("data/pki");
-        let ca = std::fs::read(pki.join("ca.crt"))?;
-        let identity = [std::fs::read(pki.join("admin.crt"))?, std::fs::read(pki.join("admin.key"))?].concat();
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(&ca).context("CA certificate")?)
-            .identity(reqwest::Identity::from_pem(&identity).context("admin certificate and key")?)
-            .no_proxy()
-            .timeout(Duration::from_secs(120))
-            .build()?;
-        Ok(Api { client, base: server.url("") })
+        let (ca, identity) = admin_credentials(server)?;
+        Ok(Api { client: admin_client(&ca, &identity, Duration::from_secs(120))?, base: server.url("") })
     }
 
     async fn get(&self, path: &str) -> Result<Value> {
