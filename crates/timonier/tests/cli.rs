@@ -290,8 +290,17 @@ fn start_several_servers() {
             .unwrap();
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
     };
-    let (_, endpoints) = kubectl(port, &["get", "endpoints", "kubernetes", "-o", "jsonpath={.subsets[*].ports[0].port}"]);
-    assert_eq!(endpoints, format!("{port} {} {}", port + 1, port + 2));
+    // Each server adds itself at its next endpoint pass (every 5 s), as upstream's reconciler.
+    let want = format!("{port} {} {}", port + 1, port + 2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, endpoints) = kubectl(port, &["get", "endpoints", "kubernetes", "-o", "jsonpath={.subsets[*].ports[0].port}"]);
+        if endpoints == want || std::time::Instant::now() > deadline {
+            assert_eq!(endpoints, want);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
     let holder = |server: u16| kubectl(server, &["get", "lease", "-n", "kube-system", "kube-controller-manager", "-o", "jsonpath={.spec.holderIdentity}"]).1;
     let first_id = std::fs::read_to_string(dir.join("server/server-id")).expect("server-id");
     let leader = holder(port);
