@@ -114,10 +114,18 @@ pub fn version_info() -> Value {
 
 /// Handles one request from an authenticated (or anonymous) client.
 pub async fn handle(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, user: Option<UserInfo>, server_address: String) -> Response<Body> {
-    match route(state, req, user, server_address).await {
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let info = crate::metrics::RequestInfo::of(req.method(), req.uri().path(), req.uri().query(), content_type);
+    let _in_flight = info.as_ref().and_then(|i| i.in_flight());
+    let started = std::time::Instant::now();
+    let response = match route(state, req, user, server_address).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
+    };
+    if let Some(info) = info {
+        info.observe(response.status().as_u16(), started.elapsed(), hyper::body::Body::size_hint(response.body()).exact());
     }
+    response
 }
 
 async fn route(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, user: Option<UserInfo>, server_address: String) -> ApiResult<Response<Body>> {
@@ -125,12 +133,13 @@ async fn route(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, user: 
     // Health and version are public, as upstream's system:public-info-viewer allows.
     match &endpoint {
         Ok(Endpoint::Version) => return Ok(json_response(StatusCode::OK, &version_info())),
-        Ok(Endpoint::Health(_)) => {
-            let ready = req.uri().path().starts_with("/readyz");
-            if ready && !state.is_ready() {
-                return Ok(respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", b"[-]informer-sync failed: not ready\nreadyz check failed\n".to_vec()));
-            }
-            return Ok(respond(StatusCode::OK, "text/plain; charset=utf-8", b"ok".to_vec()));
+        Ok(Endpoint::Health(check)) => {
+            let endpoint = req.uri().path().trim_start_matches('/').split('/').next().unwrap_or("");
+            let Some(a) = crate::health::answer(&state, endpoint, check, req.uri().query()).await else { return Err(ApiError::path_not_found()) };
+            let code = StatusCode::from_u16(a.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut r = respond(code, "text/plain; charset=utf-8", a.body.into_bytes());
+            r.headers_mut().insert("x-content-type-options", http::HeaderValue::from_static("nosniff"));
+            return Ok(r);
         }
         // Authenticated by the server token rather than a user (the joining server has none).
         Ok(Endpoint::ServerBootstrap) => {
@@ -195,6 +204,10 @@ async fn route(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, user: 
             None => crate::aggregator::openapi::v3_document(state, req, user, &p).await.unwrap_or_else(|| Err(ApiError::path_not_found())),
         },
         Endpoint::Resource(path) => strategy::with_requester(user.clone(), resource(state, req, path, accept.as_deref(), user)).await,
+        Endpoint::Metrics => {
+            let (content_type, body) = crate::metrics::render(&state);
+            Ok(respond(StatusCode::OK, &content_type, body))
+        }
         Endpoint::Version | Endpoint::Health(_) | Endpoint::ServerBootstrap => Err(ApiError::path_not_found()),
     }
 }

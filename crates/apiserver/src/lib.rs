@@ -26,8 +26,10 @@ mod ephemeral;
 pub mod error;
 mod gc;
 mod handler;
+mod health;
 mod kubelet_proxy;
 mod live;
+pub mod metrics;
 mod negotiate;
 mod node_authz;
 pub mod node_ipam;
@@ -288,8 +290,10 @@ impl Server {
         tokio::spawn(aggregator::controller(self.state.clone()));
         tokio::spawn(self.endpoints.clone().run());
         let endpoints = self.endpoints;
+        let state = self.state.clone();
         let shutdown = async move {
             shutdown.await;
+            state.shutting_down.store(true, Ordering::Release);
             // Out of the kubernetes Service while still serving, as kube-apiserver does.
             match tokio::time::timeout(std::time::Duration::from_secs(2), endpoints.remove()).await {
                 Ok(Err(e)) => tracing::warn!(error = %e, "cannot remove this server from the kubernetes Service"),

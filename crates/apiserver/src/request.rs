@@ -25,6 +25,8 @@ pub struct ResourcePath {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     Version,
+    /// `/metrics` (metrics.rs).
+    Metrics,
     /// `/healthz`, `/livez`, `/readyz`, with an optional check name after it.
     Health(String),
     /// `/api`
@@ -63,6 +65,7 @@ pub fn parse_path(path: &str) -> ApiResult<Endpoint> {
     let s: Vec<&str> = p.iter().map(String::as_str).collect();
     Ok(match s.as_slice() {
         ["version"] => Endpoint::Version,
+        ["metrics"] => Endpoint::Metrics,
         ["v1-timonier", "server-bootstrap"] => Endpoint::ServerBootstrap,
         [h, rest @ ..] if matches!(*h, "healthz" | "livez" | "readyz") && rest.len() <= 1 => {
             Endpoint::Health(rest.first().map(|r| r.to_string()).unwrap_or_default())

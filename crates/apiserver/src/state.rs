@@ -50,6 +50,8 @@ pub struct ApiState {
     pub cache: Arc<WatchCache>,
     pub registry: RwLock<Arc<Registry>>,
     pub ready: AtomicBool,
+    /// Set when the server begins to stop: `/readyz` fails from then on (its `shutdown` check).
+    pub shutting_down: AtomicBool,
     /// The service CIDR's allocator and the node-port range.
     pub services: crate::alloc::ServiceRanges,
     /// The OpenAPI documents, built for one registry (rebuilt when CRDs change it).
@@ -71,6 +73,7 @@ pub struct ApiState {
 impl ApiState {
     pub async fn new(store: DynStorage, watch_history: usize) -> Result<Arc<ApiState>, timonier_store::StoreError> {
         let registry = Registry::new(resources::builtin());
+        let store = crate::metrics::Metered::wrap(store, &registry.all);
         let mut prefixes: Vec<String> = registry.all.iter().map(|d| d.key_prefix()).collect();
         prefixes.sort();
         prefixes.dedup();
@@ -80,6 +83,7 @@ impl ApiState {
             cache,
             registry: RwLock::new(Arc::new(registry)),
             ready: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
             services: crate::alloc::ServiceRanges::default(),
             openapi: Default::default(),
             kubelet_tls: Default::default(),
@@ -128,5 +132,9 @@ impl ApiState {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
     }
 }

@@ -156,6 +156,7 @@ pub async fn start(state: &Arc<ApiState>, def: Arc<ResourceDef>, ns: &str, q: &Q
     let crd = state.crd_for(&def);
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let prefix = def.namespace_prefix(ns);
+    let prefix_namespace = if def.namespaced { ns.to_string() } else { String::new() };
     match cache.watch(&prefix, start, revision) {
         Err(e) if e.code == 410 => {
             // Clients expect 200 and the error in the stream (kube-rs relists only then).
@@ -164,7 +165,10 @@ pub async fn start(state: &Arc<ApiState>, def: Arc<ResourceDef>, ns: &str, q: &Q
         }
         Err(e) => return Err(e),
         Ok((initial, mut events)) => {
+            let watching = crate::metrics::watching(&def.group, &def.version, &def.plural, &prefix_namespace);
+            let sent = crate::metrics::watch_events(&def.group, &def.version, &def.kind);
             tokio::spawn(async move {
+                let _watching = watching;
                 let deadline = tokio::time::Instant::now() + timeout;
                 let mut last = revision;
                 for ev in &initial {
@@ -173,6 +177,7 @@ pub async fn start(state: &Arc<ApiState>, def: Arc<ResourceDef>, ns: &str, q: &Q
                         if tx.send(event_line(&def, crd.as_deref(), shape, include, ev, kind, changed.as_ref())).await.is_err() {
                             return;
                         }
+                        sent.inc();
                     }
                 }
                 if snapshot && send_initial && tx.send(bookmark(&def, last, true)).await.is_err() {
@@ -196,6 +201,7 @@ pub async fn start(state: &Arc<ApiState>, def: Arc<ResourceDef>, ns: &str, q: &Q
                                 if tx.send(event_line(&def, crd.as_deref(), shape, include, &ev, kind, changed.as_ref())).await.is_err() {
                                     return;
                                 }
+                                sent.inc();
                             }
                         }
                     }

@@ -200,6 +200,49 @@ fn anonymous_requests_are_refused() {
     assert!(curl("/api/v1/namespaces").contains("\"code\":401"));
 }
 
+/// `/metrics` in Prometheus' text format with upstream's names and labels, and the health
+/// endpoints' checks, as `kubectl get --raw` shows them on kube-apiserver.
+#[test]
+fn metrics_and_health_checks() {
+    let s = server();
+    let k = s.kubectl("1.33");
+    k.run(&["create", "configmap", "counted", "--from-literal=a=b"]).ok();
+    k.run(&["get", "configmaps"]).ok();
+    let metrics = k.run(&["get", "--raw", "/metrics"]).ok().to_string();
+    let sample = |prefix: &str| metrics.lines().find(|l| l.starts_with(prefix)).map(str::to_string);
+    assert!(metrics.contains("# TYPE apiserver_request_total counter\n"), "{metrics}");
+    assert!(metrics.contains("# HELP apiserver_request_total [STABLE] Counter of apiserver requests"), "{metrics}");
+    let list = sample("apiserver_request_total{code=\"200\",component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"configmaps\",scope=\"namespace\",subresource=\"\",verb=\"LIST\",version=\"v1\"}");
+    assert!(list.is_some(), "no LIST of configmaps counted:\n{metrics}");
+    assert!(sample("apiserver_request_total{code=\"201\",component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"configmaps\",scope=\"resource\",subresource=\"\",verb=\"POST\",version=\"v1\"} 1").is_some(), "{metrics}");
+    assert!(sample("apiserver_request_duration_seconds_bucket{component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"configmaps\",scope=\"namespace\",subresource=\"\",verb=\"LIST\",version=\"v1\",le=\"0.005\"}").is_some(), "{metrics}");
+    // Counted from the cache at scrape time: default, kube-system, kube-public, kube-node-lease.
+    assert_eq!(sample("apiserver_storage_objects{resource=\"namespaces\"}").as_deref(), Some("apiserver_storage_objects{resource=\"namespaces\"} 4"), "{metrics}");
+    assert!(sample("apiserver_storage_objects{resource=\"deployments.apps\"} 0").is_some(), "{metrics}");
+    assert!(sample("etcd_request_duration_seconds_count{operation=\"create\",type=\"configmaps\"}").is_some(), "{metrics}");
+    assert!(sample("process_resident_memory_bytes ").is_some(), "{metrics}");
+    // Watches are long-running requests while they last.
+    let mut watch = k.command(&["get", "configmaps", "--watch"]).stdout(std::process::Stdio::null()).spawn().expect("kubectl get --watch");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let watching = "apiserver_longrunning_requests{component=\"apiserver\",group=\"\",resource=\"configmaps\",scope=\"namespace\",subresource=\"\",verb=\"WATCH\",version=\"v1\"} 1";
+    while !k.run(&["get", "--raw", "/metrics"]).ok().contains(watching) {
+        assert!(std::time::Instant::now() < deadline, "the watch is not counted as long-running");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+
+    let ready = k.run(&["get", "--raw", "/readyz?verbose"]).ok().to_string();
+    assert!(ready.starts_with("[+]ping ok\n[+]log ok\n[+]etcd ok\n[+]etcd-readiness ok\n[+]informer-sync ok\n"), "{ready}");
+    assert!(ready.ends_with("[+]shutdown ok\nreadyz check passed\n"), "{ready}");
+    let live = k.run(&["get", "--raw", "/livez?verbose&exclude=etcd&exclude=nothing"]).ok().to_string();
+    assert!(live.contains("[+]etcd excluded: ok\n") && !live.contains("[+]informer-sync"), "{live}");
+    assert!(live.ends_with("warn: some health checks cannot be excluded: no matches for \"nothing\"\nlivez check passed\n"), "{live}");
+    assert_eq!(k.run(&["get", "--raw", "/readyz/etcd"]).ok(), "ok");
+    assert_eq!(k.run(&["get", "--raw", "/livez"]).ok(), "ok");
+    assert_ne!(k.run(&["get", "--raw", "/livez/informer-sync"]).code, 0, "a readiness check is not a liveness check");
+}
+
 #[test]
 fn pagination_and_all_namespaces() {
     each_version(|_, k, _| {

@@ -143,6 +143,8 @@ pub(super) fn bootstrap_policy() -> (Vec<Value>, Vec<Value>) {
         role("system:discovery", json!([{"nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/readyz", "/openapi", "/openapi/*", "/version", "/version/"], "verbs": ["get"]}])),
         role("system:basic-user", json!([review, whoami])),
         role("system:public-info-viewer", json!([{"nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/"], "verbs": ["get"]}])),
+        // For Prometheus: users in the group `system:monitoring` may scrape `/metrics`.
+        role("system:monitoring", json!([{"nonResourceURLs": ["/healthz", "/healthz/*", "/livez", "/livez/*", "/metrics", "/metrics/slis", "/readyz", "/readyz/*"], "verbs": ["get"]}])),
         // Bound to no one: nodes get these rules from the Node authorizer, scoped to their
         // own objects.
         role("system:node", Value::Array(crate::node_authz::node_rules())),
@@ -221,6 +223,7 @@ pub(super) fn bootstrap_policy() -> (Vec<Value>, Vec<Value>) {
         binding("system:discovery", "system:discovery", json!([group("system:authenticated")])),
         binding("system:basic-user", "system:basic-user", json!([group("system:authenticated")])),
         binding("system:public-info-viewer", "system:public-info-viewer", json!([group("system:authenticated"), group("system:unauthenticated")])),
+        binding("system:monitoring", "system:monitoring", json!([group("system:monitoring")])),
         binding("system:node", "system:node", Value::Null),
         binding("system:node-proxier", "system:node-proxier", json!([user("system:kube-proxy")])),
         binding("system:kube-dns", "system:kube-dns", json!([service_account("kube-dns")])),
