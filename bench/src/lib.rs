@@ -212,3 +212,63 @@ pub fn admin_client(ca: &[u8], identity: &[u8], timeout: std::time::Duration) ->
         .timeout(timeout)
         .build()?)
 }
+
+/// JSON over HTTPS to a test server as its administrator: what the benchmarks that drive the
+/// API directly (no kubectl, no typed client) send.
+pub struct Rest {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Rest {
+    pub fn new(server: &timonier_testkit::Server) -> anyhow::Result<Rest> {
+        let (ca, identity) = admin_credentials(server)?;
+        Ok(Rest { client: admin_client(&ca, &identity, std::time::Duration::from_secs(120))?, base: server.url("") })
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        self.send(self.client.get(format!("{}{path}", self.base)), path).await
+    }
+
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        self.send(self.client.post(format!("{}{path}", self.base)).json(body), path).await
+    }
+
+    /// A merge patch (`kubectl patch --type merge`).
+    pub async fn patch(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        let req = self.client.patch(format!("{}{path}", self.base)).header("content-type", "application/merge-patch+json").body(body.to_string());
+        self.send(req, path).await
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        self.send(self.client.delete(format!("{}{path}", self.base)), path).await
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder, path: &str) -> anyhow::Result<serde_json::Value> {
+        let r = req.send().await?;
+        let status = r.status();
+        let body = r.bytes().await?;
+        anyhow::ensure!(status.is_success(), "{path}: {status} {}", String::from_utf8_lossy(&body));
+        Ok(serde_json::from_slice(&body)?)
+    }
+
+    /// Every item of a list, in pages of 500 as kubectl reads them; and how long the first
+    /// page took.
+    pub async fn list_all(&self, path: &str) -> anyhow::Result<(Vec<serde_json::Value>, std::time::Duration)> {
+        let started = std::time::Instant::now();
+        let mut first = None;
+        let mut items = Vec::new();
+        let mut cont = String::new();
+        loop {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let more = if cont.is_empty() { String::new() } else { format!("&continue={cont}") };
+            let page = self.get(&format!("{path}{sep}limit=500{more}")).await?;
+            first.get_or_insert(started.elapsed());
+            items.extend(page["items"].as_array().cloned().unwrap_or_default());
+            cont = page["metadata"]["continue"].as_str().unwrap_or("").to_string();
+            if cont.is_empty() {
+                return Ok((items, first.unwrap_or_default()));
+            }
+        }
+    }
+}

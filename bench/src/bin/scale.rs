@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
 use serde_json::{json, Value};
-use timonier_bench::{admin_client, admin_credentials, cpu_model, loadavg, proc_cpu, proc_status_kb, sh};
+use timonier_bench::{cpu_model, loadavg, proc_cpu, proc_status_kb, sh, Rest};
 use timonier_testkit::{ChildGuard, Server};
 
 #[derive(Parser, Debug)]
@@ -36,52 +36,6 @@ struct Args {
     server_bin: Option<PathBuf>,
     #[arg(long)]
     no_build: bool,
-}
-
-struct Api {
-    client: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    fn new(server: &Server) -> Result<Api> {
-        let (ca, identity) = admin_credentials(server)?;
-        Ok(Api { client: admin_client(&ca, &identity, Duration::from_secs(120))?, base: server.url("") })
-    }
-
-    async fn get(&self, path: &str) -> Result<Value> {
-        let r = self.client.get(format!("{}{path}", self.base)).send().await?;
-        let status = r.status();
-        let body = r.bytes().await?;
-        ensure!(status.is_success(), "GET {path}: {status} {}", String::from_utf8_lossy(&body));
-        Ok(serde_json::from_slice(&body)?)
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> Result<()> {
-        let r = self.client.post(format!("{}{path}", self.base)).json(body).send().await?;
-        let status = r.status();
-        ensure!(status.is_success(), "POST {path}: {status} {}", r.text().await.unwrap_or_default());
-        Ok(())
-    }
-
-    /// Every item of a list, in pages of 500 as kubectl reads them; and how long the first
-    /// page took.
-    async fn list_all(&self, path: &str) -> Result<(Vec<Value>, Duration)> {
-        let started = Instant::now();
-        let mut first = None;
-        let mut items = Vec::new();
-        let mut cont = String::new();
-        loop {
-            let sep = if path.contains('?') { '&' } else { '?' };
-            let page = self.get(&format!("{path}{sep}limit=500{}", if cont.is_empty() { String::new() } else { format!("&continue={cont}") })).await?;
-            first.get_or_insert(started.elapsed());
-            items.extend(page["items"].as_array().cloned().unwrap_or_default());
-            cont = page["metadata"]["continue"].as_str().unwrap_or("").to_string();
-            if cont.is_empty() {
-                return Ok((items, first.unwrap_or_default()));
-            }
-        }
-    }
 }
 
 fn ready_nodes(items: &[Value]) -> usize {
@@ -105,7 +59,7 @@ fn main() -> std::process::ExitCode {
         let load = loadavg();
         let server = Server::start_control_plane(&bin, &[]);
         let server_pid = server.pid().context("server pid")?;
-        let api = Api::new(&server)?;
+        let api = Rest::new(&server)?;
         let rt = tokio::runtime::Runtime::new()?;
         let rss_fresh = proc_status_kb(server_pid, "VmRSS:").unwrap_or(0);
 
