@@ -163,7 +163,8 @@ fn main() -> std::process::ExitCode {
         std::fs::write(&regcfg, format!("mirrors:\n  docker.io:\n    endpoint: [\"http://{}\"]\n", registry.addr()))?;
         let regcfg = regcfg.to_string_lossy().into_owned();
         let port = free_port().to_string();
-        let flags = ["--node-name", "bench-idle", "--node-ip", "127.0.0.1", "--kubelet-port", &port, "--bridge", "tmnidle0", "--registry-config", &regcfg];
+        // Room for the churn beside the idle pods and the system's (the default is 110 a node).
+        let flags = ["--node-name", "bench-idle", "--node-ip", "127.0.0.1", "--kubelet-port", &port, "--bridge", "tmnidle0", "--registry-config", &regcfg, "--max-pods", "250"];
         eprintln!("load before: {load}");
         let mut server = Server::start_with_agent(&bin, &flags);
         let agent_dir = server.dir.path().join("data/agent");

@@ -135,38 +135,58 @@ pub(crate) async fn create_or_set(state: &Arc<ApiState>, (group, version, resour
 }
 
 /// The namespace lifecycle controller: level-triggered over the cache, it deletes everything
-/// in each terminating namespace, then clears the namespace's `kubernetes` finalizer.
+/// in each terminating namespace, then clears the namespace's `kubernetes` finalizer. While
+/// one is terminating, any change may be the deletion it waits for; otherwise only namespaces
+/// wake it.
 pub async fn namespace_controller(state: Arc<ApiState>) {
-    on_change(state, Duration::from_millis(500), "namespace", |state| async move { reconcile_namespaces(&state).await }).await
+    let revision = |state: &ApiState| changes_while_deleting(state, ("", "v1", "namespaces"));
+    on_change_by(state, Duration::from_millis(500), "namespace", revision, |state| async move { reconcile_namespaces(&state).await }).await
 }
 
-/// Runs a level-triggered pass of an in-process controller whenever the cache has moved
-/// (checked every `period`), so that an idle cluster costs no passes; a failed pass is
-/// retried at the next tick.
-pub async fn on_change<F, Fut>(state: Arc<ApiState>, period: Duration, name: &'static str, pass: F)
-where
-    F: Fn(Arc<ApiState>) -> Fut,
-    Fut: std::future::Future<Output = ApiResult<()>>,
-{
-    run_on_change(state, period, name, |state: &ApiState| state.cache.revision(), pass).await
-}
-
-/// As [`on_change`], for a pass that reads one resource only: it runs again when that
-/// resource changed, not on every write (thousands of Lease renewals a second).
-pub async fn on_change_of<F, Fut>(state: Arc<ApiState>, period: Duration, name: &'static str, resource: (&str, &str, &str), pass: F)
-where
-    F: Fn(Arc<ApiState>) -> Fut,
-    Fut: std::future::Future<Output = ApiResult<()>>,
-{
+/// For a controller that empties what an object being deleted holds (namespaces, CRDs): the
+/// revision of the latest change to `resource`, or of any change while one of its objects is
+/// being deleted (any change may be the deletion it waits for).
+pub fn changes_while_deleting(state: &ApiState, resource: Watched) -> i64 {
     let (group, version, plural) = resource;
-    let revision = |state: &ApiState| match state.def(group, version, plural).and_then(|d| state.cache_of(&d)) {
-        Ok(cache) => cache.last_change(),
-        Err(_) => state.cache.revision(),
-    };
-    run_on_change(state, period, name, revision, pass).await
+    let Ok(def) = state.def(group, version, plural) else { return state.cache.revision() };
+    let Ok(cache) = state.cache_of(&def) else { return state.cache.revision() };
+    if cache.list(&def.key_prefix()).iter().any(|(_, o)| !meta_str(o, "deletionTimestamp").is_empty()) {
+        state.cache.revision()
+    } else {
+        cache.last_change()
+    }
 }
 
-async fn run_on_change<R, F, Fut>(state: Arc<ApiState>, period: Duration, name: &'static str, revision: R, pass: F)
+/// A resource a controller reads: (group, version, plural).
+pub type Watched = (&'static str, &'static str, &'static str);
+
+/// Runs a level-triggered pass of an in-process controller whenever one of the `resources`
+/// it reads changed (checked every `period`), so that an idle cluster costs no passes and
+/// thousands of Lease renewals a second wake none; a failed pass is retried at the next tick.
+pub async fn on_change_of<F, Fut>(state: Arc<ApiState>, period: Duration, name: &'static str, resources: &'static [Watched], pass: F)
+where
+    F: Fn(Arc<ApiState>) -> Fut,
+    Fut: std::future::Future<Output = ApiResult<()>>,
+{
+    on_change_by(state, period, name, |state: &ApiState| last_change_of(state, resources), pass).await
+}
+
+/// The revision of the latest change to any of `resources` (the whole cache's when one is
+/// not served).
+pub fn last_change_of(state: &ApiState, resources: &[Watched]) -> i64 {
+    let mut latest = 0;
+    for (group, version, plural) in resources {
+        match state.def(group, version, plural).and_then(|d| state.cache_of(&d)) {
+            Ok(cache) => latest = latest.max(cache.last_change()),
+            Err(_) => return state.cache.revision(),
+        }
+    }
+    latest
+}
+
+/// Runs `pass` whenever `revision` moves (checked every `period`); a failed pass is retried at
+/// the next tick.
+pub async fn on_change_by<R, F, Fut>(state: Arc<ApiState>, period: Duration, name: &'static str, revision: R, pass: F)
 where
     R: Fn(&ApiState) -> i64,
     F: Fn(Arc<ApiState>) -> Fut,

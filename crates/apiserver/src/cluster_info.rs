@@ -130,13 +130,13 @@ async fn sign(state: &Arc<ApiState>) -> ApiResult<()> {
     crate::rest::ignore_not_found(r)
 }
 
-/// The bootstrap signer: level-triggered on every change, and every few seconds for tokens
-/// that expire without any write.
+/// The bootstrap signer: level-triggered on changes to Secrets (the tokens) and ConfigMaps
+/// (`cluster-info`), and every few seconds for tokens that expire without any write.
 pub async fn signer(state: Arc<ApiState>) {
     let mut last = -1;
     let mut since = std::time::Instant::now();
     loop {
-        let rev = state.cache.revision();
+        let rev = crate::bootstrap::last_change_of(&state, &[("", "v1", "secrets"), ("", "v1", "configmaps")]);
         if rev != last || since.elapsed() > Duration::from_secs(5) {
             last = rev;
             since = std::time::Instant::now();

@@ -183,7 +183,8 @@ pub fn validate_crd(obj: &Value) -> Vec<FieldError> {
 /// The CRD lifecycle: keeps the registry in step with the CRDs, and when one is deleted,
 /// deletes its custom resources before letting it go.
 pub async fn controller(state: Arc<ApiState>) {
-    crate::bootstrap::on_change(state, Duration::from_millis(200), "CRD", |state| async move {
+    let revision = |state: &ApiState| crate::bootstrap::changes_while_deleting(state, ("apiextensions.k8s.io", "v1", "customresourcedefinitions"));
+    crate::bootstrap::on_change_by(state, Duration::from_millis(200), "CRD", revision, |state| async move {
         state.sync_crds().await?;
         cleanup_deleted(&state).await
     })

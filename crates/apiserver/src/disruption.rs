@@ -214,7 +214,7 @@ impl ApiState {
 
 /// Keeps every PodDisruptionBudget's status current.
 pub async fn controller(state: Arc<ApiState>) {
-    crate::bootstrap::on_change(state, Duration::from_millis(500), "disruption", |state| async move { sync(&state).await }).await
+    crate::bootstrap::on_change_of(state, Duration::from_millis(500), "disruption", &[("policy", "v1", "poddisruptionbudgets"), ("", "v1", "pods")], |state| async move { sync(&state).await }).await
 }
 
 async fn sync(state: &Arc<ApiState>) -> ApiResult<()> {

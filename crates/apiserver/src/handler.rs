@@ -205,8 +205,7 @@ async fn route(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, user: 
         },
         Endpoint::Resource(path) => strategy::with_requester(user.clone(), resource(state, req, path, accept.as_deref(), user)).await,
         Endpoint::Metrics => {
-            let (content_type, body) = crate::metrics::render(&state);
-            Ok(respond(StatusCode::OK, &content_type, body))
+            Ok(respond(StatusCode::OK, timonier_metrics::CONTENT_TYPE, crate::metrics::render(&state)))
         }
         Endpoint::Version | Endpoint::Health(_) | Endpoint::ServerBootstrap => Err(ApiError::path_not_found()),
     }
@@ -289,6 +288,10 @@ async fn resource(state: Arc<ApiState>, req: Request<hyper::body::Incoming>, pat
     }
     if let Some(sub) = &path.subresource {
         let name = path.name.clone().unwrap_or_default();
+        if sub == "proxy" && def.group.is_empty() && def.plural == "nodes" && !name.is_empty() {
+            let (method, query) = (req.method().clone(), req.uri().query().map(str::to_string));
+            return crate::kubelet_proxy::node_proxy(state, &method, &name, path.rest.as_deref().unwrap_or(""), query.as_deref()).await;
+        }
         if sub == "proxy" && matches!(def.plural.as_str(), "pods" | "services") && !name.is_empty() {
             return crate::object_proxy::proxy(state, req, &def, &ns, &name, path.rest.as_deref().unwrap_or("")).await;
         }

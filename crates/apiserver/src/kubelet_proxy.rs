@@ -141,6 +141,23 @@ pub async fn pod_log(state: Arc<ApiState>, ns: &str, name: &str, query: &crate::
     Ok(crate::server::relay(StatusCode::OK, "text/plain", resp.into_body()))
 }
 
+/// `GET nodes/{name}/proxy/{path}`: the agent's own answer to `GET /{path}` (its metrics,
+/// `/metrics/resource` included: what `kubectl get --raw` and Prometheus' apiserver-proxied
+/// scrapes read), status and body passed through.
+pub async fn node_proxy(state: Arc<ApiState>, method: &http::Method, node: &str, path: &str, raw_query: Option<&str>) -> ApiResult<Response<Body>> {
+    if method != http::Method::GET {
+        return Err(ApiError::method_not_allowed("only GET is proxied to node agents"));
+    }
+    let path_and_query = match raw_query {
+        Some(q) if !q.is_empty() => format!("/{path}?{q}"),
+        _ => format!("/{path}"),
+    };
+    let resp = agent_get(&state, node, &path_and_query).await?;
+    let status = resp.status();
+    let content_type = resp.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("text/plain").to_string();
+    Ok(crate::server::relay(status, &content_type, resp.into_body()))
+}
+
 /// `pods/{name}/exec|attach|portforward`: the upgrade request goes to the agent as it came
 /// (WebSocket or SPDY, the agent negotiates); once the agent switches protocols, both
 /// connections are spliced and the API server only copies bytes.

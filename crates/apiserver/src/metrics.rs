@@ -3,10 +3,6 @@
 //! dashboards and alerts written for upstream read ours: requests by verb, resource, scope and
 //! code, their latency, in-flight and long-running requests, watch events, stored objects, and
 //! the datastore's latency per operation.
-//!
-//! One process-wide registry (prometheus' default, as Go components' `legacyregistry`): the
-//! scheduler, controllers and agent in this process register theirs there too, and every
-//! `/metrics` of the process shows them all, as k3s' single process does.
 
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
@@ -14,7 +10,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::Method;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
+use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec};
+use timonier_metrics::{counter, gauge, histogram, opts, Raised};
 use timonier_store::{Deleted, DynStorage, KeyValue, ListOptions, ListResult, Storage, WatchStream};
 
 use crate::request::{parse_path, Endpoint, Query};
@@ -39,31 +36,6 @@ struct Metrics {
     response_sizes: HistogramVec,
     watch_events: IntCounterVec,
     storage_latency: HistogramVec,
-}
-
-/// Registers `c` in the process's registry; a second registration of the same name (several
-/// servers in one test process) keeps the first.
-pub fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
-    let _ = prometheus::register(Box::new(c.clone()));
-    c
-}
-
-/// The options of a metric: upstream prints the stability level before the help text.
-pub fn opts(name: &str, stability: &str, help: &str) -> Opts {
-    Opts::new(name, format!("[{stability}] {help}"))
-}
-
-fn histogram(name: &str, stability: &str, help: &str, buckets: &[f64], labels: &[&str]) -> HistogramVec {
-    let o = HistogramOpts::from(opts(name, stability, help)).buckets(buckets.to_vec());
-    register(HistogramVec::new(o, labels).expect("valid histogram"))
-}
-
-fn counter(name: &str, stability: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    register(IntCounterVec::new(opts(name, stability, help), labels).expect("valid counter"))
-}
-
-fn gauge(name: &str, stability: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    register(IntGaugeVec::new(opts(name, stability, help), labels).expect("valid gauge"))
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -215,35 +187,19 @@ impl RequestInfo {
     }
 
     /// Marks the request in flight until the guard drops (long-running requests are not).
-    pub fn in_flight(&self) -> Option<Gauged> {
+    pub fn in_flight(&self) -> Option<Raised> {
         if self.long_running() {
             return None;
         }
         let kind = if matches!(self.verb, "GET" | "LIST") { "readOnly" } else { "mutating" };
-        Some(Gauged::inc(METRICS.inflight.with_label_values(&[kind])))
-    }
-}
-
-/// A gauge raised while the guard lives.
-pub struct Gauged(prometheus::IntGauge);
-
-impl Gauged {
-    fn inc(g: prometheus::IntGauge) -> Gauged {
-        g.inc();
-        Gauged(g)
-    }
-}
-
-impl Drop for Gauged {
-    fn drop(&mut self) {
-        self.0.dec();
+        Some(Raised::new(METRICS.inflight.with_label_values(&[kind])))
     }
 }
 
 /// An open watch of `resource`, counted in `apiserver_longrunning_requests` until dropped.
-pub fn watching(group: &str, version: &str, resource: &str, namespace: &str) -> Gauged {
+pub fn watching(group: &str, version: &str, resource: &str, namespace: &str) -> Raised {
     let scope = if namespace.is_empty() { "cluster" } else { "namespace" };
-    Gauged::inc(METRICS.longrunning.with_label_values(&["WATCH", group, version, resource, "", scope, "apiserver"]))
+    Raised::new(METRICS.longrunning.with_label_values(&["WATCH", group, version, resource, "", scope, "apiserver"]))
 }
 
 /// The counter of events sent to watchers of one kind.
@@ -335,11 +291,10 @@ impl Storage for Metered {
     }
 }
 
-/// The text `GET /metrics` answers: every metric of the process, with the gauges computed at
-/// scrape time (stored objects per resource, the process' own figures) added.
-pub fn render(state: &crate::state::ApiState) -> (String, Vec<u8>) {
+/// The text `GET /metrics` answers: every metric of the process, with the number of stored
+/// objects per resource counted from the watch cache now.
+pub fn render(state: &crate::state::ApiState) -> Vec<u8> {
     use prometheus::core::Collector;
-    use prometheus::Encoder;
     let objects = IntGaugeVec::new(
         opts(
             "apiserver_storage_objects",
@@ -349,65 +304,12 @@ pub fn render(state: &crate::state::ApiState) -> (String, Vec<u8>) {
         &["resource"],
     )
     .expect("valid gauge");
-    let registry = state.registry();
-    for def in &registry.all {
-        let name = group_resource(&def.group, &def.plural);
+    for def in &state.registry().all {
         if let Ok(cache) = state.cache_of(def) {
-            objects.with_label_values(&[&name]).set(cache.len() as i64);
+            objects.with_label_values(&[&group_resource(&def.group, &def.plural)]).set(cache.len() as i64);
         }
     }
-    let mut families = prometheus::gather();
-    families.extend(objects.collect());
-    families.extend(process_metrics());
-    families.sort_by(|a, b| a.name().cmp(b.name()));
-    let encoder = prometheus::TextEncoder::new();
-    let mut out = Vec::new();
-    if let Err(e) = encoder.encode(&families, &mut out) {
-        tracing::warn!(error = %e, "cannot encode the metrics");
-    }
-    (format!("{}; charset=utf-8; escaping=underscores", encoder.format_type()), out)
-}
-
-/// Go's process collector's figures, read from /proc: what `process_resident_memory_bytes`
-/// dashboards plot for every component.
-pub fn process_metrics() -> Vec<prometheus::proto::MetricFamily> {
-    use prometheus::core::Collector;
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    // SAFETY: sysconf only reads configuration values.
-    let (hz, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK) as f64, libc::sysconf(libc::_SC_PAGESIZE) as f64) };
-    let boot = std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse::<f64>().ok()))
-        .unwrap_or(0.0);
-    let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0);
-    let max_fds = {
-        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        // SAFETY: getrlimit writes into the struct we pass.
-        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 { r.rlim_cur as f64 } else { 0.0 }
-    };
-    let values = [
-        ("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", (field(11) + field(12)) / hz, true),
-        ("process_resident_memory_bytes", "Resident memory size in bytes.", field(21) * page, false),
-        ("process_virtual_memory_bytes", "Virtual memory size in bytes.", field(20), false),
-        ("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", boot + field(19) / hz, false),
-        ("process_open_fds", "Number of open file descriptors.", fds as f64, false),
-        ("process_max_fds", "Maximum number of open file descriptors.", max_fds, false),
-    ];
-    let mut out = Vec::new();
-    for (name, help, value, is_counter) in values {
-        if is_counter {
-            let c = prometheus::Counter::new(name, help).expect("valid counter");
-            c.inc_by(value);
-            out.extend(c.collect());
-        } else {
-            let g = prometheus::Gauge::new(name, help).expect("valid gauge");
-            g.set(value);
-            out.extend(g.collect());
-        }
-    }
-    out
+    timonier_metrics::render(objects.collect())
 }
 
 #[cfg(test)]

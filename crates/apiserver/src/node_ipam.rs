@@ -19,7 +19,7 @@ pub const CLUSTER_CIDR: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 244, 0, 0), 16);
 const NODE_PREFIX: u8 = 24;
 
 pub async fn controller(state: Arc<ApiState>) {
-    on_change_of(state, Duration::from_millis(200), "node-ipam", ("", "v1", "nodes"), |state| async move { reconcile(&state).await }).await
+    on_change_of(state, Duration::from_millis(200), "node-ipam", &[("", "v1", "nodes")], |state| async move { reconcile(&state).await }).await
 }
 
 /// The index (third octet for /24s in a /16) of a node range inside the cluster range.

@@ -29,7 +29,7 @@ const EXTENDED_EXPIRATION: i64 = 365 * 24 * 3600;
 
 /// Both controllers, level-triggered: a pass whenever the cache moved.
 pub async fn controller(state: Arc<ApiState>) {
-    crate::bootstrap::on_change(state, Duration::from_millis(50), "serviceaccount", |state| async move { reconcile(&state).await }).await
+    crate::bootstrap::on_change_of(state, Duration::from_millis(50), "serviceaccount", &[("", "v1", "namespaces"), ("", "v1", "serviceaccounts"), ("", "v1", "configmaps")], |state| async move { reconcile(&state).await }).await
 }
 
 /// Writes that lose to a namespace being deleted (or gone) need nothing more.

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::bootstrap::on_change;
+use crate::bootstrap::on_change_of;
 use crate::error::ApiResult;
 use crate::rest::{ignore_not_found, meta_str, Mode, WriteOptions};
 use crate::state::ApiState;
 
 pub async fn controller(state: Arc<ApiState>) {
-    on_change(state, Duration::from_millis(300), "persistentvolume-binder", |state| async move { reconcile(&state).await }).await
+    on_change_of(state, Duration::from_millis(300), "persistentvolume-binder", &[("", "v1", "persistentvolumes"), ("", "v1", "persistentvolumeclaims")], |state| async move { reconcile(&state).await }).await
 }
 
 fn quantity_bytes(q: Option<&Value>) -> f64 {

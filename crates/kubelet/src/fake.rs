@@ -99,6 +99,7 @@ impl FakeConfig {
             machine_id: format!("fake-{i}"),
             boot_id: format!("fake-{i}"),
             port: self.port,
+            max_pods: crate::node::MAX_PODS,
         }
     }
 

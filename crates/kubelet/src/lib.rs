@@ -15,6 +15,7 @@ pub mod component_logs;
 mod env;
 mod grpc_probe;
 mod logs;
+mod metrics;
 pub mod mirror;
 mod netpol;
 mod node;
@@ -33,6 +34,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use node::MAX_PODS;
 pub use runtime::{cleanup_node, pem_certs, DEFAULT_CGROUP_ROOT};
 
 /// The Kubernetes version the node reports (the API server's).
@@ -76,6 +78,8 @@ pub struct Config {
     pub vxlan_vni: u32,
     /// The port of the agent's HTTPS API (logs, exec, attach, port-forward).
     pub port: u16,
+    /// How many pods the node takes (`--max-pods`).
+    pub max_pods: u32,
     /// The cluster CA (PEM): clients of the agent API must hold a certificate it signed.
     pub client_ca_pem: String,
     /// The certificate the agent API serves (which the API server checks against the CA).

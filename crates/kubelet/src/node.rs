@@ -25,15 +25,18 @@ pub struct NodeFacts {
     pub machine_id: String,
     pub boot_id: String,
     pub port: u16,
+    /// The pods the node takes (`status.capacity.pods`, the kubelet's `--max-pods`).
+    pub max_pods: u32,
 }
 
+/// The kubelet's default `--max-pods`.
 pub const MAX_PODS: u32 = 110;
 /// How often the Lease is renewed and the status re-posted, as upstream's defaults.
 pub const LEASE_RENEW: Duration = Duration::from_secs(10);
 const LEASE_DURATION_SECONDS: i32 = 40;
 
 impl NodeFacts {
-    pub fn gather(name: &str, ip: IpAddr, port: u16, data_dir: &std::path::Path) -> NodeFacts {
+    pub fn gather(name: &str, ip: IpAddr, port: u16, data_dir: &std::path::Path, max_pods: u32) -> NodeFacts {
         let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
         let memory_bytes = read("/proc/meminfo")
             .lines()
@@ -59,6 +62,7 @@ impl NodeFacts {
             machine_id: read("/etc/machine-id"),
             boot_id: read("/proc/sys/kernel/random/boot_id"),
             port,
+            max_pods,
         }
     }
 
@@ -66,7 +70,7 @@ impl NodeFacts {
         json!({
             "cpu": self.cpus.to_string(),
             "memory": format!("{}Ki", self.memory_bytes / 1024),
-            "pods": MAX_PODS.to_string(),
+            "pods": self.max_pods.to_string(),
             "ephemeral-storage": format!("{}Ki", self.ephemeral_bytes / 1024),
             "hugepages-2Mi": "0",
         })

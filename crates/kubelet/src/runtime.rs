@@ -56,7 +56,7 @@ impl NodeRuntime {
     }
 
     pub async fn start(config: Config) -> Result<NodeRuntime> {
-        let facts = NodeFacts::gather(&config.node_name, config.node_ip, config.port, &config.data_dir);
+        let facts = NodeFacts::gather(&config.node_name, config.node_ip, config.port, &config.data_dir, config.max_pods);
         std::fs::write(config.data_dir.join(CGROUP_ROOT_FILE), &config.cgroup_root).map_err(|e| Error::Runtime(format!("cannot write {}: {e}", config.data_dir.join(CGROUP_ROOT_FILE).display())))?;
         let images = ImageStore::open(config.data_dir.join("images")).map_err(|e| Error::Runtime(e.to_string()))?;
         let nodes: Api<Node> = Api::all(config.client.clone());

@@ -97,12 +97,22 @@ async fn route(node: Arc<NodeRuntime>, req: Request<hyper::body::Incoming>) -> R
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match parts.as_slice() {
         ["healthz"] => Response::new(Full::new(Bytes::from_static(b"ok")).boxed()),
+        ["metrics"] => metrics_text(timonier_metrics::render(vec![])),
+        ["metrics", "resource"] => metrics_text(crate::metrics::resource(&node).into_bytes()),
+        ["metrics", "cadvisor"] => metrics_text(crate::metrics::cadvisor(&node).into_bytes()),
         ["containerLogs", ns, pod, container] => container_logs(node, ns, pod, container, &query).await,
         ["exec", ns, pod, container] => exec_or_attach(node, req, ns, pod, container, &query, true).await,
         ["attach", ns, pod, container] => exec_or_attach(node, req, ns, pod, container, &query, false).await,
         ["portForward", ns, pod] => port_forward(node, req, ns, pod).await,
         _ => text(StatusCode::NOT_FOUND, &format!("the agent does not serve {path}")),
     }
+}
+
+fn metrics_text(body: Vec<u8>) -> Response<Body> {
+    Response::builder()
+        .header("content-type", timonier_metrics::CONTENT_TYPE)
+        .body(Full::new(Bytes::from(body)).boxed())
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
 }
 
 /// The pod's directory and record, found from its name (log directories are named

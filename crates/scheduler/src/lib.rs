@@ -18,6 +18,7 @@ mod feed;
 mod filters;
 mod index;
 mod interpod;
+mod metrics;
 mod node_info;
 mod pod_info;
 mod schedule;
@@ -183,6 +184,8 @@ impl Scheduler {
         queue.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.created.cmp(&b.created)).then_with(|| a.name.cmp(&b.name)));
         let mut retry_in: Option<Duration> = None;
         let mut cycles = 0;
+        let waiting_back_off = queue.iter().filter(|p| self.backoff.get(&p.uid).is_some_and(|(_, at)| *at > now)).count();
+        metrics::pending(queue.len() - waiting_back_off, waiting_back_off, 0);
         for pod in queue {
             if let Some((_, at)) = self.backoff.get(&pod.uid) {
                 if *at > now {
@@ -195,13 +198,21 @@ impl Scheduler {
             if cycles % CYCLES_PER_YIELD == 0 {
                 tokio::task::yield_now().await;
             }
+            let started = Instant::now();
             match schedule(&mut self.cache, &mut self.rotation, &pod) {
                 Ok(slot) => {
+                    metrics::attempt("scheduled", started.elapsed());
+                    let attempts = self.backoff.get(&pod.uid).map_or(0, |(n, _)| *n) + 1;
+                    let created = pod.created.as_deref().and_then(|c| c.parse::<jiff::Timestamp>().ok());
+                    if let Some(since) = created.and_then(|c| jiff::Timestamp::now().duration_since(c).try_into().ok()) {
+                        metrics::scheduled(attempts, since);
+                    }
                     let node = self.cache.node(slot).map(|n| n.name.clone()).unwrap_or_default();
                     self.cache.assume(&pod.uid, &node);
                     self.bind(pod, node);
                 }
                 Err(message) => {
+                    metrics::attempt("unschedulable", started.elapsed());
                     let wait = self.back_off(&pod.uid, now);
                     retry_in = Some(retry_in.map_or(wait, |r| r.min(wait)));
                     self.unschedulable(pod, message);
@@ -219,6 +230,7 @@ impl Scheduler {
         if ok {
             self.backoff.remove(&uid);
         } else {
+            metrics::binding_failed();
             // Deleted, or bound by someone else meanwhile: the pod's next event says which.
             // Until then it waits its back-off, so that a binding refused for good is not
             // retried in a loop.

@@ -25,6 +25,10 @@ pub struct NodeArgs {
     /// The port of the agent's HTTPS API (logs, exec, attach, port-forward).
     #[arg(long, default_value_t = 10250)]
     pub kubelet_port: u16,
+    /// How many pods this node takes, as the kubelet's `--max-pods`; at most 250, as the
+    /// node's pod range is a /24.
+    #[arg(long, default_value_t = timonier_kubelet::MAX_PODS, value_parser = clap::value_parser!(u32).range(1..=250))]
+    pub max_pods: u32,
     /// The node bridge pods are attached to.
     #[arg(long, default_value = "timonier0", hide = true)]
     pub bridge: String,
@@ -181,6 +185,7 @@ pub fn config(client: kube::Client, ca_pem: String, data_dir: PathBuf, node: &No
         network_backend: node.network_backend,
         vxlan_vni: node.vxlan_vni,
         port: node.kubelet_port,
+        max_pods: node.max_pods,
         client_ca_pem: ca_pem,
         serving,
         control_plane: Vec::new(),

@@ -289,6 +289,7 @@ fn server_args(args: &StartArgs, multi: bool) -> Vec<std::ffi::OsString> {
         flag("--registry-config", f);
     }
     flag("--kubelet-port", &node.kubelet_port.to_string());
+    flag("--max-pods", &node.max_pods.to_string());
     flag("--bridge", &node.bridge);
     if args.disable_agent {
         out.push("--disable-agent".into());

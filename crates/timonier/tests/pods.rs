@@ -128,6 +128,45 @@ fn http_get_path(addr: &str, path: &str) -> String {
     }
 }
 
+/// The agent's metrics through the API server's node proxy, as `kubectl get --raw` and
+/// Prometheus read them: each container's CPU and working set from its cgroup.
+#[test]
+fn agent_metrics_through_the_node_proxy() {
+    let _g = lock();
+    let node = Node::start();
+    let k = &node.kubectl;
+    let cmd = |c: &str| format!("    command: [\"sh\", \"-c\", \"{c}\"]\n");
+    node.apply(&pod_yaml("metered", "busybox", "", &cmd("while true; do i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done; sleep 1; done")));
+    node.wait_phase("metered", "Running");
+    let cpu = "container_cpu_usage_seconds_total{container=\"main\",namespace=\"default\",pod=\"metered\"} ";
+    node.wait("the container's CPU in /metrics/resource", Duration::from_secs(30), |k| k.run(&["get", "--raw", "/api/v1/nodes/node1/proxy/metrics/resource"]).stdout.contains(cpu));
+    let resource = k.run(&["get", "--raw", "/api/v1/nodes/node1/proxy/metrics/resource"]).ok().to_string();
+    let line = resource.lines().find(|l| l.starts_with(cpu)).unwrap_or_default().to_string();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields.len(), 3, "value and timestamp: {line}");
+    assert!(fields[1].parse::<f64>().is_ok_and(|v| v > 0.0), "{line}");
+    for sample in [
+        "# TYPE container_memory_working_set_bytes gauge",
+        "container_memory_working_set_bytes{container=\"main\",namespace=\"default\",pod=\"metered\"} ",
+        "container_start_time_seconds{container=\"main\",namespace=\"default\",pod=\"metered\"} ",
+        "pod_cpu_usage_seconds_total{namespace=\"default\",pod=\"metered\"} ",
+        "pod_memory_working_set_bytes{namespace=\"default\",pod=\"metered\"} ",
+        "node_cpu_usage_seconds_total ",
+        "node_memory_working_set_bytes ",
+        "resource_scrape_error 0",
+    ] {
+        assert!(resource.contains(sample), "no {sample:?} in\n{resource}");
+    }
+    let cadvisor = k.run(&["get", "--raw", "/api/v1/nodes/node1/proxy/metrics/cadvisor"]).ok().to_string();
+    assert!(cadvisor.lines().any(|l| l.starts_with("container_memory_working_set_bytes{container=\"main\",id=\"/timonier/pod") && l.contains("image=\"docker.io/library/busybox:latest\"")), "{cadvisor}");
+    assert!(cadvisor.contains("container_cpu_usage_seconds_total{container=\"main\",cpu=\"total\","), "{cadvisor}");
+    let metrics = k.run(&["get", "--raw", "/api/v1/nodes/node1/proxy/metrics"]).ok().to_string();
+    assert!(metrics.contains("# TYPE process_resident_memory_bytes gauge"), "{metrics}");
+    let bad = k.run(&["get", "--raw", "/api/v1/nodes/no-such-node/proxy/metrics"]);
+    assert!(bad.err().contains("nodes \"no-such-node\" not found"), "{}", bad.stderr);
+    k.run(&["delete", "pod", "metered", "--grace-period=0", "--force"]);
+}
+
 #[test]
 fn restart_policies_exit_codes_and_crash_loop() {
     let _g = lock();

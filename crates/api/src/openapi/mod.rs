@@ -7,10 +7,9 @@
 //! the queries hand out cached, serialized documents.
 
 mod extensions;
-pub(crate) mod kinds;
 pub mod merge;
 mod paths;
-mod schemas;
+pub(crate) mod schemas;
 mod v2;
 mod validate;
 #[cfg(test)]

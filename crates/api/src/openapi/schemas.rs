@@ -5,12 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
-use schemars::generate::SchemaSettings;
 use serde_json::{json, Map, Value};
 
 use super::extensions::FIELD_EXTENSIONS;
-use super::kinds;
 use crate::resources::ResourceDef;
 
 /// Where v3 documents keep their schemas; every `$ref` starts with this.
@@ -48,21 +45,7 @@ impl Catalog {
 
     /// The named schemas and all they reference, transitively.
     pub fn closure<'a>(&self, roots: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, Value> {
-        let mut out = BTreeMap::new();
-        let mut todo: Vec<String> = roots.into_iter().map(str::to_string).collect();
-        while let Some(name) = todo.pop() {
-            if out.contains_key(&name) {
-                continue;
-            }
-            let Some(schema) = self.defs.get(&name) else { continue };
-            collect_refs(schema, &mut |r| {
-                if !out.contains_key(r) {
-                    todo.push(r.to_string());
-                }
-            });
-            out.insert(name, schema.clone());
-        }
-        out
+        closure(&self.defs, roots)
     }
 }
 
@@ -99,6 +82,48 @@ pub(super) fn custom_name(group: &str, version: &str, kind: &str) -> String {
     format!("{}.{version}.{kind}", parts.join("."))
 }
 
+/// The schemas in `defs` named by `roots` and all they reference, transitively.
+fn closure<'a>(defs: &BTreeMap<String, Value>, roots: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    let mut todo: Vec<String> = roots.into_iter().map(str::to_string).collect();
+    while let Some(name) = todo.pop() {
+        if out.contains_key(&name) {
+            continue;
+        }
+        let Some(schema) = defs.get(&name) else { continue };
+        collect_refs(schema, &mut |r| {
+            if !out.contains_key(r) {
+                todo.push(r.to_string());
+            }
+        });
+        out.insert(name, schema.clone());
+    }
+    out
+}
+
+/// k8s-openapi's schemas of every built-in kind, as build.rs generated them.
+pub(crate) struct Builtin {
+    /// Definition name → OpenAPI v3 schema.
+    pub definitions: BTreeMap<String, Value>,
+    /// Kind → definition name.
+    pub kinds: HashMap<Gvk, String>,
+}
+
+/// The embedded schemas, parsed on first use (the OpenAPI documents are built lazily).
+pub(crate) fn builtin() -> &'static Builtin {
+    static BUILTIN: std::sync::LazyLock<Builtin> = std::sync::LazyLock::new(|| {
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            definitions: BTreeMap<String, Value>,
+            kinds: Vec<[String; 4]>,
+        }
+        let doc: Doc = serde_json::from_str(include_str!(concat!(env!("OUT_DIR"), "/k8s-schemas.json"))).expect("build.rs writes valid JSON");
+        let kinds = doc.kinds.into_iter().map(|[g, v, k, name]| ((g, v, k), name)).collect();
+        Builtin { definitions: doc.definitions, kinds }
+    });
+    &BUILTIN
+}
+
 /// Builds the catalog for the served resources (and their subresources' kinds) and the CRD
 /// schemas in `custom`.
 pub(super) fn build(defs: &[Arc<ResourceDef>], custom: &[(Gvk, Value)]) -> Catalog {
@@ -110,22 +135,20 @@ pub(super) fn build(defs: &[Arc<ResourceDef>], custom: &[(Gvk, Value)]) -> Catal
             wanted.push((s.group.clone(), s.version.clone(), s.kind.clone()));
         }
     }
-    let mut gen = SchemaSettings::openapi3().into_generator();
-    let _ = gen.subschema_for::<meta::ObjectMeta>();
-    let _ = gen.subschema_for::<meta::ListMeta>();
-    let _ = gen.subschema_for::<meta::DeleteOptions>();
-    let _ = gen.subschema_for::<meta::Status>();
-    let _ = gen.subschema_for::<meta::Patch>();
+    let builtin = builtin();
     let mut by_gvk = HashMap::new();
     for gvk in &wanted {
         if by_gvk.contains_key(gvk) || custom_gvks.contains(gvk) {
             continue;
         }
-        if let Some(name) = kinds::register(&gvk.0, &gvk.1, &gvk.2, &mut gen) {
-            by_gvk.insert(gvk.clone(), name);
+        if let Some(name) = builtin.kinds.get(gvk) {
+            by_gvk.insert(gvk.clone(), name.clone());
         }
     }
-    let mut all: BTreeMap<String, Value> = gen.take_definitions(true).into_iter().collect();
+    // The served kinds' schemas and all they reference, as a schema generator registering
+    // just these kinds would have made them.
+    let roots = [OBJECT_META, LIST_META, DELETE_OPTIONS, STATUS, PATCH].into_iter().chain(by_gvk.values().map(String::as_str));
+    let mut all = closure(&builtin.definitions, roots);
     apply_field_extensions(&mut all);
     for name in by_gvk.values() {
         unrequire_metadata(&mut all, name);

@@ -24,13 +24,16 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest discovery document read from an extension server.
 const MAX_DISCOVERY: usize = 4 * 1024 * 1024;
 
-/// Runs the CRD registration whenever the cache moves, and the availability checks then and
-/// every `REMOTE_PERIOD`.
+/// What the registration and availability passes read.
+const WATCHED: &[crate::bootstrap::Watched] = &[("apiextensions.k8s.io", "v1", "customresourcedefinitions"), ("apiregistration.k8s.io", "v1", "apiservices")];
+
+/// Runs the CRD registration whenever CRDs or APIServices change, and the availability checks
+/// then and every `REMOTE_PERIOD` (extension servers come and go without a write).
 pub async fn controller(state: Arc<ApiState>) {
     let mut last_rev = -1;
     let mut last_remote = Instant::now() - REMOTE_PERIOD;
     loop {
-        let rev = state.cache.revision();
+        let rev = crate::bootstrap::last_change_of(&state, WATCHED);
         let changed = rev != last_rev;
         if changed {
             last_rev = rev;

@@ -20,7 +20,7 @@ use crate::rest::{meta_str, Mode, WriteOptions};
 use crate::state::ApiState;
 
 pub async fn controller(state: Arc<ApiState>) {
-    crate::bootstrap::on_change(state, Duration::from_millis(200), "csrapproving", |state| async move { pass(&state).await }).await
+    crate::bootstrap::on_change_of(state, Duration::from_millis(200), "csrapproving", &[super::CSRS], |state| async move { pass(&state).await }).await
 }
 
 async fn pass(state: &Arc<ApiState>) -> ApiResult<()> {

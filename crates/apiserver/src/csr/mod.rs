@@ -15,6 +15,9 @@ use std::net::IpAddr;
 use base64::Engine;
 use serde_json::Value;
 
+/// What the CSR controllers read.
+pub(crate) const CSRS: crate::bootstrap::Watched = ("certificates.k8s.io", "v1", "certificatesigningrequests");
+
 pub use admission::admit;
 
 pub const KUBE_APISERVER_CLIENT: &str = "kubernetes.io/kube-apiserver-client";

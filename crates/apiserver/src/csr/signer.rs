@@ -29,7 +29,7 @@ const BACKDATE: Duration = Duration::from_secs(300);
 
 pub async fn controller(state: Arc<ApiState>, ca: CertPair) {
     let ca = Arc::new(ca);
-    crate::bootstrap::on_change(state, Duration::from_millis(200), "csrsigning", move |state| {
+    crate::bootstrap::on_change_of(state, Duration::from_millis(200), "csrsigning", &[super::CSRS], move |state| {
         let ca = ca.clone();
         async move { pass(&state, &ca).await }
     })

@@ -111,6 +111,23 @@ struct Worker {
 /// rewritten from their sources.
 const VOLUME_REFRESH: Duration = Duration::from_secs(10);
 
+/// A container running in a pod of this node, from the pod's record.
+pub struct RunningContainer {
+    pub name: String,
+    pub id: String,
+    pub image: String,
+}
+
+/// The containers of the pod in `dir` that run now (started, no exit seen).
+pub fn running_containers(dir: &Path) -> Vec<RunningContainer> {
+    let record: PodRecord = std::fs::read(dir.join("pod.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    record
+        .containers
+        .into_iter()
+        .filter_map(|(name, c)| c.current.filter(|i| i.exit.is_none() && i.start_error.is_none()).map(|i| RunningContainer { name, id: i.id, image: i.image }))
+        .collect()
+}
+
 /// Runs the worker of pod `uid` until the pod is gone and cleaned up.
 pub async fn run_worker(node: Arc<NodeRuntime>, uid: String, mut rx: watch::Receiver<Option<Arc<Pod>>>) {
     let Some(pod) = rx.borrow_and_update().clone() else { return };

@@ -17,6 +17,7 @@ mod container;
 mod logs;
 pub mod protocol;
 mod server;
+pub mod usage;
 mod util;
 
 use std::io::{Read, Write};

@@ -1,34 +1,26 @@
 //! Which Rust type of k8s-openapi (feature `v1_33`) describes each built-in kind: the schemas
-//! come from their `schemars::JsonSchema` implementations. The list is every type of k8s-openapi
-//! 0.29 implementing `k8s_openapi::Resource`, so a kind added to the registry later already has
-//! its schema.
+//! come from their `schemars::JsonSchema` implementations, run by the crate's build script
+//! (`build.rs` includes this file), so that the binary carries the resulting JSON rather than
+//! the code that builds it. The list is every type of k8s-openapi 0.29 implementing
+//! `k8s_openapi::Resource`, so a kind added to the registry later already has its schema.
 
 use k8s_openapi::Resource;
 use schemars::{JsonSchema, SchemaGenerator};
 
-/// Registers the schema of `T` (and everything it references) in `gen` if `T` is the kind
-/// asked for; returns its definition name.
-fn try_kind<T: Resource + JsonSchema>(group: &str, version: &str, kind: &str, gen: &mut SchemaGenerator) -> Option<String> {
-    if T::GROUP == group && T::VERSION == version && T::KIND == kind {
-        let _ = gen.subschema_for::<T>();
-        Some(T::schema_name().into_owned())
-    } else {
-        None
-    }
+/// Registers the schema of `T` (and everything it references) in `gen`; returns the kind and
+/// its definition name.
+fn kind<T: Resource + JsonSchema>(gen: &mut SchemaGenerator) -> [String; 4] {
+    let _ = gen.subschema_for::<T>();
+    [T::GROUP.into(), T::VERSION.into(), T::KIND.into(), T::schema_name().into_owned()]
 }
 
 macro_rules! kinds {
     ($($t:ty),* $(,)?) => {
-        /// Registers the schema of the k8s-openapi type of this kind in `gen` and returns its
-        /// definition name (`io.k8s.api.apps.v1.Deployment`), or None for kinds k8s-openapi
-        /// does not describe.
-        pub(crate) fn register(group: &str, version: &str, kind: &str, gen: &mut SchemaGenerator) -> Option<String> {
-            $(
-                if let Some(name) = try_kind::<$t>(group, version, kind, gen) {
-                    return Some(name);
-                }
-            )*
-            None
+        /// Registers the schema of every kind k8s-openapi describes in `gen`; returns each
+        /// kind (group, version, kind) with its definition name
+        /// (`io.k8s.api.apps.v1.Deployment`).
+        pub fn register_all(gen: &mut SchemaGenerator) -> Vec<[String; 4]> {
+            vec![$(kind::<$t>(gen)),*]
         }
     };
 }
