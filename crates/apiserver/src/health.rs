@@ -3,8 +3,6 @@
 //! lists them (the reason withheld, as upstream: it is logged); `?exclude=<name>` leaves a
 //! check out. Load balancers and `kubectl get --raw '/readyz?verbose'` read these.
 
-use std::time::Duration;
-
 use crate::state::ApiState;
 
 /// Which endpoints run a check: every one, or `/readyz` alone (upstream's readiness-only
@@ -36,10 +34,6 @@ const CHECKS: &[(&str, Scope)] = &[
     ("shutdown", Scope::ReadyOnly),
 ];
 
-/// How long the datastore may take to answer the `etcd` checks (upstream's default
-/// `--etcd-healthcheck-timeout` is 2 s).
-const STORE_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// An answer: the status code and the text body.
 pub struct Answer {
     pub code: u16,
@@ -52,15 +46,7 @@ pub async fn answer(state: &ApiState, endpoint: &str, check: &str, query: Option
     let ready = endpoint == "readyz";
     let checks: Vec<&str> = CHECKS.iter().filter(|(_, s)| ready || *s == Scope::All).map(|(n, _)| *n).collect();
     // The datastore is probed once however many checks read it, and only when one does.
-    let store = if check.is_empty() || check.starts_with("etcd") {
-        match tokio::time::timeout(STORE_TIMEOUT, state.store.current_revision()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("the datastore did not answer within {}s", STORE_TIMEOUT.as_secs())),
-        }
-    } else {
-        Ok(())
-    };
+    let store = if check.is_empty() || check.starts_with("etcd") { state.probe_store().await } else { Ok(()) };
     let result = |name: &str| -> Result<(), String> {
         match name {
             "etcd" | "etcd-readiness" => store.clone(),

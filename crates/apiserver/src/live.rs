@@ -36,12 +36,17 @@ impl ApiState {
     /// The components upstream reports: the scheduler and controller manager (in this process,
     /// so healthy while it serves) and the datastore as `etcd-0`, probed now.
     pub async fn component_statuses(&self) -> Vec<Value> {
-        let store = match tokio::time::timeout(PROBE_TIMEOUT, self.store.current_revision()).await {
+        let store = self.probe_store().await;
+        vec![component("controller-manager", Ok(())), component("scheduler", Ok(())), component("etcd-0", store)]
+    }
+
+    /// Whether the datastore answers now (`etcd-0`, and the `etcd` health checks).
+    pub async fn probe_store(&self) -> Result<(), String> {
+        match tokio::time::timeout(PROBE_TIMEOUT, self.store.current_revision()).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("the datastore did not answer within {}s", PROBE_TIMEOUT.as_secs())),
-        };
-        vec![component("controller-manager", Ok(())), component("scheduler", Ok(())), component("etcd-0", store)]
+        }
     }
 
     /// One component status by name, or the 404 upstream gives.

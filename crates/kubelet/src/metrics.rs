@@ -21,28 +21,36 @@ struct Sample {
     usage: Usage,
 }
 
-/// The pods running on this node (from their log directories, `<ns>_<pod>_<uid>`), each with
-/// its pod-level usage and its running containers.
-fn pods(node: &NodeRuntime) -> Vec<(String, String, String, Option<Usage>, Vec<Sample>)> {
+/// A pod running on this node, with its pod-level usage and its running containers.
+struct PodSample {
+    namespace: String,
+    pod: String,
+    cgroup: String,
+    usage: Usage,
+    containers: Vec<Sample>,
+}
+
+/// The pods running on this node, from their log directories (`<ns>_<pod>_<uid>`).
+fn pods(node: &NodeRuntime) -> Vec<PodSample> {
     let Ok(dirs) = std::fs::read_dir(node.logs_dir()) else { return vec![] };
     let mut out = Vec::new();
     for entry in dirs.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let mut parts = name.splitn(3, '_');
         let (Some(ns), Some(pod), Some(uid)) = (parts.next(), parts.next(), parts.next()) else { continue };
-        let pod_cgroup = format!("{}/pod{uid}", node.config.cgroup_root);
-        let Some(pod_usage) = cgroup_usage(&pod_cgroup) else { continue };
+        let cgroup = format!("{}/pod{uid}", node.config.cgroup_root);
+        let Some(usage) = cgroup_usage(&cgroup) else { continue };
         let containers = crate::pods::running_containers(&node.pods_dir().join(uid))
             .into_iter()
             .filter_map(|c| {
-                let cgroup = format!("{pod_cgroup}/{}", c.name);
+                let cgroup = format!("{cgroup}/{}", c.name);
                 let usage = cgroup_usage(&cgroup)?;
                 Some(Sample { namespace: ns.into(), pod: pod.into(), container: c.name, id: c.id, image: c.image, cgroup, usage })
             })
             .collect();
-        out.push((ns.to_string(), pod.to_string(), pod_cgroup, Some(pod_usage), containers));
+        out.push(PodSample { namespace: ns.to_string(), pod: pod.to_string(), cgroup, usage, containers });
     }
-    out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    out.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
     out
 }
 
@@ -66,7 +74,7 @@ pub fn resource(node: &NodeRuntime) -> String {
     let root = cgroup_usage("/");
     let ts = now_ms();
     let mut out = String::new();
-    let containers: Vec<&Sample> = pods.iter().flat_map(|p| p.4.iter()).collect();
+    let containers: Vec<&Sample> = pods.iter().flat_map(|p| p.containers.iter()).collect();
     let labels = |s: &Sample| format!("container=\"{}\",namespace=\"{}\",pod=\"{}\"", esc(&s.container), esc(&s.namespace), esc(&s.pod));
     family(&mut out, "container_cpu_usage_seconds_total", "counter", "[STABLE] Cumulative cpu time consumed by the container in core-seconds");
     for s in &containers {
@@ -96,15 +104,15 @@ pub fn resource(node: &NodeRuntime) -> String {
     }
     let pod_labels = |ns: &str, pod: &str| format!("namespace=\"{}\",pod=\"{}\"", esc(ns), esc(pod));
     family(&mut out, "pod_cpu_usage_seconds_total", "counter", "[STABLE] Cumulative cpu time consumed by the pod in core-seconds");
-    for (ns, pod, _, usage, _) in &pods {
-        if let Some(cpu) = usage.and_then(|u| u.cpu_seconds) {
-            let _ = writeln!(out, "pod_cpu_usage_seconds_total{{{}}} {cpu} {ts}", pod_labels(ns, pod));
+    for p in &pods {
+        if let Some(cpu) = p.usage.cpu_seconds {
+            let _ = writeln!(out, "pod_cpu_usage_seconds_total{{{}}} {cpu} {ts}", pod_labels(&p.namespace, &p.pod));
         }
     }
     family(&mut out, "pod_memory_working_set_bytes", "gauge", "[STABLE] Current working set of the pod in bytes");
-    for (ns, pod, _, usage, _) in &pods {
-        if let Some(ws) = usage.and_then(|u| u.working_set_bytes) {
-            let _ = writeln!(out, "pod_memory_working_set_bytes{{{}}} {ws} {ts}", pod_labels(ns, pod));
+    for p in &pods {
+        if let Some(ws) = p.usage.working_set_bytes {
+            let _ = writeln!(out, "pod_memory_working_set_bytes{{{}}} {ws} {ts}", pod_labels(&p.namespace, &p.pod));
         }
     }
     family(&mut out, "resource_scrape_error", "gauge", "[STABLE] 1 if there was an error while getting container metrics, 0 otherwise");
@@ -119,11 +127,9 @@ pub fn cadvisor(node: &NodeRuntime) -> String {
     let pods = pods(node);
     let ts = now_ms();
     let mut rows: Vec<(String, Usage)> = Vec::new();
-    for (ns, pod, cgroup, usage, containers) in &pods {
-        if let Some(u) = usage {
-            rows.push((format!("container=\"\",id=\"{}\",image=\"\",name=\"\",namespace=\"{}\",pod=\"{}\"", esc(cgroup), esc(ns), esc(pod)), *u));
-        }
-        for s in containers {
+    for p in &pods {
+        rows.push((format!("container=\"\",id=\"{}\",image=\"\",name=\"\",namespace=\"{}\",pod=\"{}\"", esc(&p.cgroup), esc(&p.namespace), esc(&p.pod)), p.usage));
+        for s in &p.containers {
             let labels = format!(
                 "container=\"{}\",id=\"{}\",image=\"{}\",name=\"{}\",namespace=\"{}\",pod=\"{}\"",
                 esc(&s.container),
